@@ -1,0 +1,106 @@
+"""`rasterize_gaussians`: the one entry point that validates inputs and runs the four stages on a backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional
+
+import torch
+
+from .backends import get_backend, resolve_backend
+from .constants import EPS_2D, MAX_SH_DEGREE
+
+
+@dataclass
+class RasterizeOutput:
+    colors: torch.Tensor  # (H, W, C), background included
+    alphas: torch.Tensor  # (H, W, 1)
+    depths: torch.Tensor  # (H, W, 1) expected camera-axis z (0 where nothing was hit)
+    meta: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _check(name: str, tensor: torch.Tensor, shape: tuple) -> None:
+    if not torch.is_tensor(tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    if tensor.dim() != len(shape) or any(s is not None and s != t for s, t in zip(shape, tensor.shape)):
+        expected = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} must have shape {expected}, got {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor.detach()).all():
+        raise ValueError(f"{name} contains NaN or Inf")
+
+
+def rasterize_gaussians(
+    means: torch.Tensor,
+    quats: Optional[torch.Tensor],
+    scales: Optional[torch.Tensor],
+    opacities: torch.Tensor,
+    colors: torch.Tensor,
+    viewmat: torch.Tensor,
+    K: torch.Tensor,
+    width: int,
+    height: int,
+    *,
+    sh_degree: Optional[int] = None,
+    background: Optional[torch.Tensor] = None,
+    covars: Optional[torch.Tensor] = None,
+    near: float = 0.01,
+    far: float = 1e10,
+    eps2d: float = EPS_2D,
+    antialiased: bool = False,
+    backend: str = "auto",
+) -> RasterizeOutput:
+    """Render 3D Gaussians to an image.
+
+    means (N, 3); quats (N, 4) wxyz and scales (N, 3) positive, or covars (N, 3, 3); opacities (N,) in [0, 1];
+    colors (N, C) or, with `sh_degree`, SH coefficients (N, K, C); viewmat (4, 4) OpenCV world-to-camera;
+    K (3, 3) pixels. meta['means2d'] keeps its gradient (call retain_grad()) as the densification signal.
+    """
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    _check("means", means, (None, 3))
+    n = means.shape[0]
+    if covars is None:
+        if quats is None or scales is None:
+            raise ValueError("pass either quats and scales, or covars")
+        _check("quats", quats, (n, 4))
+        _check("scales", scales, (n, 3))
+    else:
+        _check("covars", covars, (n, 3, 3))
+    _check("opacities", opacities, (n,))
+    if sh_degree is None:
+        _check("colors", colors, (n, None))
+    else:
+        if not 0 <= sh_degree <= MAX_SH_DEGREE:
+            raise ValueError(f"sh_degree must be in 0..{MAX_SH_DEGREE}, got {sh_degree}")
+        _check("colors (SH coefficients)", colors, (n, None, None))
+        if colors.shape[1] < (sh_degree + 1) ** 2:
+            raise ValueError(f"sh_degree {sh_degree} needs {(sh_degree + 1) ** 2} SH coefficients, got {colors.shape[1]}")
+    _check("viewmat", viewmat, (4, 4))
+    _check("K", K, (3, 3))
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        raise ValueError(f"K must have positive focal lengths, got fx={float(K[0, 0])}, fy={float(K[1, 1])}")
+
+    impl = get_backend(resolve_backend(backend, means.device))
+    dtype = means.dtype
+    viewmat = viewmat.to(dtype=dtype, device=means.device)
+    K = K.to(dtype=dtype, device=means.device)
+    if covars is None:
+        covars = impl.quat_scale_to_covar(quats, scales)
+    proj = impl.project(means, covars, opacities, viewmat, K, width, height, near, far, eps2d, antialiased)
+
+    if sh_degree is not None:
+        cam_center = -viewmat[:3, :3].T @ viewmat[:3, 3]
+        colors = torch.clamp_min(impl.eval_sh(sh_degree, colors, means.detach() - cam_center) + 0.5, 0.0)
+    channels = colors.shape[-1]
+    if background is not None:
+        background = torch.as_tensor(background, dtype=dtype, device=means.device).reshape(-1)
+        if background.numel() != channels:
+            raise ValueError(f"background must have {channels} channels, got {background.numel()}")
+    comp = impl.rasterize_to_pixels(
+        proj.means2d, proj.conics, colors, proj.opacities, proj.depths, proj.radii, width, height, background
+    )
+    expected_depth = torch.where(
+        comp.alphas > 0, comp.depths / comp.alphas.clamp(min=1e-10), torch.zeros_like(comp.depths)
+    )
+    meta = {"means2d": proj.means2d, "radii": proj.radii, "depths": proj.depths, "accumulated_depth": comp.depths}
+    return RasterizeOutput(comp.colors, comp.alphas, expected_depth, meta)

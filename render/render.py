@@ -1,0 +1,48 @@
+"""`render(scene, camera)`: turn a scene and a camera into RGB, alpha and depth through the rasterizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Union
+
+import torch
+
+from cuda_rasterizer import rasterize_gaussians
+
+from .camera import Camera
+
+
+@dataclass
+class RenderOutput:
+    rgb: torch.Tensor  # (H, W, 3), background composited
+    alpha: torch.Tensor  # (H, W, 1)
+    depth: torch.Tensor  # (H, W, 1) expected camera-axis z in scene units, 0 where empty
+    meta: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def render(
+    scene,
+    camera: Camera,
+    background: Optional[Union[Sequence[float], torch.Tensor]] = None,
+    backend: str = "auto",
+    sh_degree: Optional[int] = None,
+) -> RenderOutput:
+    """Render `scene` (anything with `rasterizer_inputs(camera, sh_degree)`) from `camera`.
+
+    background: RGB in [0, 1] (default black). backend: auto | cuda | cpu | reference.
+    """
+    inputs = scene.rasterizer_inputs(camera, sh_degree=sh_degree)
+    means = inputs["means"]
+    bg = torch.zeros(3) if background is None else torch.as_tensor(background, dtype=torch.float32)
+    out = rasterize_gaussians(
+        viewmat=camera.world_to_camera.to(means.device),
+        K=camera.K.to(means.device),
+        width=camera.width,
+        height=camera.height,
+        near=camera.near,
+        far=camera.far,
+        background=bg.to(means.device),
+        backend=backend,
+        **inputs,
+    )
+    return RenderOutput(out.colors, out.alphas, out.depths, out.meta)

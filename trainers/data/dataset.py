@@ -1,0 +1,54 @@
+"""The dataset interface every reader returns: posed views split into train and test, plus optional seed points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from render import Camera
+
+
+@dataclass
+class View:
+    """One posed image. `image` is (H, W, 3) float32 in [0, 1], already composited on the dataset background."""
+
+    camera: Camera
+    image: torch.Tensor
+    name: str
+    mask: Optional[torch.Tensor] = None  # (H, W, 1) bool, True where the pixel counts in the loss
+
+    def __post_init__(self) -> None:
+        h, w = self.camera.height, self.camera.width
+        if tuple(self.image.shape) != (h, w, 3):
+            raise ValueError(f"view {self.name!r}: image shape {tuple(self.image.shape)} != camera size ({h}, {w}, 3)")
+
+
+@dataclass
+class SceneData:
+    """What a reader yields: explicit train/test views, seed points (world units) and the background colour."""
+
+    train_views: List[View]
+    test_views: List[View]
+    source: Path
+    points: Optional[np.ndarray] = None  # (M, 3)
+    point_colors: Optional[np.ndarray] = None  # (M, 3) in [0, 1]
+    background: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    notes: List[str] = field(default_factory=list)  # human-readable facts (split sizes, scaling) for the log
+
+    def __post_init__(self) -> None:
+        if not self.train_views:
+            raise ValueError(f"{self.source}: dataset has no training views")
+
+    def camera_centers(self) -> np.ndarray:
+        return np.stack([v.camera.center.numpy() for v in self.train_views])
+
+    @property
+    def scene_scale(self) -> float:
+        """gsplat's scene scale: 1.1 x the largest distance of a training camera from the cameras' mean."""
+        centers = self.camera_centers()
+        dist = np.linalg.norm(centers - centers.mean(axis=0), axis=1)
+        return float(max(dist.max(), 1e-6) * 1.1)
