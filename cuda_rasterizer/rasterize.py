@@ -23,7 +23,8 @@ def _check(name: str, tensor: torch.Tensor, shape: tuple) -> None:
     if not torch.is_tensor(tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.dim() != len(shape) or any(s is not None and s != t for s, t in zip(shape, tensor.shape)):
-        expected = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+        dims = ["N" if s is None else str(s) for s in shape]
+        expected = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
         raise ValueError(f"{name} must have shape {expected}, got {tuple(tensor.shape)}")
     if not torch.isfinite(tensor.detach()).all():
         raise ValueError(f"{name} contains NaN or Inf")

@@ -55,7 +55,7 @@ def read_gaussian_ply(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], 
     if not path.is_file():
         raise FileNotFoundError(f"Gaussian PLY not found: {path}")
     try:
-        ply = PlyData.read(str(path))
+        ply = PlyData.read(str(path), mmap=False)  # never keep the file mapped: it may be overwritten
     except Exception as exc:  # plyfile raises several types for malformed headers and bodies
         raise ValueError(f"{path}: not a readable PLY file ({exc})") from exc
     if "vertex" not in [el.name for el in ply.elements]:
