@@ -1,0 +1,80 @@
+"""sf-view: open a splatforge scene (.ply or .pt checkpoint) in the browser viewer."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Tuple
+
+import tyro
+
+
+@dataclass
+class ViewConfig:
+    """Serve a scene to the browser. Open the printed URL; Ctrl-C stops."""
+
+    scene: Path
+    """Scene file: 3DGS .ply or a splatforge .pt checkpoint."""
+    host: str = "127.0.0.1"
+    """Address to bind (use 0.0.0.0 to serve other machines)."""
+    port: int = 8080
+    """Port to bind; 0 picks a free one (the real port is printed)."""
+    background: Tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Initial background colour, RGB in [0, 1]."""
+    max_resolution: int = 1024
+    """Initial cap on the longer side of full-resolution frames, in pixels."""
+    backend: Literal["auto", "cuda", "cpu", "reference"] = "auto"
+    """Rasterizer backend."""
+
+
+def main(config: ViewConfig) -> int:
+    """Load the scene, serve it until Ctrl-C; returns the exit code."""
+    from scenes import load_scene
+
+    if not config.scene.exists():
+        print(f"sf-view: error: scene file not found: {config.scene}", file=sys.stderr)
+        return 2
+    if not all(0.0 <= c <= 1.0 for c in config.background):
+        print(f"sf-view: error: background must be RGB in [0, 1], got {config.background}", file=sys.stderr)
+        return 2
+    if config.max_resolution < 16:
+        print(f"sf-view: error: max_resolution must be at least 16, got {config.max_resolution}", file=sys.stderr)
+        return 2
+    try:
+        scene = load_scene(config.scene)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"sf-view: error: cannot load scene: {exc}", file=sys.stderr)
+        return 2
+    print(f"loaded {config.scene} ({len(scene):,} Gaussians)", flush=True)
+
+    from viewer import ViewerServer
+
+    try:
+        server = ViewerServer(
+            scene,
+            host=config.host,
+            port=config.port,
+            background=config.background,
+            max_resolution=config.max_resolution,
+            backend=config.backend,
+        )
+    except OSError as exc:
+        print(f"sf-view: error: cannot start the server on {config.host}:{config.port}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopping viewer", flush=True)
+    finally:
+        server.stop()
+    return 0
+
+
+def entrypoint() -> None:
+    sys.exit(main(tyro.cli(ViewConfig)))
+
+
+if __name__ == "__main__":
+    entrypoint()
