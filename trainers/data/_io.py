@@ -1,0 +1,175 @@
+"""Small, strict helpers shared by the dataset readers: every error names the file and the field at fault."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import cv2
+import imageio.v3 as iio
+import numpy as np
+
+
+def read_json(path: Path) -> Dict[str, Any]:
+    """Read a JSON object; missing file or malformed JSON -> error naming the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: file not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: top level must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def require(mapping: Dict[str, Any], key: str, where: str) -> Any:
+    """mapping[key], or a KeyError-like ValueError naming `where` (file + context) and the key."""
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise ValueError(f"{where}: missing required field '{key}'")
+    return mapping[key]
+
+
+def as_float(value: Any, where: str, field: str, positive: bool = False) -> float:
+    """A finite float (optionally > 0) or an error naming the field."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: field '{field}' must be a number, got {value!r}") from None
+    if not math.isfinite(out):
+        raise ValueError(f"{where}: field '{field}' is not finite ({out})")
+    if positive and out <= 0:
+        raise ValueError(f"{where}: field '{field}' must be positive, got {out}")
+    return out
+
+
+def as_matrix(value: Any, where: str, field: str, shapes: Sequence[Tuple[int, int]] = ((4, 4), (3, 4))) -> np.ndarray:
+    """A finite float64 matrix of one of `shapes`, promoted to 4x4 when it is 3x4."""
+    try:
+        mat = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: field '{field}' is not a numeric matrix") from None
+    if mat.shape not in tuple(tuple(s) for s in shapes):
+        raise ValueError(f"{where}: field '{field}' has shape {mat.shape}, expected one of {list(shapes)}")
+    if not np.isfinite(mat).all():
+        raise ValueError(f"{where}: field '{field}' contains NaN or Inf")
+    if mat.shape == (3, 4):
+        mat = np.vstack([mat, [0.0, 0.0, 0.0, 1.0]])
+    return mat
+
+
+def resolve_file(base: Path, rel: Any, where: str, field: str, suffixes: Sequence[str] = ()) -> Path:
+    """`base / rel`, trying extra suffixes when the bare path does not exist; error names the field if missing."""
+    if not isinstance(rel, str) or not rel:
+        raise ValueError(f"{where}: field '{field}' must be a non-empty string, got {rel!r}")
+    path = base / rel
+    if path.is_file():
+        return path
+    for suffix in suffixes:
+        candidate = path.with_name(path.name + suffix)
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{where}: field '{field}' points to {path}, which does not exist")
+
+
+def load_image(path: Path, where: str, field: str) -> np.ndarray:
+    """Image as float32 (H, W, C) in [0, 1], C in {1, 3, 4}; unreadable files -> error naming the field."""
+    try:
+        img = iio.imread(path)
+    except Exception as exc:  # imageio raises many types for corrupt files
+        raise ValueError(f"{where}: field '{field}': cannot read image {path} ({exc})") from None
+    img = np.asarray(img)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3 or img.shape[2] not in (1, 2, 3, 4):
+        raise ValueError(f"{where}: field '{field}': image {path} has unsupported shape {img.shape}")
+    if img.shape[2] == 2:  # grey + alpha
+        img = np.concatenate([np.repeat(img[..., :1], 3, axis=2), img[..., 1:]], axis=2)
+    if img.dtype == np.uint8:
+        out = img.astype(np.float32) / 255.0
+    elif img.dtype == np.uint16:
+        out = img.astype(np.float32) / 65535.0
+    elif np.issubdtype(img.dtype, np.floating):
+        out = img.astype(np.float32)
+    else:
+        raise ValueError(f"{where}: field '{field}': image {path} has unsupported dtype {img.dtype}")
+    return out
+
+
+def to_rgb(img: np.ndarray, background: Tuple[float, float, float]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(H, W, C) -> (RGB composited on `background`, alpha (H, W, 1) or None)."""
+    if img.shape[2] == 1:
+        return np.repeat(img, 3, axis=2), None
+    if img.shape[2] == 3:
+        return img, None
+    rgb, alpha = img[..., :3], img[..., 3:4]
+    bg = np.asarray(background, dtype=np.float32).reshape(1, 1, 3)
+    return rgb * alpha + bg * (1.0 - alpha), alpha
+
+
+def check_size(img: np.ndarray, width: int, height: int, where: str, path: Path) -> None:
+    """Raise if the loaded image is not width x height."""
+    h, w = img.shape[:2]
+    if (w, h) != (int(width), int(height)):
+        raise ValueError(f"{where}: image {path} is {w}x{h} but the fields 'w'/'h' say {int(width)}x{int(height)}")
+
+
+def downscaled_size(width: int, height: int, factor: int) -> Tuple[int, int]:
+    """Image size after an integer downscale (floor, at least 1 pixel)."""
+    return max(1, width // factor), max(1, height // factor)
+
+
+def resize(img: np.ndarray, size: Tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """cv2 resize to (width, height): INTER_AREA for images, nearest for masks; keeps a trailing channel axis."""
+    if (img.shape[1], img.shape[0]) == tuple(size):
+        return img
+    out = cv2.resize(img, size, interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
+    return out[..., None] if out.ndim == 2 else out
+
+
+def check_downscale(downscale: Any) -> int:
+    """Validate an integer downscale factor >= 1."""
+    if isinstance(downscale, bool) or int(downscale) != downscale or int(downscale) < 1:
+        raise ValueError(f"downscale must be an integer >= 1, got {downscale!r}")
+    return int(downscale)
+
+
+def read_ply_points(path: Path, where: str, field: str) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(M, 3) float64 positions and optional (M, 3) colours in [0, 1] from a PLY vertex element."""
+    from plyfile import PlyData
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{where}: field '{field}' points to {path}, which does not exist")
+    try:
+        ply = PlyData.read(str(path))
+        vertex = ply["vertex"]
+    except Exception as exc:
+        raise ValueError(f"{where}: field '{field}': cannot read PLY {path} ({exc})") from None
+    names = vertex.data.dtype.names or ()
+    for key in ("x", "y", "z"):
+        if key not in names:
+            raise ValueError(f"{path}: PLY vertex element lacks property '{key}'")
+    pts = np.stack([np.asarray(vertex[k], dtype=np.float64) for k in ("x", "y", "z")], axis=1)
+    if not np.isfinite(pts).all():
+        raise ValueError(f"{path}: PLY vertex positions contain NaN or Inf")
+    colors = None
+    if all(k in names for k in ("red", "green", "blue")):
+        raw = np.stack([np.asarray(vertex[k]) for k in ("red", "green", "blue")], axis=1)
+        scale = 255.0 if np.issubdtype(raw.dtype, np.integer) else 1.0
+        colors = np.clip(raw.astype(np.float64) / scale, 0.0, 1.0)
+    return pts, colors
+
+
+def parse_background(background: Optional[Sequence[float]], default: Tuple[float, float, float]) -> Tuple[float, float, float]:
+    """Validate an RGB background in [0, 1] (None -> default)."""
+    if background is None:
+        return default
+    bg = tuple(float(c) for c in background)
+    if len(bg) != 3 or not all(0.0 <= c <= 1.0 for c in bg):
+        raise ValueError(f"background must be three values in [0, 1], got {background!r}")
+    return bg  # type: ignore[return-value]

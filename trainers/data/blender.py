@@ -1,0 +1,104 @@
+"""Reader for Blender / NeRF-synthetic and D-NeRF folders (`transforms_{train,val,test}.json`).
+
+- `camera_angle_x` gives f = 0.5 W / tan(angle / 2) with W the width of the image actually loaded (copies of the
+  dataset are often downsampled while the JSON is the original); fx = fy, principal point at the image centre.
+- `file_path` may lack the `.png` suffix and may start with './'.
+- RGBA is composited on white by default. D-NeRF's per-frame `time` is kept on `Camera.time`.
+- Split: train = transforms_train, test = transforms_test (val is not used). No seed points unless a
+  `points3d.ply` lies beside the JSON files.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from render import Camera
+from render.conventions import opengl_c2w_to_opencv_w2c
+
+from ._io import (
+    as_float,
+    as_matrix,
+    check_downscale,
+    downscaled_size,
+    load_image,
+    parse_background,
+    read_json,
+    read_ply_points,
+    require,
+    resize,
+    resolve_file,
+    to_rgb,
+)
+from .dataset import SceneData, View
+
+SPLIT_FILES = {"train": "transforms_train.json", "val": "transforms_val.json", "test": "transforms_test.json"}
+POINTS_FILES = ("points3d.ply", "points3D.ply")
+
+
+def _load_frame(
+    folder: Path, json_path: Path, angle_x: float, frame: Any, index: int, bg: Tuple[float, float, float], downscale: int
+) -> View:
+    where = f"{json_path}: frames[{index}]"
+    if not isinstance(frame, dict):
+        raise ValueError(f"{where}: must be a JSON object")
+    file_path = require(frame, "file_path", where)
+    image_path = resolve_file(folder, file_path, where, "file_path", suffixes=(".png",))
+    where = f"{json_path}: frames[{index}] ({file_path})"
+    c2w = as_matrix(require(frame, "transform_matrix", where), where, "transform_matrix")
+    time = as_float(frame["time"], where, "time") if "time" in frame else None
+
+    img = load_image(image_path, where, "file_path")
+    rgb, _ = to_rgb(img, bg)
+    height, width = rgb.shape[:2]
+    focal = 0.5 * width / math.tan(0.5 * angle_x)
+    if downscale > 1:
+        new_w, new_h = downscaled_size(width, height, downscale)
+        rgb = resize(rgb, (new_w, new_h))
+        focal *= new_w / width
+        width, height = new_w, new_h
+    camera = Camera(
+        opengl_c2w_to_opencv_w2c(c2w), focal, focal, width / 2.0, height / 2.0, width, height, time=time
+    )
+    image = torch.from_numpy(np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), dtype=np.float32))
+    name = str(Path(image_path).relative_to(folder)).replace("\\", "/")
+    return View(camera=camera, image=image, name=name)
+
+
+def _load_split(folder: Path, split: str, bg: Tuple[float, float, float], downscale: int) -> List[View]:
+    json_path = folder / SPLIT_FILES[split]
+    meta: Dict[str, Any] = read_json(json_path)
+    angle_x = as_float(require(meta, "camera_angle_x", str(json_path)), str(json_path), "camera_angle_x", positive=True)
+    if not angle_x < math.pi:
+        raise ValueError(f"{json_path}: field 'camera_angle_x' must be below pi radians, got {angle_x}")
+    frames = require(meta, "frames", str(json_path))
+    if not isinstance(frames, list):
+        raise ValueError(f"{json_path}: field 'frames' must be a list")
+    return [_load_frame(folder, json_path, angle_x, f, i, bg, downscale) for i, f in enumerate(frames)]
+
+
+def load_blender(path: Path, downscale: int = 1, background: Optional[Sequence[float]] = None) -> SceneData:
+    """Read a Blender / D-NeRF folder into a SceneData (train = transforms_train, test = transforms_test)."""
+    downscale = check_downscale(downscale)
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: dataset folder not found")
+    bg = parse_background(background, (1.0, 1.0, 1.0))
+    train = _load_split(folder, "train", bg, downscale)
+    test = _load_split(folder, "test", bg, downscale) if (folder / SPLIT_FILES["test"]).exists() else []
+    notes = [f"blender dataset {folder}", f"split: {len(train)} train / {len(test)} test (transforms_test.json)"]
+    if any(v.camera.time is not None for v in train):
+        notes.append("D-NeRF: per-frame time kept on Camera.time")
+    if downscale > 1:
+        notes.append(f"images downscaled by {downscale} (INTER_AREA), focal scaled")
+    points = colors = None
+    for name in POINTS_FILES:
+        if (folder / name).is_file():
+            points, colors = read_ply_points(folder / name, str(folder), name)
+            notes.append(f"{len(points)} seed points from {name}")
+            break
+    return SceneData(train, test, folder, points=points, point_colors=colors, background=bg, notes=notes)
