@@ -1,0 +1,58 @@
+"""Training configuration (a dataclass that tyro turns into the sf-train CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Tuple
+
+
+@dataclass
+class LearningRates:
+    """Adam learning rates per parameter group (3DGS / gsplat defaults)."""
+
+    means: float = 1.6e-4  # multiplied by the scene scale, decays to `means_final_ratio` of itself
+    means_final_ratio: float = 0.01
+    log_scales: float = 5e-3
+    quats: float = 1e-3
+    opacity_logits: float = 5e-2
+    sh_dc: float = 2.5e-3
+    sh_rest: float = 2.5e-3 / 20
+
+
+@dataclass
+class TrainConfig:
+    """Train a Gaussian scene on a posed image dataset."""
+
+    data: Path = Path("outputs/demo_scene")
+    """Dataset folder (nerfstudio transforms.json or Blender transforms_*.json)."""
+    output_dir: Path = Path("outputs/runs")
+    """Each run writes into output_dir/<run_name>."""
+    run_name: Optional[str] = None
+    """Folder name of this run (default: a timestamp)."""
+    max_steps: int = 3000
+    downscale: int = 1
+    """Load images downscaled by this integer factor."""
+    background: Optional[Tuple[float, float, float]] = None
+    """Render background; default: the dataset's (white for RGBA data)."""
+    sh_degree: int = 3
+    sh_degree_interval: int = 1000
+    """Raise the active SH degree by one every this many steps."""
+    ssim_weight: float = 0.2
+    init_opacity: float = 0.1
+    init_random_points: int = 20_000
+    """Used when the dataset has no seed points: random points in the cameras' bounding box."""
+    max_init_points: int = 100_000
+    """Subsample seed point clouds larger than this."""
+    lr: LearningRates = field(default_factory=LearningRates)
+    backend: str = "auto"
+    seed: int = 0
+    eval_every: int = 0
+    """Evaluate on the test views every this many steps (0: only at the end)."""
+    checkpoint_every: int = 0
+    """Write a checkpoint every this many steps (0: only at the end)."""
+    num_test_renders: int = 8
+    """How many test views to save as PNGs."""
+    video: bool = True
+    """Render an orbit MP4 of the result."""
+    progress: bool = True

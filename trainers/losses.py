@@ -1,0 +1,50 @@
+"""Photometric losses and image metrics (L1, SSIM, PSNR) on (H, W, C) images in [0, 1]."""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+
+@lru_cache(maxsize=8)
+def _gaussian_window(size: int, sigma: float, channels: int, dtype: torch.dtype) -> torch.Tensor:
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    window = (g[:, None] @ g[None, :]).to(dtype)
+    return window.expand(channels, 1, size, size).contiguous()
+
+
+def ssim(img: torch.Tensor, ref: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM with an 11x11 Gaussian window (sigma 1.5), zero-padded 'same' borders as 3DGS computes it."""
+    if img.shape != ref.shape:
+        raise ValueError(f"ssim: image shapes differ: {tuple(img.shape)} vs {tuple(ref.shape)}")
+    channels = img.shape[-1]
+    x = img.permute(2, 0, 1)[None]
+    y = ref.permute(2, 0, 1)[None]
+    window = _gaussian_window(window_size, sigma, channels, img.dtype).to(img.device)
+    pad = window_size // 2
+    mu_x = F.conv2d(x, window, padding=pad, groups=channels)
+    mu_y = F.conv2d(y, window, padding=pad, groups=channels)
+    sigma_x = F.conv2d(x * x, window, padding=pad, groups=channels) - mu_x**2
+    sigma_y = F.conv2d(y * y, window, padding=pad, groups=channels) - mu_y**2
+    sigma_xy = F.conv2d(x * y, window, padding=pad, groups=channels) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2))
+    return ssim_map.mean()
+
+
+def psnr(img: torch.Tensor, ref: torch.Tensor) -> float:
+    mse = F.mse_loss(img.detach().clamp(0, 1), ref.detach()).item()
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+
+
+def photometric_loss(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
+    """(1 - w) L1 + w (1 - SSIM), the 3DGS training loss."""
+    l1 = (img - ref).abs().mean()
+    if ssim_weight == 0:
+        return l1
+    return (1 - ssim_weight) * l1 + ssim_weight * (1 - ssim(img, ref))

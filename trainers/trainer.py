@@ -1,0 +1,144 @@
+"""The training loop: dataset -> Gaussian scene, with a fixed primitive count (densification plugs in later)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import torch
+
+from render import render
+from render.paths import orbit_cameras
+from render.writers import write_video
+from scenes import GaussianScene, save_checkpoint
+from scenes.atomic import atomic_path
+
+from .config import TrainConfig
+from .data.dataset import SceneData
+from .evaluation import evaluate
+from .initialise import initial_scene
+from .losses import photometric_loss, psnr
+from .optim import make_optimizers, means_lr_at
+
+StepCallback = Callable[["Trainer", int, Dict[str, float]], None]
+
+
+def write_json(path: Path, payload: object) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, default=str))
+
+
+class Trainer:
+    """Optimises a GaussianScene against a SceneData's training views."""
+
+    def __init__(self, config: TrainConfig, data: SceneData, scene: Optional[GaussianScene] = None):
+        self.config = config
+        self.data = data
+        torch.manual_seed(config.seed)
+        self.scene = scene or initial_scene(
+            data, config.sh_degree, config.init_opacity, config.init_random_points, config.max_init_points, config.seed
+        )
+        self.background = torch.tensor(config.background if config.background is not None else data.background, dtype=torch.float32)
+        self.scene_scale = data.scene_scale
+        self.optimizers = make_optimizers(self.scene, config.lr, self.scene_scale)
+        self.step = 0
+        self.history: List[Dict[str, float]] = []
+        self.callbacks: List[StepCallback] = []
+        self._rng = np.random.default_rng(config.seed)
+        run_name = config.run_name or datetime.now().strftime("%Y-%m-%d_%H%M%S")
+        self.run_dir = Path(config.output_dir) / run_name
+
+    def train_step(self) -> Dict[str, float]:
+        """One optimisation step on a random training view."""
+        cfg = self.config
+        view = self.data.train_views[int(self._rng.integers(len(self.data.train_views)))]
+        self.scene.active_sh_degree = min(self.scene.sh_degree, self.step // max(cfg.sh_degree_interval, 1))
+        for group in self.optimizers["means"].param_groups:
+            group["lr"] = means_lr_at(self.step, cfg.max_steps, cfg.lr.means * self.scene_scale, cfg.lr.means_final_ratio)
+        out = render(self.scene, view.camera, background=self.background, backend=cfg.backend)
+        image, target = out.rgb, view.image
+        if view.mask is not None:
+            image = torch.where(view.mask, image, target)
+        loss = photometric_loss(image, target, cfg.ssim_weight)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {self.step} (view {view.name})")
+        loss.backward()
+        for opt in self.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        self.step += 1
+        return {"loss": loss.item(), "psnr": psnr(image, target)}
+
+    def train(self) -> Dict[str, object]:
+        """Run to `max_steps`, then evaluate and write the run folder. Returns the final metrics."""
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.run_dir / "config.json", dataclasses.asdict(cfg))
+        start = time.perf_counter()
+        bar = None
+        if cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        while self.step < cfg.max_steps:
+            stats = self.train_step()
+            stats.update(step=self.step, seconds=time.perf_counter() - start)
+            self.history.append(stats)
+            for callback in self.callbacks:
+                callback(self, self.step, stats)
+            if bar is not None:
+                recent = self.history[-20:]
+                bar.set_postfix(loss=f"{np.mean([h['loss'] for h in recent]):.4f}", psnr=f"{np.mean([h['psnr'] for h in recent]):.2f}", n=len(self.scene))
+                bar.update(1)
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint()
+            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.data.test_views:
+                metrics = evaluate(self.scene, self.data.test_views, self.background, cfg.backend)
+                self.history[-1]["test_psnr"] = metrics["psnr"]
+        if bar is not None:
+            bar.close()
+        train_seconds = time.perf_counter() - start
+        return self.finish(train_seconds)
+
+    def save_checkpoint(self) -> Path:
+        path = self.run_dir / "checkpoints" / f"step_{self.step:06d}.pt"
+        payload = {
+            "scene": self.scene.state(),
+            "step": self.step,
+            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+            "config": dataclasses.asdict(self.config),
+        }
+        save_checkpoint(path, payload)
+        save_checkpoint(self.run_dir / "checkpoints" / "latest.pt", payload)
+        return path
+
+    def finish(self, train_seconds: float) -> Dict[str, object]:
+        """Write checkpoint, PLY, test renders, orbit video and metrics.json."""
+        cfg = self.config
+        self.save_checkpoint()
+        self.scene.save_ply(self.run_dir / "scene.ply")
+        views = self.data.test_views or self.data.train_views
+        metrics = evaluate(self.scene, views, self.background, cfg.backend, self.run_dir / "renders", cfg.num_test_renders)
+        metrics.update(
+            split="test" if self.data.test_views else "train (no test views)",
+            steps=self.step,
+            train_seconds=train_seconds,
+            steps_per_second=self.step / max(train_seconds, 1e-9),
+            dataset=str(self.data.source),
+        )
+        write_json(self.run_dir / "metrics.json", metrics)
+        write_json(self.run_dir / "history.json", self.history)
+        if cfg.video:
+            with torch.no_grad():
+                frames = (
+                    render(self.scene, cam, background=self.background, backend=cfg.backend).rgb
+                    for cam in orbit_cameras(self.data.train_views and [v.camera for v in self.data.train_views], 60)
+                )
+                write_video(self.run_dir / "orbit.mp4", frames, fps=24)
+        return metrics
