@@ -45,7 +45,7 @@ class AdaptiveResolution:
         longest = max(full_width, full_height)
         min_scale = min(1.0, self.min_side / longest)
         if self._throughput is None:
-            return max(min_scale, min(1.0, 256 / longest))  # first frame: small and cheap until measured
+            return max(min_scale, min(1.0, 128 / longest))  # first frame: small and cheap until measured
         affordable = self._throughput * self.frame_budget_s
         scale = math.sqrt(max(affordable, 0.0) / full_pixels)
         return max(min_scale, min(1.0, scale))

@@ -60,7 +60,7 @@ class ViewerServer:
         self._warn_if_large(scene)
 
         self.viser = viser.ViserServer(host=host, port=port, label=label, verbose=False)
-        self.viser.gui.configure_theme(show_share_button=False, control_layout="collapsible")
+        self.viser.gui.configure_theme(show_share_button=False)
         self._frame_initial_camera(scene)
         self.viser.on_client_connect(self._on_connect)
         self.viser.on_client_disconnect(self._on_disconnect)
