@@ -26,6 +26,7 @@ from ._io import (
     check_downscale,
     downscaled_size,
     load_image,
+    parallel_map,
     parse_background,
     read_json,
     read_ply_points,
@@ -78,7 +79,7 @@ def _load_split(folder: Path, split: str, bg: Tuple[float, float, float], downsc
     frames = require(meta, "frames", str(json_path))
     if not isinstance(frames, list):
         raise ValueError(f"{json_path}: field 'frames' must be a list")
-    return [_load_frame(folder, json_path, angle_x, f, i, bg, downscale) for i, f in enumerate(frames)]
+    return parallel_map(lambda item: _load_frame(folder, json_path, angle_x, item[1], item[0], bg, downscale), list(enumerate(frames)))
 
 
 def load_blender(path: Path, downscale: int = 1, background: Optional[Sequence[float]] = None) -> SceneData:

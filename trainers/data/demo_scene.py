@@ -407,7 +407,7 @@ def _write_dataset(folder: Path, config: DemoSceneConfig) -> None:
         "frames": frames,
     }
     (folder / "transforms.json").write_text(json.dumps(meta, indent=2))
-    marker = {"config_hash": config.digest(), "config": {k: str(v) for k, v in asdict(config).items()},
+    marker = {"config_hash": config.digest(), "config": {k: v for k, v in asdict(config).items() if k != "output"},
               "images": "RGBA, straight alpha = ray-hit coverage; composite on the background you train with"}
     (folder / MARKER_FILE).write_text(json.dumps(marker, indent=2))
 

@@ -32,6 +32,7 @@ from ._io import (
     check_size,
     downscaled_size,
     load_image,
+    parallel_map,
     parse_background,
     read_json,
     read_ply_points,
@@ -225,8 +226,7 @@ def load_nerfstudio(
     bg = parse_background(background, (1.0, 1.0, 1.0))
     train_views, test_views, any_alpha = [], [], False
     for group, out in ((train, train_views), (test, test_views)):
-        for fr in group:
-            view, had_alpha = _load_view(fr, bg, downscale, undo @ fr.c2w_gl)
+        for view, had_alpha in parallel_map(lambda fr: _load_view(fr, bg, downscale, undo @ fr.c2w_gl), group):
             any_alpha |= had_alpha
             out.append(view)
     notes.append(f"split: {len(train_views)} train / {len(test_views)} test ({how})")
