@@ -1,0 +1,85 @@
+"""JIT builds of the native backends (torch.utils.cpp_extension + ninja) into a per-user cache directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import Dict, List, Optional
+
+_CSRC = Path(__file__).resolve().parent / "csrc"
+_LOCK = threading.Lock()
+_CACHE: Dict[str, ModuleType] = {}
+
+
+def cache_dir(name: str) -> Path:
+    """Build folder for extension `name`: $TORCH_EXTENSIONS_DIR/name, else ~/.cache/splatforge/torch_extensions/name."""
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "splatforge", "torch_extensions"
+    )
+    path = Path(root) / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _require_cxx() -> None:
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None and shutil.which("g++") is None:
+        raise RuntimeError(
+            "splatforge: no C++ compiler found (looked for $CXX / c++ / g++); install g++ (e.g. `apt-get install g++`) "
+            "or use backend='reference'"
+        )
+
+
+def _load(name: str, sources: List[Path], message: str, **kwargs) -> ModuleType:
+    from torch.utils import cpp_extension
+
+    with _LOCK:
+        if name in _CACHE:
+            return _CACHE[name]
+        _require_cxx()
+        build = cache_dir(name)
+        if not any(build.glob("*.so")):
+            print(message, file=sys.stderr, flush=True)
+        module = cpp_extension.load(
+            name=name, sources=[str(s) for s in sources], build_directory=str(build), verbose=False, **kwargs
+        )
+        _CACHE[name] = module
+        return module
+
+
+def build_cpu_extension() -> ModuleType:
+    """Compile (first use only, ~1 min) and import the OpenMP CPU rasterizer."""
+    cpu = _CSRC / "cpu"
+    return _load(
+        "splatforge_cpu_rasterizer",
+        [cpu / "bindings.cpp", cpu / "project.cpp", cpu / "raster.cpp"],
+        "splatforge: compiling the CPU rasterizer (first use, ~1 min)...",
+        extra_cflags=["-O3", "-fopenmp", "-march=native"],
+        extra_ldflags=["-fopenmp"],
+        extra_include_paths=[str(_CSRC)],
+    )
+
+
+def build_cuda_extension(arch_list: Optional[str] = None) -> ModuleType:
+    """Compile and import the CUDA rasterizer; works without a GPU (needs nvcc and CUDA_HOME).
+
+    `arch_list` sets TORCH_CUDA_ARCH_LIST (default: the environment's value, else "8.0").
+    """
+    os.environ.setdefault("CUDA_HOME", "/usr/local/cuda")
+    if arch_list is not None:
+        os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
+    else:
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0")
+    cu = _CSRC / "cuda"
+    return _load(
+        "splatforge_cuda_rasterizer",
+        [cu / "bindings.cpp", cu / "project.cu", cu / "raster.cu"],
+        "splatforge: compiling the CUDA rasterizer (first use, a few minutes)...",
+        extra_cflags=["-O3"],
+        extra_cuda_cflags=["-O3", "--use_fast_math", "-lineinfo"],
+        extra_include_paths=[str(_CSRC)],
+    )

@@ -1,0 +1,47 @@
+// Raw-pointer entry points of the CPU backend (explicitly instantiated for float and double); the torch bindings
+// in bindings.cpp call these. Keeping torch out of the kernel files keeps compiles short.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../sf_math.h"
+
+namespace sf_cpu {
+
+template <typename T> void covar_fwd(const T* quats, const T* scales, int64_t n, T* covars, int nthreads);
+template <typename T>
+void covar_bwd(const T* quats, const T* scales, const T* v_covars, int64_t n, T* v_quats, T* v_scales, int nthreads);
+
+template <typename T>
+void project_fwd(const sf::Camera& cam, const T* means, const T* covars, const T* opacities, int64_t n, T near, T far,
+                 T eps2d, bool antialiased, T* means2d, T* conics, T* depths, int32_t* radii, T* opac_out,
+                 int nthreads);
+template <typename T>
+void project_bwd(const sf::Camera& cam, const T* means, const T* covars, const T* opacities, const int32_t* radii,
+                 int64_t n, T eps2d, bool antialiased, const T* v_means2d, const T* v_conics, const T* v_depths,
+                 const T* v_opac_out, T* v_means, T* v_covars, T* v_opacities, int nthreads);
+
+template <typename T>
+void sh_fwd(int degree, const T* coeffs, int64_t n, int k, int channels, const T* dirs, T* out, int nthreads);
+template <typename T>
+void sh_bwd(int degree, const T* v_out, int64_t n, int k, int channels, const T* dirs, T* v_coeffs, int nthreads);
+
+// Rasterisation keeps its tile bins between forward and backward in an opaque handle.
+struct BinsHandle;
+void free_bins(BinsHandle* h);
+int64_t bins_intersections(const BinsHandle* h);
+
+template <typename T>
+BinsHandle* raster_fwd(const T* means2d, const T* conics, const T* colors, const T* opacities, const T* depths,
+                       const int32_t* radii, const T* background, int64_t n, int channels, int width, int height,
+                       int tile, int nthreads, T* out_colors, T* out_alphas, T* out_depths, T* out_trans,
+                       int32_t* out_last_id, int32_t* out_last_pos, int64_t* n_evals);
+template <typename T>
+void raster_bwd(const BinsHandle* bins, const T* means2d, const T* conics, const T* colors, const T* opacities,
+                const T* depths, const int32_t* radii, const T* background, int64_t n, int channels, int width,
+                int height, int tile, int nthreads, const T* trans, const int32_t* last_pos, const T* v_colors_px,
+                const T* v_alphas_px, const T* v_depths_px, T* v_means2d, T* v_conics, T* v_colors, T* v_opacities,
+                T* v_depths, T* absgrad);
+
+}  // namespace sf_cpu

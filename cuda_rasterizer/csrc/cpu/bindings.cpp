@@ -1,0 +1,182 @@
+// Torch bindings of the CPU backend: tensor checks, allocation, dtype dispatch (float32 / float64).
+#include <torch/extension.h>
+
+#include <memory>
+
+#include "api.h"
+
+namespace {
+
+using torch::Tensor;
+
+struct Bins {
+  sf_cpu::BinsHandle* h = nullptr;
+  ~Bins() { sf_cpu::free_bins(h); }
+  int64_t intersections() const { return h ? sf_cpu::bins_intersections(h) : 0; }
+};
+
+Tensor c(const Tensor& t) { return t.contiguous(); }
+
+sf::Camera make_camera(const Tensor& viewmat, const Tensor& K, int64_t width, int64_t height) {
+  auto v = viewmat.to(torch::kCPU, torch::kFloat64).contiguous();
+  auto k = K.to(torch::kCPU, torch::kFloat64).contiguous();
+  const double* vp = v.data_ptr<double>();
+  const double* kp = k.data_ptr<double>();
+  sf::Camera cam;
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 3; ++j) cam.R[i * 3 + j] = vp[i * 4 + j];
+    cam.t[i] = vp[i * 4 + 3];
+  }
+  cam.fx = kp[0]; cam.fy = kp[4]; cam.cx = kp[2]; cam.cy = kp[5];
+  cam.width = int(width); cam.height = int(height);
+  return cam;
+}
+
+Tensor covar_fwd(Tensor quats, Tensor scales, int64_t nthreads) {
+  quats = c(quats); scales = c(scales);
+  auto out = torch::empty({quats.size(0), 3, 3}, quats.options());
+  AT_DISPATCH_FLOATING_TYPES(quats.scalar_type(), "covar_fwd", [&] {
+    sf_cpu::covar_fwd<scalar_t>(quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(), quats.size(0),
+                                out.data_ptr<scalar_t>(), int(nthreads));
+  });
+  return out;
+}
+
+std::vector<Tensor> covar_bwd(Tensor quats, Tensor scales, Tensor v_covars, int64_t nthreads) {
+  quats = c(quats); scales = c(scales); v_covars = c(v_covars);
+  auto vq = torch::empty_like(quats), vs = torch::empty_like(scales);
+  AT_DISPATCH_FLOATING_TYPES(quats.scalar_type(), "covar_bwd", [&] {
+    sf_cpu::covar_bwd<scalar_t>(quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(), v_covars.data_ptr<scalar_t>(),
+                                quats.size(0), vq.data_ptr<scalar_t>(), vs.data_ptr<scalar_t>(), int(nthreads));
+  });
+  return {vq, vs};
+}
+
+std::vector<Tensor> project_fwd(Tensor means, Tensor covars, Tensor opacities, Tensor viewmat, Tensor K, int64_t width,
+                                int64_t height, double near, double far, double eps2d, bool antialiased,
+                                int64_t nthreads) {
+  means = c(means); covars = c(covars); opacities = c(opacities);
+  const int64_t n = means.size(0);
+  auto cam = make_camera(viewmat, K, width, height);
+  auto means2d = torch::empty({n, 2}, means.options());
+  auto conics = torch::empty({n, 3}, means.options());
+  auto depths = torch::empty({n}, means.options());
+  auto radii = torch::empty({n, 2}, means.options().dtype(torch::kInt32));
+  auto opac = torch::empty({n}, means.options());
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_fwd", [&] {
+    sf_cpu::project_fwd<scalar_t>(cam, means.data_ptr<scalar_t>(), covars.data_ptr<scalar_t>(),
+                                  opacities.data_ptr<scalar_t>(), n, scalar_t(near), scalar_t(far), scalar_t(eps2d),
+                                  antialiased, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(),
+                                  depths.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(), opac.data_ptr<scalar_t>(),
+                                  int(nthreads));
+  });
+  return {means2d, conics, depths, radii, opac};
+}
+
+std::vector<Tensor> project_bwd(Tensor means, Tensor covars, Tensor opacities, Tensor viewmat, Tensor K,
+                                int64_t width, int64_t height, Tensor radii, double eps2d, bool antialiased,
+                                Tensor v_means2d, Tensor v_conics, Tensor v_depths, Tensor v_opac, int64_t nthreads) {
+  means = c(means); covars = c(covars); opacities = c(opacities); radii = c(radii);
+  v_means2d = c(v_means2d); v_conics = c(v_conics); v_depths = c(v_depths); v_opac = c(v_opac);
+  const int64_t n = means.size(0);
+  auto cam = make_camera(viewmat, K, width, height);
+  auto vm = torch::empty_like(means), vc = torch::empty_like(covars), vo = torch::empty_like(opacities);
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_bwd", [&] {
+    sf_cpu::project_bwd<scalar_t>(cam, means.data_ptr<scalar_t>(), covars.data_ptr<scalar_t>(),
+                                  opacities.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(), n, scalar_t(eps2d),
+                                  antialiased, v_means2d.data_ptr<scalar_t>(), v_conics.data_ptr<scalar_t>(),
+                                  v_depths.data_ptr<scalar_t>(), v_opac.data_ptr<scalar_t>(), vm.data_ptr<scalar_t>(),
+                                  vc.data_ptr<scalar_t>(), vo.data_ptr<scalar_t>(), int(nthreads));
+  });
+  return {vm, vc, vo};
+}
+
+Tensor sh_fwd(int64_t degree, Tensor coeffs, Tensor dirs, int64_t nthreads) {
+  coeffs = c(coeffs); dirs = c(dirs);
+  const int64_t n = coeffs.size(0), k = coeffs.size(1), ch = coeffs.size(2);
+  auto out = torch::empty({n, ch}, coeffs.options());
+  AT_DISPATCH_FLOATING_TYPES(coeffs.scalar_type(), "sh_fwd", [&] {
+    sf_cpu::sh_fwd<scalar_t>(int(degree), coeffs.data_ptr<scalar_t>(), n, int(k), int(ch), dirs.data_ptr<scalar_t>(),
+                             out.data_ptr<scalar_t>(), int(nthreads));
+  });
+  return out;
+}
+
+Tensor sh_bwd(int64_t degree, Tensor v_out, int64_t k, Tensor dirs, int64_t nthreads) {
+  v_out = c(v_out); dirs = c(dirs);
+  const int64_t n = v_out.size(0), ch = v_out.size(1);
+  auto vc = torch::zeros({n, k, ch}, v_out.options());
+  AT_DISPATCH_FLOATING_TYPES(v_out.scalar_type(), "sh_bwd", [&] {
+    sf_cpu::sh_bwd<scalar_t>(int(degree), v_out.data_ptr<scalar_t>(), n, int(k), int(ch), dirs.data_ptr<scalar_t>(),
+                             vc.data_ptr<scalar_t>(), int(nthreads));
+  });
+  return vc;
+}
+
+py::tuple raster_fwd(Tensor means2d, Tensor conics, Tensor colors, Tensor opacities, Tensor depths, Tensor radii,
+                     c10::optional<Tensor> background, int64_t width, int64_t height, int64_t tile,
+                     int64_t nthreads) {
+  TORCH_CHECK(tile >= 1 && tile <= 64, "tile size must be in 1..64");
+  means2d = c(means2d); conics = c(conics); colors = c(colors); opacities = c(opacities); depths = c(depths);
+  radii = c(radii.to(torch::kInt32));
+  Tensor bg;
+  if (background.has_value()) bg = c(background.value());
+  const int64_t n = means2d.size(0), ch = colors.size(1);
+  auto opt = means2d.options();
+  auto out_c = torch::empty({height, width, ch}, opt);
+  auto out_a = torch::empty({height, width, 1}, opt);
+  auto out_d = torch::empty({height, width, 1}, opt);
+  auto out_t = torch::empty({height, width, 1}, opt);
+  auto last_id = torch::empty({height, width}, opt.dtype(torch::kInt32));
+  auto last_pos = torch::empty({height, width}, opt.dtype(torch::kInt32));
+  int64_t evals = 0;
+  auto bins = std::make_shared<Bins>();
+  AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "raster_fwd", [&] {
+    bins->h = sf_cpu::raster_fwd<scalar_t>(
+        means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), colors.data_ptr<scalar_t>(),
+        opacities.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
+        bg.defined() ? bg.data_ptr<scalar_t>() : nullptr, n, int(ch), int(width), int(height), int(tile),
+        int(nthreads), out_c.data_ptr<scalar_t>(), out_a.data_ptr<scalar_t>(), out_d.data_ptr<scalar_t>(),
+        out_t.data_ptr<scalar_t>(), last_id.data_ptr<int32_t>(), last_pos.data_ptr<int32_t>(), &evals);
+  });
+  return py::make_tuple(out_c, out_a, out_d, out_t, last_id, last_pos, bins, evals);
+}
+
+std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor means2d, Tensor conics, Tensor colors,
+                               Tensor opacities, Tensor depths, Tensor radii, c10::optional<Tensor> background,
+                               int64_t width, int64_t height, int64_t tile, int64_t nthreads, Tensor trans,
+                               Tensor last_pos, Tensor v_colors, Tensor v_alphas, Tensor v_depths) {
+  means2d = c(means2d); conics = c(conics); colors = c(colors); opacities = c(opacities); depths = c(depths);
+  radii = c(radii.to(torch::kInt32)); trans = c(trans); last_pos = c(last_pos);
+  v_colors = c(v_colors); v_alphas = c(v_alphas); v_depths = c(v_depths);
+  Tensor bg;
+  if (background.has_value()) bg = c(background.value());
+  const int64_t n = means2d.size(0), ch = colors.size(1);
+  auto vm = torch::empty_like(means2d), vcon = torch::empty_like(conics), vcol = torch::empty_like(colors);
+  auto vo = torch::empty_like(opacities), vd = torch::empty_like(depths), ag = torch::empty_like(means2d);
+  AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "raster_bwd", [&] {
+    sf_cpu::raster_bwd<scalar_t>(
+        bins->h, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), colors.data_ptr<scalar_t>(),
+        opacities.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
+        bg.defined() ? bg.data_ptr<scalar_t>() : nullptr, n, int(ch), int(width), int(height), int(tile),
+        int(nthreads), trans.data_ptr<scalar_t>(), last_pos.data_ptr<int32_t>(), v_colors.data_ptr<scalar_t>(),
+        v_alphas.data_ptr<scalar_t>(), v_depths.data_ptr<scalar_t>(), vm.data_ptr<scalar_t>(),
+        vcon.data_ptr<scalar_t>(), vcol.data_ptr<scalar_t>(), vo.data_ptr<scalar_t>(), vd.data_ptr<scalar_t>(),
+        ag.data_ptr<scalar_t>());
+  });
+  return {vm, vcon, vcol, vo, vd, ag};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  py::class_<Bins, std::shared_ptr<Bins>>(m, "TileBins").def_property_readonly("intersections", &Bins::intersections);
+  m.def("covar_fwd", &covar_fwd);
+  m.def("covar_bwd", &covar_bwd);
+  m.def("project_fwd", &project_fwd);
+  m.def("project_bwd", &project_bwd);
+  m.def("sh_fwd", &sh_fwd);
+  m.def("sh_bwd", &sh_bwd);
+  m.def("raster_fwd", &raster_fwd);
+  m.def("raster_bwd", &raster_bwd);
+}

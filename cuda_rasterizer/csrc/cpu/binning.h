@@ -1,0 +1,123 @@
+// Tile binning for the CPU rasterizer: primitive -> tiles it may touch, then per-tile depth sort (ties by id).
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+namespace sf_cpu {
+
+// Pixel range [lo, hi] (inclusive) whose centres p + 0.5 satisfy |p + 0.5 - m| <= r, clipped to [0, size - 1].
+template <typename T> inline void pixel_span(T m, int32_t r, int size, int& lo, int& hi) {
+  lo = static_cast<int>(std::ceil(m - T(r) - T(0.5)));
+  hi = static_cast<int>(std::floor(m + T(r) - T(0.5)));
+  lo = std::max(lo, 0);
+  hi = std::min(hi, size - 1);
+}
+
+// Intersections grouped by tile: ids[tile_start[t] .. tile_start[t+1]) are primitive ids in (depth, id) order and
+// emit[] the matching emission index (primitive p's intersections are emissions prim_offset[p] .. prim_offset[p+1]).
+struct TileBins {
+  std::vector<int64_t> tile_start, prim_offset;
+  std::vector<int32_t> ids, emit;
+};
+
+template <typename T>
+TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int64_t n, int width, int height,
+                   int tile, int nthreads) {
+  const int tx = (width + tile - 1) / tile, ty = (height + tile - 1) / tile;
+  const int64_t n_tiles = int64_t(tx) * ty;
+  TileBins bins;
+  bins.prim_offset.assign(n + 1, 0);
+  std::vector<int32_t> rect(4 * n);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t p = 0; p < n; ++p) {
+    int64_t count = 0;
+    int32_t* rc = &rect[4 * p];
+    rc[0] = 0; rc[1] = -1; rc[2] = 0; rc[3] = -1;
+    if (radii[2 * p] > 0 && radii[2 * p + 1] > 0) {
+      int x0, x1, y0, y1;
+      pixel_span(means2d[2 * p], radii[2 * p], width, x0, x1);
+      pixel_span(means2d[2 * p + 1], radii[2 * p + 1], height, y0, y1);
+      if (x0 <= x1 && y0 <= y1) {
+        rc[0] = x0 / tile; rc[1] = x1 / tile; rc[2] = y0 / tile; rc[3] = y1 / tile;
+        count = int64_t(rc[1] - rc[0] + 1) * (rc[3] - rc[2] + 1);
+      }
+    }
+    bins.prim_offset[p + 1] = count;
+  }
+  for (int64_t p = 0; p < n; ++p) bins.prim_offset[p + 1] += bins.prim_offset[p];
+  const int64_t m = bins.prim_offset[n];
+  if (m >= (int64_t(1) << 31)) throw std::runtime_error("splatforge: too many tile intersections (>= 2^31)");
+  std::vector<int32_t> tile_of(m);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t p = 0; p < n; ++p) {
+    int64_t e = bins.prim_offset[p];
+    const int32_t* rc = &rect[4 * p];
+    for (int y = rc[2]; y <= rc[3]; ++y)
+      for (int x = rc[0]; x <= rc[1]; ++x) tile_of[e++] = y * tx + x;
+  }
+  // Stable counting sort by tile: per-thread histograms over fixed chunks of emissions.
+  const int nt = std::max(1, nthreads);
+  std::vector<int64_t> hist(size_t(nt) * n_tiles, 0);
+  auto chunk = [&](int t, int64_t& lo, int64_t& hi) {
+    lo = m * t / nt;
+    hi = m * (t + 1) / nt;
+  };
+#pragma omp parallel for schedule(static, 1) num_threads(nt)
+  for (int t = 0; t < nt; ++t) {
+    int64_t lo, hi;
+    chunk(t, lo, hi);
+    int64_t* h = &hist[size_t(t) * n_tiles];
+    for (int64_t e = lo; e < hi; ++e) ++h[tile_of[e]];
+  }
+  bins.tile_start.assign(n_tiles + 1, 0);
+  int64_t run = 0;
+  for (int64_t k = 0; k < n_tiles; ++k) {
+    bins.tile_start[k] = run;
+    for (int t = 0; t < nt; ++t) {
+      int64_t c = hist[size_t(t) * n_tiles + k];
+      hist[size_t(t) * n_tiles + k] = run;
+      run += c;
+    }
+  }
+  bins.tile_start[n_tiles] = run;
+  bins.emit.resize(m);
+  bins.ids.resize(m);
+#pragma omp parallel for schedule(static, 1) num_threads(nt)
+  for (int t = 0; t < nt; ++t) {
+    int64_t lo, hi;
+    chunk(t, lo, hi);
+    int64_t* h = &hist[size_t(t) * n_tiles];
+    for (int64_t e = lo; e < hi; ++e) bins.emit[h[tile_of[e]]++] = static_cast<int32_t>(e);
+  }
+  // emission -> primitive (prim_offset is monotone)
+  std::vector<int32_t> prim_of(m);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t p = 0; p < n; ++p)
+    for (int64_t e = bins.prim_offset[p]; e < bins.prim_offset[p + 1]; ++e) prim_of[e] = static_cast<int32_t>(p);
+  // Per-tile sort by (depth, emission); emission order == primitive-id order, so ties break by id.
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<std::pair<T, int32_t>> buf;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t k = 0; k < n_tiles; ++k) {
+      const int64_t s = bins.tile_start[k], t_end = bins.tile_start[k + 1];
+      buf.resize(t_end - s);
+      for (int64_t i = s; i < t_end; ++i) buf[i - s] = {depths[prim_of[bins.emit[i]]], bins.emit[i]};
+      std::sort(buf.begin(), buf.end());
+      for (int64_t i = s; i < t_end; ++i) {
+        bins.emit[i] = buf[i - s].second;
+        bins.ids[i] = prim_of[buf[i - s].second];
+      }
+    }
+  }
+  return bins;
+}
+
+}  // namespace sf_cpu

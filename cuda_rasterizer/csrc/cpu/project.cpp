@@ -1,0 +1,80 @@
+// CPU covariance, projection and SH stages (forward + VJP), parallel over primitives.
+#include "api.h"
+
+namespace sf_cpu {
+
+template <typename T> void covar_fwd(const T* quats, const T* scales, int64_t n, T* covars, int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t i = 0; i < n; ++i) sf::quat_scale_to_covar(quats + 4 * i, scales + 3 * i, covars + 9 * i);
+}
+
+template <typename T>
+void covar_bwd(const T* quats, const T* scales, const T* v_covars, int64_t n, T* v_quats, T* v_scales, int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t i = 0; i < n; ++i)
+    sf::quat_scale_to_covar_vjp(quats + 4 * i, scales + 3 * i, v_covars + 9 * i, v_quats + 4 * i, v_scales + 3 * i);
+}
+
+template <typename T>
+void project_fwd(const sf::Camera& cam, const T* means, const T* covars, const T* opacities, int64_t n, T near, T far,
+                 T eps2d, bool antialiased, T* means2d, T* conics, T* depths, int32_t* radii, T* opac_out,
+                 int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t i = 0; i < n; ++i) {
+    sf::ProjectOut<T> o;
+    sf::project_gaussian(cam, means + 3 * i, covars + 9 * i, opacities[i], near, far, eps2d, antialiased, o);
+    means2d[2 * i] = o.mean2d[0];
+    means2d[2 * i + 1] = o.mean2d[1];
+    for (int j = 0; j < 3; ++j) conics[3 * i + j] = o.conic[j];
+    depths[i] = o.depth;
+    radii[2 * i] = o.radius[0];
+    radii[2 * i + 1] = o.radius[1];
+    opac_out[i] = o.opacity;
+  }
+}
+
+template <typename T>
+void project_bwd(const sf::Camera& cam, const T* means, const T* covars, const T* opacities, const int32_t* radii,
+                 int64_t n, T eps2d, bool antialiased, const T* v_means2d, const T* v_conics, const T* v_depths,
+                 const T* v_opac_out, T* v_means, T* v_covars, T* v_opacities, int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t i = 0; i < n; ++i) {
+    if (radii[2 * i] <= 0 || radii[2 * i + 1] <= 0) {
+      for (int j = 0; j < 3; ++j) v_means[3 * i + j] = 0;
+      for (int j = 0; j < 9; ++j) v_covars[9 * i + j] = 0;
+      v_opacities[i] = 0;
+      continue;
+    }
+    sf::project_gaussian_vjp(cam, means + 3 * i, covars + 9 * i, opacities[i], eps2d, antialiased, v_means2d + 2 * i,
+                             v_conics + 3 * i, v_depths[i], v_opac_out[i], v_means + 3 * i, v_covars + 9 * i,
+                             v_opacities + i);
+  }
+}
+
+template <typename T>
+void sh_fwd(int degree, const T* coeffs, int64_t n, int k, int channels, const T* dirs, T* out, int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t i = 0; i < n; ++i)
+    sf::eval_sh(degree, dirs + 3 * i, coeffs + i * k * channels, channels, out + i * channels);
+}
+
+template <typename T>
+void sh_bwd(int degree, const T* v_out, int64_t n, int k, int channels, const T* dirs, T* v_coeffs, int nthreads) {
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t i = 0; i < n; ++i)
+    sf::eval_sh_vjp(degree, dirs + 3 * i, v_out + i * channels, channels, v_coeffs + i * k * channels);
+}
+
+#define SF_INSTANTIATE(T)                                                                                          \
+  template void covar_fwd<T>(const T*, const T*, int64_t, T*, int);                                                \
+  template void covar_bwd<T>(const T*, const T*, const T*, int64_t, T*, T*, int);                                  \
+  template void project_fwd<T>(const sf::Camera&, const T*, const T*, const T*, int64_t, T, T, T, bool, T*, T*, T*, \
+                               int32_t*, T*, int);                                                                 \
+  template void project_bwd<T>(const sf::Camera&, const T*, const T*, const T*, const int32_t*, int64_t, T, bool,   \
+                               const T*, const T*, const T*, const T*, T*, T*, T*, int);                           \
+  template void sh_fwd<T>(int, const T*, int64_t, int, int, const T*, T*, int);                                    \
+  template void sh_bwd<T>(int, const T*, int64_t, int, int, const T*, T*, int);
+SF_INSTANTIATE(float)
+SF_INSTANTIATE(double)
+
+}  // namespace sf_cpu

@@ -1,0 +1,50 @@
+// CPU rasterisation stage: binning, forward blend and backward blend for Gaussian footprints.
+#include "api.h"
+#include "binning.h"
+#include "raster_bwd.h"
+#include "raster_fwd.h"
+
+namespace sf_cpu {
+
+struct BinsHandle {
+  TileBins bins;
+};
+
+void free_bins(BinsHandle* h) { delete h; }
+int64_t bins_intersections(const BinsHandle* h) { return int64_t(h->bins.ids.size()); }
+
+template <typename T>
+BinsHandle* raster_fwd(const T* means2d, const T* conics, const T* colors, const T* opacities, const T* depths,
+                       const int32_t* radii, const T* background, int64_t n, int channels, int width, int height,
+                       int tile, int nthreads, T* out_colors, T* out_alphas, T* out_depths, T* out_trans,
+                       int32_t* out_last_id, int32_t* out_last_pos, int64_t* n_evals) {
+  auto* h = new BinsHandle{bin_tiles(means2d, radii, depths, n, width, height, tile, nthreads)};
+  RasterInputs<T> in{means2d, conics, colors, opacities, depths, radii, background, n, channels, width, height, tile};
+  RasterOutputs<T> out{out_colors, out_alphas, out_depths, out_trans, out_last_id, out_last_pos, n_evals};
+  render_forward<T, sf::GaussianFootprint<T>>(in, h->bins, nthreads, out);
+  return h;
+}
+
+template <typename T>
+void raster_bwd(const BinsHandle* h, const T* means2d, const T* conics, const T* colors, const T* opacities,
+                const T* depths, const int32_t* radii, const T* background, int64_t n, int channels, int width,
+                int height, int tile, int nthreads, const T* trans, const int32_t* last_pos, const T* v_colors_px,
+                const T* v_alphas_px, const T* v_depths_px, T* v_means2d, T* v_conics, T* v_colors, T* v_opacities,
+                T* v_depths, T* absgrad) {
+  RasterInputs<T> in{means2d, conics, colors, opacities, depths, radii, background, n, channels, width, height, tile};
+  RasterGradIn<T> gin{v_colors_px, v_alphas_px, v_depths_px, trans, last_pos};
+  RasterGradOut<T> out{v_means2d, v_conics, v_colors, v_opacities, v_depths, absgrad};
+  render_backward<T, sf::GaussianFootprint<T>>(in, h->bins, gin, nthreads, out);
+}
+
+#define SF_INSTANTIATE(T)                                                                                         \
+  template BinsHandle* raster_fwd<T>(const T*, const T*, const T*, const T*, const T*, const int32_t*, const T*,  \
+                                     int64_t, int, int, int, int, int, T*, T*, T*, T*, int32_t*, int32_t*,        \
+                                     int64_t*);                                                                   \
+  template void raster_bwd<T>(const BinsHandle*, const T*, const T*, const T*, const T*, const T*, const int32_t*, \
+                              const T*, int64_t, int, int, int, int, int, const T*, const int32_t*, const T*,      \
+                              const T*, const T*, T*, T*, T*, T*, T*, T*);
+SF_INSTANTIATE(float)
+SF_INSTANTIATE(double)
+
+}  // namespace sf_cpu

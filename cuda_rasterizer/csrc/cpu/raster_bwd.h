@@ -1,0 +1,222 @@
+// CPU backward blend: per tile, walk back from each pixel's last contributor recovering T (as the CUDA kernels do).
+// Each (tile, primitive) intersection writes its own gradient row; rows are summed per primitive in emission order,
+// so results do not depend on the thread count or scheduling.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "../sf_math.h"
+#include "binning.h"
+#include "raster_fwd.h"
+
+namespace sf_cpu {
+
+template <typename T> struct RasterGradIn {
+  const T* v_colors;  // (H, W, C)
+  const T* v_alphas;  // (H, W)
+  const T* v_depths;  // (H, W)
+  const T* trans;     // (H, W) final transmittance from the forward
+  const int32_t* last_pos;
+};
+
+template <typename T> struct RasterGradOut {
+  T* v_means2d;   // (N, 2)
+  T* v_params;    // (N, kParams)
+  T* v_colors;    // (N, C)
+  T* v_opacities; // (N,)
+  T* v_depths;    // (N,)
+  T* absgrad;     // (N, 2) sum over pixels of |d loss / d mean2d| per axis
+};
+
+// Gradient row layout per intersection: mean2d(2), params(kP), opacity, depth, absgrad(2), colors(C).
+template <typename FP> inline int grad_row(int channels) { return 2 + FP::kParams + 4 + channels; }
+
+template <typename T, typename FP>
+void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const RasterGradIn<T>& gin, int64_t tile_index,
+                   int tiles_x, std::vector<T>& scratch, T* G) {
+  const int ts = in.tile, C = in.channels, np = ts * ts;
+  constexpr int KP = FP::kParams;
+  const int row = grad_row<FP>(C);
+  const int x0 = int(tile_index % tiles_x) * ts, y0 = int(tile_index / tiles_x) * ts;
+  const int tw = std::min(ts, in.width - x0), th = std::min(ts, in.height - y0);
+  const int64_t s = bins.tile_start[tile_index];
+  // scratch layout: trans, tfin, vA (minus bg.v), last(as T), vcol(C+1), behind(C+1), then per-row lanes
+  const int n_lane = 2 + KP + 4 + (C + 1);  // lane accumulators: mean2d, params, opacity, absgrad(2), colours+depth
+  scratch.assign(size_t(np) * (4 + 2 * (C + 1)) + size_t(ts) * (n_lane + 6), T(0));
+  T* tr = scratch.data();
+  T* tfin = tr + np;
+  T* vA = tfin + np;
+  T* lastf = vA + np;
+  T* vcol = lastf + np;                  // (C+1) x np, depth last
+  T* behind = vcol + size_t(C + 1) * np; // (C+1) x np
+  T* lanes = behind + size_t(C + 1) * np;
+  T* rowtmp = lanes + size_t(ts) * n_lane;  // 6 x ts
+  std::vector<int> row_last(th, -1);
+  int kmax = -1;
+  for (int r = 0; r < th; ++r)
+    for (int x = 0; x < tw; ++x) {
+      const int i = r * ts + x;
+      const int64_t pix = int64_t(y0 + r) * in.width + (x0 + x);
+      const int l = gin.last_pos[pix] >= 0 ? int(gin.last_pos[pix] - s) : -1;
+      lastf[i] = T(l);
+      row_last[r] = std::max(row_last[r], l);
+      kmax = std::max(kmax, l);
+      tr[i] = gin.trans[pix];
+      tfin[i] = gin.trans[pix];
+      T bgdot = 0;
+      for (int ch = 0; ch < C; ++ch) {
+        vcol[size_t(ch) * np + i] = gin.v_colors[pix * C + ch];
+        if (in.background) bgdot += in.background[ch] * gin.v_colors[pix * C + ch];
+      }
+      vcol[size_t(C) * np + i] = gin.v_depths[pix];
+      vA[i] = gin.v_alphas[pix] - bgdot;
+    }
+  T px[64];
+  for (int x = 0; x < ts; ++x) px[x] = T(x0 + x) + T(0.5);
+  T* ok_l = rowtmp;
+  T* ra_l = rowtmp + ts;
+  T* tb_l = rowtmp + 2 * ts;
+  T* w_l = rowtmp + 3 * ts;
+  T* va_l = rowtmp + 4 * ts;
+  T* ex_l = rowtmp + 5 * ts;
+  for (int k = kmax; k >= 0; --k) {
+    const int32_t p = bins.ids[s + k];
+    const T mx = in.means2d[2 * p], my = in.means2d[2 * p + 1];
+    const T rx = T(in.radii[2 * p]);
+    const FP fp = FP::load(in.fp_params, p);
+    const T op = in.opacities[p];
+    const T* col = in.colors + int64_t(p) * C;
+    const T dep = in.depths[p];
+    const T kf = T(k);
+    int r0, r1;
+    pixel_span(my, in.radii[2 * p + 1], in.height, r0, r1);
+    r0 = std::max(r0 - y0, 0);
+    r1 = std::min(r1 - y0, th - 1);
+    std::fill(lanes, lanes + size_t(ts) * n_lane, T(0));
+    T* g_m0 = lanes;
+    T* g_m1 = lanes + ts;
+    T* g_p = lanes + 2 * ts;  // KP x ts
+    T* g_o = lanes + size_t(2 + KP) * ts;
+    T* g_a0 = g_o + ts;
+    T* g_a1 = g_a0 + ts;
+    T* g_c = g_a1 + ts;  // (C+1) x ts
+    bool any = false;
+    for (int r = r0; r <= r1; ++r) {
+      if (row_last[r] < k) continue;
+      any = true;
+      const T dy = my - (T(y0 + r) + T(0.5));
+      T* trr = tr + r * ts;
+      const T* lr = lastf + r * ts;
+      const T* tf = tfin + r * ts;
+      const T* va_in = vA + r * ts;
+#pragma omp simd
+      for (int x = 0; x < tw; ++x) {
+        const T dx = mx - px[x];
+        const T sigma = fp.sigma(dx, dy);
+        const T ex = sf::sf_exp_neg(-sigma);
+        const T raw = op * ex;
+        const T alpha = std::min(T(sf::MAX_ALPHA), raw);
+        const bool ok = (kf <= lr[x]) & (std::abs(dx) <= rx) & (sigma >= T(0)) & (alpha >= T(sf::ALPHA_THRESHOLD));
+        const T ra = T(1) / std::max(T(1e-6), T(1) - alpha);
+        const T tb = ok ? trr[x] * ra : trr[x];
+        ok_l[x] = ok ? T(1) : T(0);
+        ra_l[x] = ra;
+        tb_l[x] = tb;
+        w_l[x] = ok ? alpha * tb : T(0);
+        va_l[x] = ok ? tf[x] * ra * va_in[x] : T(0);
+        ex_l[x] = ex;
+        trr[x] = tb;
+      }
+      for (int ch = 0; ch <= C; ++ch) {
+        const T cv = ch < C ? col[ch] : dep;
+        T* bh = behind + size_t(ch) * np + r * ts;
+        const T* vc = vcol + size_t(ch) * np + r * ts;
+        T* gc = g_c + size_t(ch) * ts;
+#pragma omp simd
+        for (int x = 0; x < tw; ++x) {
+          va_l[x] += ok_l[x] * (cv * tb_l[x] - bh[x] * ra_l[x]) * vc[x];
+          bh[x] += w_l[x] * cv;
+          gc[x] += w_l[x] * vc[x];
+        }
+      }
+#pragma omp simd
+      for (int x = 0; x < tw; ++x) {
+        const T dx = mx - px[x];
+        const T raw = op * ex_l[x];
+        const T pass = (raw <= T(sf::MAX_ALPHA)) ? ok_l[x] : T(0);
+        const T v_sigma = -pass * raw * va_l[x];
+        g_o[x] += pass * ex_l[x] * va_l[x];
+        T vp[KP > 0 ? KP : 1] = {};
+        T vm[2] = {T(0), T(0)};
+        fp.sigma_vjp(dx, dy, v_sigma, vp, vm);
+        for (int j = 0; j < KP; ++j) g_p[j * ts + x] += vp[j];
+        g_m0[x] += vm[0];
+        g_m1[x] += vm[1];
+        g_a0[x] += std::abs(vm[0]);
+        g_a1[x] += std::abs(vm[1]);
+      }
+    }
+    if (!any) continue;
+    T* g = G + int64_t(bins.emit[s + k]) * row;
+    // fixed-order lane sums: mean2d(2), params(KP), opacity, depth, absgrad(2), colours(C)
+    auto lane_sum = [&](const T* v) {
+      T acc = 0;
+      for (int x = 0; x < tw; ++x) acc += v[x];
+      return acc;
+    };
+    g[0] = lane_sum(g_m0);
+    g[1] = lane_sum(g_m1);
+    for (int j = 0; j < KP; ++j) g[2 + j] = lane_sum(g_p + j * ts);
+    g[2 + KP] = lane_sum(g_o);
+    g[3 + KP] = lane_sum(g_c + size_t(C) * ts);
+    g[4 + KP] = lane_sum(g_a0);
+    g[5 + KP] = lane_sum(g_a1);
+    for (int ch = 0; ch < C; ++ch) g[6 + KP + ch] = lane_sum(g_c + size_t(ch) * ts);
+  }
+}
+
+template <typename T, typename FP>
+void render_backward(const RasterInputs<T>& in, const TileBins& bins, const RasterGradIn<T>& gin, int nthreads,
+                     const RasterGradOut<T>& out) {
+  const int tiles_x = (in.width + in.tile - 1) / in.tile, tiles_y = (in.height + in.tile - 1) / in.tile;
+  const int64_t n_tiles = int64_t(tiles_x) * tiles_y;
+  const int C = in.channels, row = grad_row<FP>(C);
+  constexpr int KP = FP::kParams;
+  const int64_t m = bins.tile_start[n_tiles];
+  std::vector<T> G(size_t(m) * row, T(0));
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> scratch;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t t = 0; t < n_tiles; ++t) backward_tile<T, FP>(in, bins, gin, t, tiles_x, scratch, G.data());
+  }
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t p = 0; p < in.n; ++p) {
+    T acc[64 + 16];
+    T* a = acc;
+    std::vector<T> big;
+    if (row > 80) {
+      big.assign(row, T(0));
+      a = big.data();
+    } else {
+      std::fill(acc, acc + row, T(0));
+    }
+    for (int64_t e = bins.prim_offset[p]; e < bins.prim_offset[p + 1]; ++e) {
+      const T* g = G.data() + e * row;
+      for (int j = 0; j < row; ++j) a[j] += g[j];
+    }
+    out.v_means2d[2 * p] = a[0];
+    out.v_means2d[2 * p + 1] = a[1];
+    for (int j = 0; j < KP; ++j) out.v_params[KP * p + j] = a[2 + j];
+    out.v_opacities[p] = a[2 + KP];
+    out.v_depths[p] = a[3 + KP];
+    out.absgrad[2 * p] = a[4 + KP];
+    out.absgrad[2 * p + 1] = a[5 + KP];
+    for (int ch = 0; ch < C; ++ch) out.v_colors[int64_t(p) * C + ch] = a[6 + KP + ch];
+  }
+}
+
+}  // namespace sf_cpu

@@ -1,0 +1,395 @@
+// splatforge rasterizer math: one header of host/device inline functions shared by the CPU (g++) and CUDA (nvcc)
+// backends. Forward functions and their vector-Jacobian products (VJPs); conventions mirror constants.py.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if defined(__CUDACC__)
+#define SF_HOST_DEVICE __host__ __device__
+#else
+#define SF_HOST_DEVICE
+#endif
+
+namespace sf {
+
+using std::ceil;
+using std::exp;
+using std::floor;
+using std::isfinite;
+using std::log;
+using std::sqrt;
+
+// ---- constants (keep in step with cuda_rasterizer/constants.py) ----
+constexpr double ALPHA_THRESHOLD = 1.0 / 255.0;
+constexpr double MAX_ALPHA = 0.99;
+constexpr double TRANSMITTANCE_EPS = 1e-4;
+constexpr double FRUSTUM_MARGIN = 0.3;
+constexpr double MIN_DET = 1e-10;
+constexpr double MAX_EXTENT_SIGMA = 3.33;
+constexpr double SH_C0 = 0.28209479177387814;
+constexpr double SH_C1 = 0.4886025119029199;
+constexpr double SH_C2[5] = {1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
+                             0.5462742152960396};
+constexpr double SH_C3[7] = {-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
+                             -0.4570457994644658, 1.445305721320277, -0.5900435899266435};
+
+template <typename T> SF_HOST_DEVICE inline T sf_min(T a, T b) { return a < b ? a : b; }
+template <typename T> SF_HOST_DEVICE inline T sf_max(T a, T b) { return a > b ? a : b; }
+
+// exp(x) for x <= 0. float: branch-free Cody-Waite + degree-7 polynomial (~2 ulp), vectorisable by g++;
+// double: the library exp (the float64 path is the accuracy oracle for tests).
+SF_HOST_DEVICE inline float sf_exp_neg(float x) {
+#if defined(__CUDA_ARCH__)
+  return __expf(x);
+#else
+  x = x < -87.0f ? -87.0f : x;
+  float t = x * 1.44269504088896341f;
+  float n = std::floor(t + 0.5f);
+  float r = x - n * 0.693359375f;  // ln2 split in two parts (Cody-Waite)
+  r = r + n * 2.12194440e-4f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(float));
+  return p * scale;
+#endif
+}
+SF_HOST_DEVICE inline double sf_exp_neg(double x) { return exp(x); }
+
+// ---- covariance from quaternion (w, x, y, z; normalised here) and scales ----
+template <typename T> SF_HOST_DEVICE inline void quat_to_rotmat(const T q_in[4], T R[9], T qn[4], T* inv_norm) {
+  T n2 = q_in[0] * q_in[0] + q_in[1] * q_in[1] + q_in[2] * q_in[2] + q_in[3] * q_in[3];
+  T inv = T(1) / sf_max(sqrt(n2), T(1e-12));
+  T w = q_in[0] * inv, x = q_in[1] * inv, y = q_in[2] * inv, z = q_in[3] * inv;
+  qn[0] = w; qn[1] = x; qn[2] = y; qn[3] = z;
+  *inv_norm = inv;
+  R[0] = 1 - 2 * (y * y + z * z); R[1] = 2 * (x * y - w * z); R[2] = 2 * (x * z + w * y);
+  R[3] = 2 * (x * y + w * z); R[4] = 1 - 2 * (x * x + z * z); R[5] = 2 * (y * z - w * x);
+  R[6] = 2 * (x * z - w * y); R[7] = 2 * (y * z + w * x); R[8] = 1 - 2 * (x * x + y * y);
+}
+
+template <typename T> SF_HOST_DEVICE inline void quat_scale_to_covar(const T q[4], const T s[3], T cov[9]) {
+  T R[9], qn[4], inv;
+  quat_to_rotmat(q, R, qn, &inv);
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) {
+      T acc = 0;
+      for (int k = 0; k < 3; ++k) acc += R[i * 3 + k] * s[k] * s[k] * R[j * 3 + k];
+      cov[i * 3 + j] = acc;
+    }
+}
+
+// VJP of cov = M M^T, M = R diag(s); v_cov may be non-symmetric (matches autograd on the dense reference).
+template <typename T>
+SF_HOST_DEVICE inline void quat_scale_to_covar_vjp(const T q[4], const T s[3], const T v_cov[9], T v_q[4], T v_s[3]) {
+  T R[9], qn[4], inv;
+  quat_to_rotmat(q, R, qn, &inv);
+  T v_M[9];  // (v_cov + v_cov^T) M
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) {
+      T acc = 0;
+      for (int k = 0; k < 3; ++k) acc += (v_cov[i * 3 + k] + v_cov[k * 3 + i]) * R[k * 3 + j] * s[j];
+      v_M[i * 3 + j] = acc;
+    }
+  T v[9];
+  for (int j = 0; j < 3; ++j) {
+    T acc = 0;
+    for (int i = 0; i < 3; ++i) {
+      v[i * 3 + j] = v_M[i * 3 + j] * s[j];
+      acc += v_M[i * 3 + j] * R[i * 3 + j];
+    }
+    v_s[j] = acc;
+  }
+  T w = qn[0], x = qn[1], y = qn[2], z = qn[3];
+  T gw = 2 * (-z * v[1] + y * v[2] + z * v[3] - x * v[5] - y * v[6] + x * v[7]);
+  T gx = 2 * (y * v[1] + z * v[2] + y * v[3] - 2 * x * v[4] - w * v[5] + z * v[6] + w * v[7] - 2 * x * v[8]);
+  T gy = 2 * (-2 * y * v[0] + x * v[1] + w * v[2] + x * v[3] + z * v[5] - w * v[6] + z * v[7] - 2 * y * v[8]);
+  T gz = 2 * (-2 * z * v[0] - w * v[1] + x * v[2] + w * v[3] - 2 * z * v[4] + y * v[5] + x * v[6] + y * v[7]);
+  T dot = gw * w + gx * x + gy * y + gz * z;
+  v_q[0] = (gw - dot * w) * inv; v_q[1] = (gx - dot * x) * inv;
+  v_q[2] = (gy - dot * y) * inv; v_q[3] = (gz - dot * z) * inv;
+}
+
+// ---- camera ----
+struct Camera {
+  double R[9], t[3];  // world-to-camera rotation (row-major) and translation
+  double fx, fy, cx, cy;
+  int width, height;
+};
+
+template <typename T> SF_HOST_DEVICE inline void world_to_cam(const Camera& cam, const T p[3], T pc[3]) {
+  for (int i = 0; i < 3; ++i)
+    pc[i] = T(cam.R[i * 3]) * p[0] + T(cam.R[i * 3 + 1]) * p[1] + T(cam.R[i * 3 + 2]) * p[2] + T(cam.t[i]);
+}
+
+// ---- EWA projection ----
+template <typename T> struct ProjectOut {
+  T mean2d[2], conic[3], depth, opacity;
+  int32_t radius[2];  // 0, 0 when culled
+};
+
+// Projects one Gaussian (world mean, world covariance) with the clamped Jacobian; returns validity.
+template <typename T>
+SF_HOST_DEVICE inline bool project_gaussian(const Camera& cam, const T mean[3], const T cov[9], T opacity, T near,
+                                            T far, T eps2d, bool antialiased, ProjectOut<T>& out) {
+  T pc[3];
+  world_to_cam(cam, mean, pc);
+  const T x = pc[0], y = pc[1], z = pc[2];
+  out.depth = z;
+  out.radius[0] = out.radius[1] = 0;
+  const bool in_front = z > near;
+  const T zs = in_front ? z : T(1);
+  const T fx = T(cam.fx), fy = T(cam.fy), cx = T(cam.cx), cy = T(cam.cy);
+  const T W = T(cam.width), H = T(cam.height);
+  const T tan_x = T(0.5) * W / fx, tan_y = T(0.5) * H / fy;
+  const T lxp = (W - cx) / fx + T(FRUSTUM_MARGIN) * tan_x, lxn = cx / fx + T(FRUSTUM_MARGIN) * tan_x;
+  const T lyp = (H - cy) / fy + T(FRUSTUM_MARGIN) * tan_y, lyn = cy / fy + T(FRUSTUM_MARGIN) * tan_y;
+  const T tx = zs * sf_min(sf_max(x / zs, -lxn), lxp);
+  const T ty = zs * sf_min(sf_max(y / zs, -lyn), lyp);
+  // camera covariance Rc cov Rc^T
+  T tmp[9], cc[9];
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j)
+      tmp[i * 3 + j] = T(cam.R[i * 3]) * cov[j] + T(cam.R[i * 3 + 1]) * cov[3 + j] + T(cam.R[i * 3 + 2]) * cov[6 + j];
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j)
+      cc[i * 3 + j] = tmp[i * 3] * T(cam.R[j * 3]) + tmp[i * 3 + 1] * T(cam.R[j * 3 + 1]) + tmp[i * 3 + 2] * T(cam.R[j * 3 + 2]);
+  const T J[6] = {fx / zs, 0, -fx * tx / (zs * zs), 0, fy / zs, -fy * ty / (zs * zs)};
+  T JS[6];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j) JS[i * 3 + j] = J[i * 3] * cc[j] + J[i * 3 + 1] * cc[3 + j] + J[i * 3 + 2] * cc[6 + j];
+  T a = JS[0] * J[0] + JS[1] * J[1] + JS[2] * J[2];
+  T b = JS[0] * J[3] + JS[1] * J[4] + JS[2] * J[5];
+  T c = JS[3] * J[3] + JS[4] * J[4] + JS[5] * J[5];
+  const T det_orig = a * c - b * b;
+  a += eps2d;
+  c += eps2d;
+  const T det = a * c - b * b;
+  const T det_safe = sf_max(det, T(MIN_DET));
+  T o = opacity;
+  if (antialiased) o = o * sqrt(sf_max(det_orig / det_safe, T(0)));
+  out.opacity = o;
+  out.conic[0] = c / det_safe;
+  out.conic[1] = -b / det_safe;
+  out.conic[2] = a / det_safe;
+  out.mean2d[0] = fx * x / zs + cx;
+  out.mean2d[1] = fy * y / zs + cy;
+  T extend = sqrt(T(2) * log(sf_max(o / T(ALPHA_THRESHOLD), T(1))));
+  extend = sf_min(extend, T(MAX_EXTENT_SIGMA));
+  const T rx = ceil(extend * sqrt(sf_max(a, T(0)))), ry = ceil(extend * sqrt(sf_max(c, T(0))));
+  const T mx = out.mean2d[0], my = out.mean2d[1];
+  const bool on_screen = (mx + rx > 0) && (mx - rx < W) && (my + ry > 0) && (my - ry < H);
+  const bool valid = in_front && (z < far) && (det > 0) && (o >= T(ALPHA_THRESHOLD)) && (rx > 0) && (ry > 0) &&
+                     on_screen && isfinite(mx) && isfinite(my);
+  if (valid) {
+    out.radius[0] = static_cast<int32_t>(rx);
+    out.radius[1] = static_cast<int32_t>(ry);
+  }
+  return valid;
+}
+
+// VJP of project_gaussian for a valid primitive: upstream grads of mean2d, conic, depth, opacity_out ->
+// grads of world mean, world covariance (non-symmetric, as autograd gives) and input opacity.
+template <typename T>
+SF_HOST_DEVICE inline void project_gaussian_vjp(const Camera& cam, const T mean[3], const T cov[9], T opacity, T eps2d,
+                                                bool antialiased, const T v_mean2d[2], const T v_conic[3], T v_depth,
+                                                T v_opac_out, T v_mean[3], T v_cov[9], T* v_opacity) {
+  T pc[3];
+  world_to_cam(cam, mean, pc);
+  const T x = pc[0], y = pc[1], z = pc[2];
+  const T fx = T(cam.fx), fy = T(cam.fy), cx = T(cam.cx), cy = T(cam.cy);
+  const T W = T(cam.width), H = T(cam.height);
+  const T tan_x = T(0.5) * W / fx, tan_y = T(0.5) * H / fy;
+  const T lxp = (W - cx) / fx + T(FRUSTUM_MARGIN) * tan_x, lxn = cx / fx + T(FRUSTUM_MARGIN) * tan_x;
+  const T lyp = (H - cy) / fy + T(FRUSTUM_MARGIN) * tan_y, lyn = cy / fy + T(FRUSTUM_MARGIN) * tan_y;
+  const T ux = x / z, uy = y / z;
+  const bool clamp_x = ux < -lxn || ux > lxp, clamp_y = uy < -lyn || uy > lyp;
+  const T ux_c = sf_min(sf_max(ux, -lxn), lxp), uy_c = sf_min(sf_max(uy, -lyn), lyp);
+  const T tx = z * ux_c, ty = z * uy_c;
+  T tmp[9], cc[9];
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j)
+      tmp[i * 3 + j] = T(cam.R[i * 3]) * cov[j] + T(cam.R[i * 3 + 1]) * cov[3 + j] + T(cam.R[i * 3 + 2]) * cov[6 + j];
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j)
+      cc[i * 3 + j] = tmp[i * 3] * T(cam.R[j * 3]) + tmp[i * 3 + 1] * T(cam.R[j * 3 + 1]) + tmp[i * 3 + 2] * T(cam.R[j * 3 + 2]);
+  const T J[6] = {fx / z, 0, -fx * tx / (z * z), 0, fy / z, -fy * ty / (z * z)};
+  T JS[6];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j) JS[i * 3 + j] = J[i * 3] * cc[j] + J[i * 3 + 1] * cc[3 + j] + J[i * 3 + 2] * cc[6 + j];
+  const T a0 = JS[0] * J[0] + JS[1] * J[1] + JS[2] * J[2];
+  const T b = JS[0] * J[3] + JS[1] * J[4] + JS[2] * J[5];
+  const T c0 = JS[3] * J[3] + JS[4] * J[4] + JS[5] * J[5];
+  const T a = a0 + eps2d, c = c0 + eps2d;
+  const T det_orig = a0 * c0 - b * b;
+  const T det = a * c - b * b;
+  const bool det_clamped = det < T(MIN_DET);
+  const T det_s = det_clamped ? T(MIN_DET) : det;
+  // conic = (c, -b, a) / det
+  T v_a = 0, v_b = 0, v_c = 0, v_det = 0;
+  v_c += v_conic[0] / det_s;
+  v_b += -v_conic[1] / det_s;
+  v_a += v_conic[2] / det_s;
+  v_det += -(v_conic[0] * c - v_conic[1] * b + v_conic[2] * a) / (det_s * det_s);
+  T o_in = opacity;
+  *v_opacity = v_opac_out;
+  if (antialiased) {
+    const T ratio = det_orig / det_s;
+    if (ratio > 0) {
+      const T sq = sqrt(ratio);
+      *v_opacity = v_opac_out * sq;
+      const T v_ratio = v_opac_out * o_in * T(0.5) / sq;
+      // ratio = det_orig / det_s
+      const T v_do = v_ratio / det_s;
+      v_det += -v_ratio * det_orig / (det_s * det_s);
+      v_a += v_do * c0;
+      v_c += v_do * a0;
+      v_b += -T(2) * b * v_do;
+    } else {
+      *v_opacity = 0;
+    }
+  }
+  if (!det_clamped) {
+    v_a += v_det * c;
+    v_c += v_det * a;
+    v_b += -T(2) * b * v_det;
+  }
+  // cov2d = J cc J^T; only the (0,0), (0,1), (1,1) entries are read: V = [[v_a, v_b], [0, v_c]].
+  const T V[4] = {v_a, v_b, 0, v_c};
+  // v_cc = J^T V J (3x3)
+  T VJ[6];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j) VJ[i * 3 + j] = V[i * 2] * J[j] + V[i * 2 + 1] * J[3 + j];
+  T v_cc[9];
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) v_cc[i * 3 + j] = J[i] * VJ[j] + J[3 + i] * VJ[3 + j];
+  // v_J = (V + V^T) J cc
+  const T Vs[4] = {2 * v_a, v_b, v_b, 2 * v_c};
+  T v_J[6];
+  for (int i = 0; i < 2; ++i)
+    for (int j = 0; j < 3; ++j) v_J[i * 3 + j] = Vs[i * 2] * JS[j] + Vs[i * 2 + 1] * JS[3 + j];
+  // world covariance: v_cov = Rc^T v_cc Rc
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) {
+      T acc = 0;
+      for (int k = 0; k < 3; ++k)
+        for (int l = 0; l < 3; ++l) acc += T(cam.R[k * 3 + i]) * v_cc[k * 3 + l] * T(cam.R[l * 3 + j]);
+      v_cov[i * 3 + j] = acc;
+    }
+  // camera-space mean
+  T v_x = 0, v_y = 0, v_z = v_depth;
+  const T z2 = z * z, z3 = z2 * z;
+  v_z += -fx / z2 * v_J[0] - fy / z2 * v_J[4] + T(2) * fx * tx / z3 * v_J[2] + T(2) * fy * ty / z3 * v_J[5];
+  const T v_tx = -fx / z2 * v_J[2], v_ty = -fy / z2 * v_J[5];
+  if (clamp_x) v_z += v_tx * ux_c; else v_x += v_tx;
+  if (clamp_y) v_z += v_ty * uy_c; else v_y += v_ty;
+  v_x += fx / z * v_mean2d[0];
+  v_y += fy / z * v_mean2d[1];
+  v_z += -fx * x / z2 * v_mean2d[0] - fy * y / z2 * v_mean2d[1];
+  for (int i = 0; i < 3; ++i) v_mean[i] = T(cam.R[i]) * v_x + T(cam.R[3 + i]) * v_y + T(cam.R[6 + i]) * v_z;
+}
+
+// ---- spherical harmonics (degree 0..3), dir normalised here ----
+template <typename T> SF_HOST_DEVICE inline int sh_basis(int degree, const T dir[3], T b[16]) {
+  b[0] = T(SH_C0);
+  if (degree == 0) return 1;
+  T n = sqrt(dir[0] * dir[0] + dir[1] * dir[1] + dir[2] * dir[2]);
+  T inv = T(1) / sf_max(n, T(1e-12));
+  T x = dir[0] * inv, y = dir[1] * inv, z = dir[2] * inv;
+  b[1] = -T(SH_C1) * y; b[2] = T(SH_C1) * z; b[3] = -T(SH_C1) * x;
+  if (degree == 1) return 4;
+  T xx = x * x, yy = y * y, zz = z * z, xy = x * y, yz = y * z, xz = x * z;
+  b[4] = T(SH_C2[0]) * xy; b[5] = T(SH_C2[1]) * yz; b[6] = T(SH_C2[2]) * (2 * zz - xx - yy);
+  b[7] = T(SH_C2[3]) * xz; b[8] = T(SH_C2[4]) * (xx - yy);
+  if (degree == 2) return 9;
+  b[9] = T(SH_C3[0]) * y * (3 * xx - yy); b[10] = T(SH_C3[1]) * xy * z; b[11] = T(SH_C3[2]) * y * (4 * zz - xx - yy);
+  b[12] = T(SH_C3[3]) * z * (2 * zz - 3 * xx - 3 * yy); b[13] = T(SH_C3[4]) * x * (4 * zz - xx - yy);
+  b[14] = T(SH_C3[5]) * z * (xx - yy); b[15] = T(SH_C3[6]) * x * (xx - 3 * yy);
+  return 16;
+}
+
+// out[c] = sum_k b_k coeffs[k, c]; coeffs row stride = channels.
+template <typename T>
+SF_HOST_DEVICE inline void eval_sh(int degree, const T dir[3], const T* coeffs, int channels, T* out) {
+  T b[16];
+  int nb = sh_basis(degree, dir, b);
+  for (int ch = 0; ch < channels; ++ch) {
+    T acc = 0;
+    for (int k = 0; k < nb; ++k) acc += b[k] * coeffs[k * channels + ch];
+    out[ch] = acc;
+  }
+}
+
+// VJP w.r.t. the coefficients (directions are treated as constants: the pipeline detaches them).
+template <typename T>
+SF_HOST_DEVICE inline void eval_sh_vjp(int degree, const T dir[3], const T* v_out, int channels, T* v_coeffs) {
+  T b[16];
+  int nb = sh_basis(degree, dir, b);
+  for (int k = 0; k < nb; ++k)
+    for (int ch = 0; ch < channels; ++ch) v_coeffs[k * channels + ch] = b[k] * v_out[ch];
+}
+
+// ---- footprints: sigma(d) of a primitive at offset d = mean2d - pixel, and its VJP ----
+// A primitive type provides a Footprint with per-primitive parameters, `sigma` and `sigma_vjp`; the blend kernels
+// are templated on it. A 3D Gabor footprint adds its wave terms here (a second struct), not a second pipeline.
+template <typename T> struct GaussianFootprint {
+  static constexpr int kParams = 3;  // per-primitive footprint parameters (the conic)
+  T a, b, c;  // conic (upper triangle of the inverse 2D covariance)
+  SF_HOST_DEVICE static inline GaussianFootprint load(const T* params, int64_t i) {
+    return GaussianFootprint{params[3 * i], params[3 * i + 1], params[3 * i + 2]};
+  }
+  SF_HOST_DEVICE inline T sigma(T dx, T dy) const { return T(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy; }
+  // accumulates d(sigma)/d(params) * v_sigma into v_conic[3] and d(sigma)/d(mean2d) * v_sigma into v_mean2d[2]
+  SF_HOST_DEVICE inline void sigma_vjp(T dx, T dy, T v_sigma, T v_conic[3], T v_mean2d[2]) const {
+    v_conic[0] += T(0.5) * v_sigma * dx * dx;
+    v_conic[1] += v_sigma * dx * dy;
+    v_conic[2] += T(0.5) * v_sigma * dy * dy;
+    v_mean2d[0] += v_sigma * (a * dx + b * dy);
+    v_mean2d[1] += v_sigma * (b * dx + c * dy);
+  }
+};
+
+// ---- per-pixel blend step ----
+// alpha of a primitive at a pixel, 0 when it does not contribute (sigma < 0 or alpha < 1/255).
+template <typename T> SF_HOST_DEVICE inline T blend_alpha(T opacity, T sigma) {
+  T alpha = sf_min(T(MAX_ALPHA), opacity * sf_exp_neg(-sigma));
+  return (sigma >= T(0) && alpha >= T(ALPHA_THRESHOLD)) ? alpha : T(0);
+}
+
+// One front-to-back step: returns false (and leaves T unchanged) when the pixel must stop before this primitive.
+template <typename T> SF_HOST_DEVICE inline bool blend_step(T alpha, T& trans, T& weight) {
+  const T next = trans * (T(1) - alpha);
+  if (next <= T(TRANSMITTANCE_EPS)) return false;
+  weight = alpha * trans;
+  trans = next;
+  return true;
+}
+
+// Backward of one step, walking back to front. Given T after this primitive (trans_after), recovers T before it,
+// and returns v_alpha from the colour/alpha/depth upstream grads. `behind[c]` is the sum of c_j w_j of later
+// contributors (updated here). Channels include the depth channel as the last one if the caller appends it.
+template <typename T>
+SF_HOST_DEVICE inline T blend_step_vjp(T alpha, T& trans, const T* color, const T* v_color, T* behind, int channels,
+                                       T trans_final, T v_alpha_out, T bg_dot_v) {
+  const T ra = T(1) / sf_max(T(1e-6), T(1) - alpha);
+  trans = trans * ra;  // T before this primitive
+  const T w = alpha * trans;
+  T v_alpha = 0;
+  for (int ch = 0; ch < channels; ++ch) {
+    v_alpha += (color[ch] * trans - behind[ch] * ra) * v_color[ch];
+    behind[ch] += color[ch] * w;
+  }
+  v_alpha += trans_final * ra * (v_alpha_out - bg_dot_v);
+  return v_alpha;
+}
+
+}  // namespace sf
