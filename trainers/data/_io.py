@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -86,7 +87,9 @@ def load_image(path: Path, where: str, field: str) -> np.ndarray:
         img = img[..., [2, 1, 0, 3][: img.shape[2]]]
     if img is None:
         try:
-            img = iio.imread(path)
+            with warnings.catch_warnings():  # imageio's plugin probing warns about deprecated backends
+                warnings.simplefilter("ignore")
+                img = iio.imread(path)
         except Exception as exc:  # imageio raises many types for corrupt files
             raise ValueError(f"{where}: field '{field}': cannot read image {path} ({type(exc).__name__})") from None
     img = np.asarray(img)
