@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Union
 
+from scenes.atomic import default_file_mode
+
 import imageio.v2 as imageio
 import numpy as np
 import torch
@@ -34,6 +36,7 @@ def write_image(path: Union[str, Path], image: Union[torch.Tensor, np.ndarray]) 
     tmp = _temp_beside(path)
     try:
         imageio.imwrite(tmp, to_uint8(image))
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -56,6 +59,7 @@ def write_video(path: Union[str, Path], frames: Iterable[Union[torch.Tensor, np.
                 count += 1
         if count == 0:
             raise ValueError(f"{path}: no frames to write")
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -9,6 +9,13 @@ from pathlib import Path
 from typing import Iterator, Union
 
 
+def default_file_mode() -> int:
+    """0o666 less the process umask: what a plain open() would have created (mkstemp uses 0o600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     """Yield a temporary path in the target's folder; on success it replaces `path` in one rename."""
@@ -19,6 +26,7 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, default_file_mode())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
