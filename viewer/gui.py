@@ -57,7 +57,7 @@ class ClientGui:
                 self.speed = gui.add_number("Loop seconds", initial_value=5.0, min=0.1, max=600.0, step=0.1)
         with gui.add_folder("Stats"):
             self.readout = gui.add_markdown("waiting for the first frame")
-        for handle in (self.mode, self.background, self.sh_degree, self.max_resolution, self.time_slider):
+        for handle in (self.mode, self.background, self.sh_degree, self.max_resolution, self.time_slider, self.playing):
             if handle is not None:
                 handle.on_update(lambda _event: self._on_change())
 
