@@ -130,6 +130,15 @@ def test_nerfstudio_global_intrinsics_and_every_8th_split(tmp_path):
     assert all(v.camera.fx == 20.0 and v.camera.fy == 22.0 for v in scene.train_views)
 
 
+def test_nerfstudio_val_list_is_test_when_no_test_list(tmp_path):
+    _make_nerfstudio(tmp_path)
+    _edit_json(tmp_path / "transforms.json", lambda m: m.update(val_filenames=m.pop("test_filenames")))
+    scene = load_nerfstudio(tmp_path)
+    assert [v.name for v in scene.test_views] == ["images/img_01.png", "images/img_04.png"]
+    _edit_json(tmp_path / "transforms.json", lambda m: m.pop("train_filenames"))
+    assert len(load_nerfstudio(tmp_path).train_views) == 4  # train = everything not held out
+
+
 def test_nerfstudio_downscale_scales_intrinsics(tmp_path):
     fx = _make_nerfstudio(tmp_path, size=(24, 16))
     full = load_nerfstudio(tmp_path)
@@ -233,6 +242,14 @@ def test_blender_projection_and_downscale(tmp_path):
     np.testing.assert_allclose(_project(half.train_views[0], x)[0], [2.25, 3.75], atol=1e-3)
 
 
+def test_blender_limit(tmp_path):
+    _make_blender(tmp_path)
+    scene = load_blender(tmp_path, limit=2)
+    assert len(scene.train_views) == 2 and len(scene.test_views) == 2
+    with pytest.raises(ValueError, match="limit"):
+        load_blender(tmp_path, limit=0)
+
+
 def test_dnerf_time_and_points(tmp_path):
     _make_blender(tmp_path, times=True)
     _write_ply(tmp_path / "points3d.ply", np.arange(12, dtype=float).reshape(4, 3))
@@ -328,20 +345,24 @@ def _shared(name: str) -> Path:
 def test_nerf_synthetic_lego_400():
     path = _shared("nerf_synthetic_lego_400")
     angle = json.loads((path / "transforms_train.json").read_text())["camera_angle_x"]
-    scene = load_dataset(path)
-    assert len(scene.train_views) == 100 and len(scene.test_views) == 200
     f = 0.5 * 400 / math.tan(angle / 2)
-    cam = scene.train_views[0].camera
+    full = load_dataset(path)  # every view at full resolution
+    assert len(full.train_views) == 100 and len(full.test_views) == 200
+    cam = full.test_views[-1].camera
     assert (cam.width, cam.height) == (400, 400) and cam.fx == pytest.approx(f, rel=1e-6)
-    assert scene.train_views[0].image.max() <= 1.0 and scene.train_views[0].image.min() >= 0.0
-    half = load_blender(path, downscale=2)
-    hc = half.test_views[5].camera
-    assert (hc.width, hc.height) == (200, 200) and hc.fx == pytest.approx(f / 2, rel=1e-6)
-    assert len(half.test_views) == 200
+    img = full.train_views[0].image
+    assert img.min() >= 0.0 and img.max() <= 1.0 and (img == 1.0).all(-1).float().mean() > 0.3  # white background
     # the object sits at the origin: it must project near the image centre of every camera
-    for v in scene.train_views[::10]:
+    for v in full.train_views[::10]:
         u, w = _project(v, np.zeros((1, 3)))[0]
         assert abs(u - 200) < 60 and abs(w - 200) < 60
+    half = load_blender(path, downscale=2, limit=5)
+    for v_half, v_full in zip(half.train_views + half.test_views, full.train_views[:5] + full.test_views[:5]):
+        assert (v_half.camera.width, v_half.camera.height) == (200, 200)
+        assert v_half.camera.fx == pytest.approx(f / 2, rel=1e-6) and v_half.camera.cx == 100.0
+        assert v_half.name == v_full.name
+        expected = v_full.image.numpy().reshape(200, 2, 200, 2, 3).mean(axis=(1, 3))  # area filter
+        np.testing.assert_allclose(v_half.image.numpy(), expected, atol=2e-3)
 
 
 def test_dnerf_lego():

@@ -70,7 +70,9 @@ def _load_frame(
     return View(camera=camera, image=image, name=name)
 
 
-def _load_split(folder: Path, split: str, bg: Tuple[float, float, float], downscale: int) -> List[View]:
+def _load_split(
+    folder: Path, split: str, bg: Tuple[float, float, float], downscale: int, limit: Optional[int] = None
+) -> List[View]:
     json_path = folder / SPLIT_FILES[split]
     meta: Dict[str, Any] = read_json(json_path)
     angle_x = as_float(require(meta, "camera_angle_x", str(json_path)), str(json_path), "camera_angle_x", positive=True)
@@ -79,23 +81,34 @@ def _load_split(folder: Path, split: str, bg: Tuple[float, float, float], downsc
     frames = require(meta, "frames", str(json_path))
     if not isinstance(frames, list):
         raise ValueError(f"{json_path}: field 'frames' must be a list")
+    if limit is not None:
+        frames = frames[:limit]
     return parallel_map(lambda item: _load_frame(folder, json_path, angle_x, item[1], item[0], bg, downscale), list(enumerate(frames)))
 
 
-def load_blender(path: Path, downscale: int = 1, background: Optional[Sequence[float]] = None) -> SceneData:
-    """Read a Blender / D-NeRF folder into a SceneData (train = transforms_train, test = transforms_test)."""
+def load_blender(
+    path: Path, downscale: int = 1, background: Optional[Sequence[float]] = None, limit: Optional[int] = None
+) -> SceneData:
+    """Read a Blender / D-NeRF folder into a SceneData (train = transforms_train, test = transforms_test).
+
+    `limit` keeps only the first `limit` frames of each split (quick previews and smoke tests).
+    """
+    if limit is not None and int(limit) < 1:
+        raise ValueError(f"limit must be >= 1, got {limit!r}")
     downscale = check_downscale(downscale)
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: dataset folder not found")
     bg = parse_background(background, (1.0, 1.0, 1.0))
-    train = _load_split(folder, "train", bg, downscale)
-    test = _load_split(folder, "test", bg, downscale) if (folder / SPLIT_FILES["test"]).exists() else []
+    train = _load_split(folder, "train", bg, downscale, limit)
+    test = _load_split(folder, "test", bg, downscale, limit) if (folder / SPLIT_FILES["test"]).exists() else []
     notes = [f"blender dataset {folder}", f"split: {len(train)} train / {len(test)} test (transforms_test.json)"]
     if any(v.camera.time is not None for v in train):
         notes.append("D-NeRF: per-frame time kept on Camera.time")
     if downscale > 1:
         notes.append(f"images downscaled by {downscale} (INTER_AREA), focal scaled")
+    if limit is not None:
+        notes.append(f"only the first {limit} frames of each split were loaded")
     points = colors = None
     for name in POINTS_FILES:
         if (folder / name).is_file():
