@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -66,7 +67,7 @@ def _load_frame(
         opengl_c2w_to_opencv_w2c(c2w), focal, focal, width / 2.0, height / 2.0, width, height, time=time
     )
     image = torch.from_numpy(np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), dtype=np.float32))
-    name = str(Path(image_path).relative_to(folder)).replace("\\", "/")
+    name = os.path.relpath(image_path, folder).replace(os.sep, "/")
     return View(camera=camera, image=image, name=name)
 
 

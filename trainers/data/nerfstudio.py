@@ -201,8 +201,10 @@ def load_nerfstudio(
 ) -> SceneData:
     """Read a nerfstudio dataset (folder with transforms.json, or the json itself) into a SceneData.
 
-    RGBA images are composited on `background` (default white). `downscale` is an integer factor (INTER_AREA,
-    intrinsics scaled to match). `original_coordinates` undoes `applied_transform` on poses and points.
+    RGBA images are composited on `background` (default white); SceneData.background is that colour, or black
+    when every image is RGB and no background was given. `downscale` is an integer factor (INTER_AREA from the
+    full-size images, intrinsics scaled by the actual size ratio). `original_coordinates` undoes
+    `applied_transform` on poses and points. `depth_file_path` and `applied_scale` are not read.
     """
     downscale = check_downscale(downscale)
     json_path = _json_path(Path(path))
