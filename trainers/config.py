@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
+
+import tyro
+from typing_extensions import Annotated
+
+from .strategies import DefaultStrategy, FixedStrategy, MCMCStrategy
+
+StrategyConfig = Union[
+    Annotated[DefaultStrategy, tyro.conf.subcommand("default")],
+    Annotated[MCMCStrategy, tyro.conf.subcommand("mcmc")],
+    Annotated[FixedStrategy, tyro.conf.subcommand("fixed")],
+]
 
 
 @dataclass
@@ -45,6 +56,10 @@ class TrainConfig:
     max_init_points: int = 100_000
     """Subsample seed point clouds larger than this."""
     lr: LearningRates = field(default_factory=LearningRates)
+    strategy: StrategyConfig = field(default_factory=DefaultStrategy)
+    """Densification: default (3DGS adaptive density control), mcmc, or fixed (no densification)."""
+    resume: Optional[Path] = None
+    """Continue from this checkpoint (same config and seed give the same result as an uninterrupted run)."""
     backend: str = "auto"
     seed: int = 0
     eval_every: int = 0

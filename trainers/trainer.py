@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -16,7 +17,7 @@ import torch
 from render import render
 from render.paths import orbit_cameras
 from render.writers import write_video
-from scenes import GaussianScene, save_checkpoint
+from scenes import GaussianScene, load_checkpoint, save_checkpoint
 from scenes.atomic import atomic_path
 
 from .config import TrainConfig
@@ -47,12 +48,34 @@ class Trainer:
         self.background = torch.tensor(config.background if config.background is not None else data.background, dtype=torch.float32)
         self.scene_scale = data.scene_scale
         self.optimizers = make_optimizers(self.scene, config.lr, self.scene_scale)
+        self.strategy = copy.deepcopy(config.strategy)
+        self.strategy.initialise(self.scene, self.scene_scale)
         self.step = 0
         self.history: List[Dict[str, float]] = []
         self.callbacks: List[StepCallback] = []
         self._rng = np.random.default_rng(config.seed)
+        self._last_good_checkpoint: Optional[Path] = None
         run_name = config.run_name or datetime.now().strftime("%Y-%m-%d_%H%M%S")
         self.run_dir = Path(config.output_dir) / run_name
+        if config.resume is not None:
+            self.resume(config.resume)
+
+    def resume(self, path: Path) -> None:
+        """Restore scene, optimiser, strategy, step and random state from a checkpoint."""
+        payload = load_checkpoint(path)
+        for key in ("optimizers", "step", "rng", "strategy"):
+            if key not in payload:
+                raise ValueError(f"{path}: checkpoint has no {key!r} entry, so training cannot resume from it")
+        self.scene = GaussianScene.from_state(payload["scene"])
+        self.optimizers = make_optimizers(self.scene, self.config.lr, self.scene_scale)
+        for name, state in payload["optimizers"].items():
+            self.optimizers[name].load_state_dict(state)
+        self.strategy.initialise(self.scene, self.scene_scale)
+        self.strategy.load_state_dict(payload["strategy"])
+        self.step = int(payload["step"])
+        self._rng.bit_generator.state = payload["rng"]["numpy"]
+        torch.set_rng_state(payload["rng"]["torch"])
+        self.history = list(payload.get("history", []))
 
     def train_step(self) -> Dict[str, float]:
         """One optimisation step on a random training view."""
@@ -62,18 +85,28 @@ class Trainer:
         for group in self.optimizers["means"].param_groups:
             group["lr"] = means_lr_at(self.step, cfg.max_steps, cfg.lr.means * self.scene_scale, cfg.lr.means_final_ratio)
         out = render(self.scene, view.camera, background=self.background, backend=cfg.backend)
+        self.strategy.pre_backward(out.meta)
         image, target = out.rgb, view.image
         if view.mask is not None:
             image = torch.where(view.mask, image, target)
-        loss = photometric_loss(image, target, cfg.ssim_weight)
+        loss = photometric_loss(image, target, cfg.ssim_weight) + self.strategy.regularisation(self.scene)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {self.step} (view {view.name})")
         loss.backward()
+        self.strategy.post_backward(self.scene, self.optimizers, out.meta, self.step, (view.camera.width, view.camera.height))
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
         self.step += 1
-        return {"loss": loss.item(), "psnr": psnr(image, target)}
+        changes = self.strategy.post_step(self.scene, self.optimizers, self.step)
+        self._check_parameters()
+        return {"loss": loss.item(), "psnr": psnr(image, target), "num_gaussians": float(len(self.scene)), **changes}
+
+    def _check_parameters(self) -> None:
+        for name, param in self.scene.params.items():
+            if not torch.isfinite(param).all():
+                kept = f"; the last good checkpoint is {self._last_good_checkpoint}" if self._last_good_checkpoint else ""
+                raise FloatingPointError(f"parameter {name!r} became NaN or Inf at step {self.step}{kept}")
 
     def train(self) -> Dict[str, object]:
         """Run to `max_steps`, then evaluate and write the run folder. Returns the final metrics."""
@@ -112,10 +145,14 @@ class Trainer:
             "scene": self.scene.state(),
             "step": self.step,
             "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
+            "strategy": self.strategy.state_dict(),
+            "rng": {"numpy": self._rng.bit_generator.state, "torch": torch.get_rng_state()},
+            "history": self.history,
             "config": dataclasses.asdict(self.config),
         }
         save_checkpoint(path, payload)
         save_checkpoint(self.run_dir / "checkpoints" / "latest.pt", payload)
+        self._last_good_checkpoint = path
         return path
 
     def finish(self, train_seconds: float) -> Dict[str, object]:
