@@ -58,7 +58,7 @@ def build_cpu_extension() -> ModuleType:
         "splatforge_cpu_rasterizer",
         [cpu / "bindings.cpp", cpu / "project.cpp", cpu / "raster.cpp"],
         "splatforge: compiling the CPU rasterizer (first use, ~1 min)...",
-        extra_cflags=["-O3", "-fopenmp", "-march=native"],
+        extra_cflags=["-O3", "-fopenmp", "-march=native", "-fno-trapping-math", "-mprefer-vector-width=512"],
         extra_ldflags=["-fopenmp"],
         extra_include_paths=[str(_CSRC)],
     )

@@ -45,8 +45,9 @@ SF_HOST_DEVICE inline float sf_exp_neg(float x) {
   return __expf(x);
 #else
   x = x < -87.0f ? -87.0f : x;
-  float t = x * 1.44269504088896341f;
-  float n = std::floor(t + 0.5f);
+  const float t = x * 1.44269504088896341f;  // t <= 0: round to nearest via truncation of a positive value
+  const int32_t ni = -static_cast<int32_t>(0.5f - t);
+  const float n = static_cast<float>(ni);
   float r = x - n * 0.693359375f;  // ln2 split in two parts (Cody-Waite)
   r = r + n * 2.12194440e-4f;
   float p = 1.0f / 5040.0f;
@@ -57,7 +58,7 @@ SF_HOST_DEVICE inline float sf_exp_neg(float x) {
   p = p * r + 0.5f;
   p = p * r + 1.0f;
   p = p * r + 1.0f;
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  int32_t bits = (ni + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(float));
   return p * scale;
@@ -348,21 +349,25 @@ template <typename T> struct GaussianFootprint {
     return GaussianFootprint{params[3 * i], params[3 * i + 1], params[3 * i + 2]};
   }
   SF_HOST_DEVICE inline T sigma(T dx, T dy) const { return T(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy; }
-  // accumulates d(sigma)/d(params) * v_sigma into v_conic[3] and d(sigma)/d(mean2d) * v_sigma into v_mean2d[2]
-  SF_HOST_DEVICE inline void sigma_vjp(T dx, T dy, T v_sigma, T v_conic[3], T v_mean2d[2]) const {
-    v_conic[0] += T(0.5) * v_sigma * dx * dx;
-    v_conic[1] += v_sigma * dx * dy;
-    v_conic[2] += T(0.5) * v_sigma * dy * dy;
-    v_mean2d[0] += v_sigma * (a * dx + b * dy);
-    v_mean2d[1] += v_sigma * (b * dx + c * dy);
+  // Accumulates d(sigma)/d(params) * v_sigma into v_params[j * stride] and returns d(sigma)/d(mean2d) * v_sigma
+  // in v_mx, v_my (strided output lets the CPU kernel keep one lane array per parameter).
+  SF_HOST_DEVICE inline void sigma_vjp(T dx, T dy, T v_sigma, T* v_params, int stride, T& v_mx, T& v_my) const {
+    v_params[0] += T(0.5) * v_sigma * dx * dx;
+    v_params[stride] += v_sigma * dx * dy;
+    v_params[2 * stride] += T(0.5) * v_sigma * dy * dy;
+    v_mx = v_sigma * (a * dx + b * dy);
+    v_my = v_sigma * (b * dx + c * dy);
   }
 };
 
 // ---- per-pixel blend step ----
 // alpha of a primitive at a pixel, 0 when it does not contribute (sigma < 0 or alpha < 1/255).
+// Written as a chain of single-comparison selects so that g++ vectorises it.
 template <typename T> SF_HOST_DEVICE inline T blend_alpha(T opacity, T sigma) {
-  T alpha = sf_min(T(MAX_ALPHA), opacity * sf_exp_neg(-sigma));
-  return (sigma >= T(0) && alpha >= T(ALPHA_THRESHOLD)) ? alpha : T(0);
+  const T raw = opacity * sf_exp_neg(-sigma);
+  T alpha = raw < T(MAX_ALPHA) ? raw : T(MAX_ALPHA);
+  alpha = sigma >= T(0) ? alpha : T(0);
+  return alpha >= T(ALPHA_THRESHOLD) ? alpha : T(0);
 }
 
 // One front-to-back step: returns false (and leaves T unchanged) when the pixel must stop before this primitive.

@@ -118,11 +118,16 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Raster
         const T sigma = fp.sigma(dx, dy);
         const T ex = sf::sf_exp_neg(-sigma);
         const T raw = op * ex;
-        const T alpha = std::min(T(sf::MAX_ALPHA), raw);
-        const bool ok = (kf <= lr[x]) & (std::abs(dx) <= rx) & (sigma >= T(0)) & (alpha >= T(sf::ALPHA_THRESHOLD));
-        const T ra = T(1) / std::max(T(1e-6), T(1) - alpha);
-        const T tb = ok ? trr[x] * ra : trr[x];
+        T alpha = raw < T(sf::MAX_ALPHA) ? raw : T(sf::MAX_ALPHA);
+        alpha = sigma >= T(0) ? alpha : T(0);
+        alpha = alpha >= T(sf::ALPHA_THRESHOLD) ? alpha : T(0);
+        alpha = std::abs(dx) <= rx ? alpha : T(0);
+        alpha = kf <= lr[x] ? alpha : T(0);
+        const bool ok = alpha > T(0);
+        const T ra = T(1) / (T(1) - alpha);  // alpha <= 0.99
+        const T tb = trr[x] * ra;
         ok_l[x] = ok ? T(1) : T(0);
+        (void)ok;
         ra_l[x] = ra;
         tb_l[x] = tb;
         w_l[x] = ok ? alpha * tb : T(0);
@@ -149,14 +154,12 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Raster
         const T pass = (raw <= T(sf::MAX_ALPHA)) ? ok_l[x] : T(0);
         const T v_sigma = -pass * raw * va_l[x];
         g_o[x] += pass * ex_l[x] * va_l[x];
-        T vp[KP > 0 ? KP : 1] = {};
-        T vm[2] = {T(0), T(0)};
-        fp.sigma_vjp(dx, dy, v_sigma, vp, vm);
-        for (int j = 0; j < KP; ++j) g_p[j * ts + x] += vp[j];
-        g_m0[x] += vm[0];
-        g_m1[x] += vm[1];
-        g_a0[x] += std::abs(vm[0]);
-        g_a1[x] += std::abs(vm[1]);
+        T vmx, vmy;
+        fp.sigma_vjp(dx, dy, v_sigma, g_p + x, ts, vmx, vmy);
+        g_m0[x] += vmx;
+        g_m1[x] += vmy;
+        g_a0[x] += std::abs(vmx);
+        g_a1[x] += std::abs(vmy);
       }
     }
     if (!any) continue;

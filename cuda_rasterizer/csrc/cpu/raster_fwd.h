@@ -36,7 +36,7 @@ template <typename T> struct RasterOutputs {
 // Blend one tile. Scratch vectors belong to the calling thread.
 template <typename T, typename FP>
 inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, int64_t tile_index, int tiles_x,
-                           std::vector<T>& acc, std::vector<T>& trans, std::vector<int32_t>& alive,
+                           std::vector<T>& acc, std::vector<T>& trans, std::vector<T>& alive,
                            std::vector<int32_t>& last, std::vector<T>& wrow, const RasterOutputs<T>& out) {
   const int ts = in.tile, C = in.channels;
   const int x0 = int(tile_index % tiles_x) * ts, y0 = int(tile_index / tiles_x) * ts;
@@ -44,11 +44,11 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, int6
   const int np = ts * ts;
   acc.assign(size_t(C + 1) * np, T(0));
   trans.assign(np, T(1));
-  alive.assign(np, 0);
+  alive.assign(np, T(0));
   last.assign(np, -1);
   std::vector<int> row_alive(th, tw);
   for (int r = 0; r < th; ++r)
-    for (int x = 0; x < tw; ++x) alive[r * ts + x] = 1;
+    for (int x = 0; x < tw; ++x) alive[r * ts + x] = T(1);
   int tile_alive = tw * th;
   int64_t evals = 0;
   T px[64];
@@ -70,24 +70,26 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, int6
       if (row_alive[r] == 0) continue;
       const T dy = my - (T(y0 + r) + T(0.5));
       T* tr = &trans[r * ts];
-      int32_t* al = &alive[r * ts];
+      T* al = &alive[r * ts];
       int32_t* ls = &last[r * ts];
       T* w = wrow.data();
       int stops = 0;
       const int32_t kk = static_cast<int32_t>(k);
 #pragma omp simd reduction(+ : stops)
       for (int x = 0; x < tw; ++x) {
+        // Alive pixels keep T > eps, so `next <= eps` implies a contributing alpha: one select per condition.
         const T dx = mx - px[x];
-        const T sigma = fp.sigma(dx, dy);
-        const T alpha = sf::blend_alpha(op, sigma);
-        const bool ok = (al[x] != 0) & (std::abs(dx) <= rx) & (alpha > T(0));
-        const T next = tr[x] * (T(1) - alpha);
-        const bool stop = ok & (next <= T(sf::TRANSMITTANCE_EPS));
-        const bool contrib = ok & !stop;
-        w[x] = contrib ? alpha * tr[x] : T(0);
-        tr[x] = contrib ? next : tr[x];
-        ls[x] = contrib ? kk : ls[x];
-        al[x] = stop ? 0 : al[x];
+        T alpha = sf::blend_alpha(op, fp.sigma(dx, dy));
+        alpha = std::abs(dx) <= rx ? alpha : T(0);
+        alpha = al[x] != T(0) ? alpha : T(0);
+        const T t = tr[x];
+        const T next = t * (T(1) - alpha);
+        const bool stop = next <= T(sf::TRANSMITTANCE_EPS);
+        const T wx = stop ? T(0) : alpha * t;
+        w[x] = wx;
+        tr[x] = stop ? t : next;
+        ls[x] = wx > T(0) ? kk : ls[x];
+        al[x] = stop ? T(0) : al[x];
         stops += stop ? 1 : 0;
       }
       evals += tw;
@@ -127,8 +129,8 @@ void render_forward(const RasterInputs<T>& in, const TileBins& bins, int nthread
   int64_t evals = 0;
 #pragma omp parallel num_threads(nthreads) reduction(+ : evals)
   {
-    std::vector<T> acc, trans, wrow(in.tile);
-    std::vector<int32_t> alive, last;
+    std::vector<T> acc, trans, alive, wrow(in.tile);
+    std::vector<int32_t> last;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < n_tiles; ++t)
       evals += render_tile<T, FP>(in, bins, t, tiles_x, acc, trans, alive, last, wrow, out);
