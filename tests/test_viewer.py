@@ -308,6 +308,41 @@ def test_cli_bad_scene_files_give_clean_errors(tmp_path, capsys):
     assert "unknown scene file type" in capsys.readouterr().err
 
 
+def test_cli_serves_on_a_free_port_and_stops_on_ctrl_c(tmp_path):
+    import select
+    import signal
+    import urllib.request
+
+    ply = tmp_path / "ball.ply"
+    ball_scene(100).save_ply(ply)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scripts.view", "--scene", str(ply), "--port", "0", "--max-resolution", "64"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url, output, deadline = None, [], time.monotonic() + 60
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            if select.select([proc.stdout], [], [], 0.5)[0]:
+                line = proc.stdout.readline()
+                output.append(line)
+                if line.startswith("splatforge viewer at "):
+                    url = line.split()[-1]
+        assert url is not None, f"no URL printed: {''.join(output)}"
+        assert url.startswith("http://127.0.0.1:") and not url.endswith(":0")
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.status == 200
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0 and "Traceback" not in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 # ----- browser end to end ---------------------------------------------------------------------------------
 def _browser_or_skip():
     if not os.path.exists(CHROMIUM):

@@ -29,8 +29,8 @@ class ClientRenderLoop:
     disconnected mid-frame) ends this loop only.
 
     `client` needs `.client_id`, `.camera` (viser CameraHandle-like) and `.scene.set_background_image`.
-    `render_context()` returns (scene, lock) to render under; `on_frame(client_id, record, frame)` is told of
-    every frame sent.
+    `render_context()` returns (scene, lock) to render under; `on_frame(client_id, record)` is told of every
+    frame sent.
     """
 
     def __init__(
@@ -160,22 +160,24 @@ class ClientRenderLoop:
             strips = max(1, min(16, math.ceil(expected_s / 0.1)))
         scene, lock = self._render_context()
         try:
-            with lock:
-                frame = render_frame(
-                    scene,
-                    camera,
-                    mode=settings.mode,
-                    background=settings.background,
-                    backend=self.backend,
-                    sh_degree=settings.sh_degree,
-                    strips=strips,
-                    should_abort=self._superseded(version) if full_res else None,
-                )
-                primitives = len(scene)
+            frame = render_frame(
+                scene,
+                camera,
+                mode=settings.mode,
+                background=settings.background,
+                backend=self.backend,
+                sh_degree=settings.sh_degree,
+                strips=strips,
+                should_abort=self._superseded(version) if full_res else None,
+                lock=lock,
+            )
+            primitives = len(scene)
         except FrameAborted:
             self.frames_dropped += 1
             return None
         self.adaptive.record(camera.width * camera.height, frame.render_s)
+        if self._stopped:
+            return None  # the client left while this frame rendered
         if full_res and self._superseded(version)():
             self.frames_dropped += 1  # stale: the view changed while this full frame rendered
             return None
