@@ -3,19 +3,29 @@
 from typing import Any
 
 from .blender import load_blender
+from .colmap import load_colmap, read_colmap_model, write_colmap_model
 from .dataset import SceneData, View
+from .llff import load_llff
 from .load import detect_format, load_dataset
 from .nerfstudio import load_nerfstudio
+from .normalize import apply_similarity, normalize_scene, similarity_from_cameras
 
 __all__ = [
     "DemoSceneConfig",
     "SceneData",
     "View",
+    "apply_similarity",
     "detect_format",
     "generate_demo_scene",
     "load_blender",
+    "load_colmap",
     "load_dataset",
+    "load_llff",
     "load_nerfstudio",
+    "normalize_scene",
+    "read_colmap_model",
+    "similarity_from_cameras",
+    "write_colmap_model",
 ]
 
 

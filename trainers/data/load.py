@@ -3,35 +3,73 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from .blender import load_blender
+from .colmap import find_sparse_dir, load_colmap
 from .dataset import SceneData
+from .llff import load_llff
 from .nerfstudio import load_nerfstudio
+from .normalize import normalize_scene
+
+FORMATS = ("nerfstudio", "blender", "colmap", "llff")
 
 
 def detect_format(path: Path) -> str:
-    """'nerfstudio' (transforms.json) or 'blender' (transforms_train.json); error names the folder otherwise."""
+    """'nerfstudio', 'blender', 'colmap' (sparse/0 or sparse/ with cameras.bin/.txt) or 'llff' (poses_bounds.npy).
+
+    A folder with both a COLMAP model and poses_bounds.npy is 'colmap'. Unknown folders -> error naming the folder.
+    """
     path = Path(path)
     if path.is_file() and path.suffix == ".json":
         return "blender" if path.name.startswith("transforms_") else "nerfstudio"
+    if path.is_file() and path.name == "poses_bounds.npy":
+        return "llff"
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: dataset folder not found")
     if (path / "transforms.json").is_file():
         return "nerfstudio"
     if (path / "transforms_train.json").is_file():
         return "blender"
+    if find_sparse_dir(path) is not None:
+        return "colmap"
+    if (path / "poses_bounds.npy").is_file():
+        return "llff"
     raise ValueError(
-        f"{path}: unrecognised dataset folder (expected transforms.json for nerfstudio or "
-        f"transforms_train.json for Blender/D-NeRF)"
+        f"{path}: unrecognised dataset folder (expected transforms.json for nerfstudio, "
+        f"transforms_train.json for Blender/D-NeRF, sparse/0 or sparse/ with cameras.bin/.txt for COLMAP, "
+        f"or poses_bounds.npy for LLFF)"
     )
 
 
-def load_dataset(path: Path, downscale: int = 1, background: Optional[Sequence[float]] = None) -> SceneData:
-    """Load any supported dataset folder, auto-detecting its format."""
+def load_dataset(
+    path: Path,
+    downscale: int = 1,
+    background: Optional[Sequence[float]] = None,
+    *,
+    format: Optional[str] = None,
+    normalize: Optional[bool] = None,
+    **options: Any,
+) -> SceneData:
+    """Load any supported dataset folder, auto-detecting its format unless `format` is given.
+
+    `normalize` (normalize.normalize_scene) defaults to True for COLMAP/LLFF (as gsplat does) and False for
+    Blender/nerfstudio. Extra keyword `options` go to the format's reader (e.g. images_folder, test_every).
+    """
     path = Path(path)
-    fmt = detect_format(path)
+    fmt = detect_format(path) if format is None else format
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if fmt in ("colmap", "llff"):
+        reader = load_colmap if fmt == "colmap" else load_llff
+        folder = path.parent if path.is_file() else path
+        return reader(folder, downscale=downscale, background=background,
+                      normalize=True if normalize is None else normalize, **options)
     if fmt == "nerfstudio":
-        return load_nerfstudio(path, downscale=downscale, background=background)
-    folder = path.parent if path.is_file() else path
-    return load_blender(folder, downscale=downscale, background=background)
+        scene = load_nerfstudio(path, downscale=downscale, background=background, **options)
+    else:
+        folder = path.parent if path.is_file() else path
+        scene = load_blender(folder, downscale=downscale, background=background, **options)
+    if normalize:
+        scene, _ = normalize_scene(scene, align_axes=False)
+    return scene
