@@ -279,6 +279,36 @@ def test_client_disconnecting_mid_frame_only_ends_its_loop():
     loop.notify()  # harmless after the loop ended
 
 
+class FlakyScene:
+    """Fails its first render (like a scene caught mid-update), then behaves."""
+
+    def __init__(self, base):
+        self.base, self.calls = base, 0
+
+    def __len__(self):
+        return len(self.base)
+
+    def rasterizer_inputs(self, camera, sh_degree=None):
+        self.calls += 1
+        if self.calls == 1:
+            raise ValueError("means contains NaN or Inf")
+        return self.base.rasterizer_inputs(camera, sh_degree)
+
+
+def test_failed_render_is_skipped_and_the_loop_keeps_going():
+    client = FakeClient(width=160, height=120)
+    loop, records, closed = make_loop(client, FlakyScene(ball_scene(80)), settle_s=0.02)
+    loop.start()
+    try:
+        assert poll(lambda: loop.render_errors == 1, 30), "the first render should have failed"
+        assert loop.alive and not records
+        loop.notify()  # the next change retries
+        assert poll(lambda: any(r.full_res for r in records), 30), "no frame after a failed render"
+        assert loop.alive and not closed and loop.render_errors == 1
+    finally:
+        loop.stop(join_timeout=10)
+
+
 # ----- CLI ------------------------------------------------------------------------------------------------
 def run_cli(*args, timeout=60):
     return subprocess.run(

@@ -25,8 +25,8 @@ class ClientRenderLoop:
     a new version at once, sized by `AdaptiveResolution` to fit `frame_budget_s`; once nothing changed for
     `settle_s` it renders that version at full resolution. A full render is done in strips and abandoned as
     soon as a newer version arrives, and a finished full frame whose version is already stale is dropped.
-    Previews are always sent: they are the freshest image available. Any error while sending (the client
-    disconnected mid-frame) ends this loop only.
+    Previews are always sent: they are the freshest image available. A failed render is counted and skipped
+    (the next change retries); any error while sending (the client disconnected mid-frame) ends this loop only.
 
     `client` needs `.client_id`, `.camera` (viser CameraHandle-like) and `.scene.set_background_image`.
     `render_context()` returns (scene, lock) to render under; `on_frame(client_id, record)` is told of every
@@ -65,6 +65,8 @@ class ClientRenderLoop:
         self._stopped = False
         self._seq = 0
         self.frames_dropped = 0
+        self.render_errors = 0
+        self.last_render_error: Optional[BaseException] = None
         self.error: Optional[BaseException] = None
         self._thread = threading.Thread(target=self._run, name=f"sf-view-client-{self.client_id}", daemon=True)
 
@@ -132,9 +134,9 @@ class ClientRenderLoop:
                 version, full_res = job
                 previewed = version
                 sent = self._render_and_send(version, full_res)
-                if sent in ("full", "no-camera"):
+                if sent in ("full", "no-camera", "failed"):
                     full = version
-        except Exception as exc:  # a dead client or a broken scene ends this client's loop, never the server
+        except Exception as exc:  # a dead client ends this client's loop, never the server
             self.error = exc
             log.warning("viewer client %s: render loop stopped: %s", self.client_id, exc)
         finally:
@@ -175,6 +177,12 @@ class ClientRenderLoop:
         except FrameAborted:
             self.frames_dropped += 1
             return None
+        except Exception as exc:  # a scene mid-update (e.g. NaNs from a trainer) must not end the loop
+            self.render_errors += 1
+            self.last_render_error = exc
+            if self.render_errors == 1 or self.render_errors % 100 == 0:
+                log.warning("viewer client %s: render failed (%d so far): %s", self.client_id, self.render_errors, exc)
+            return "failed"
         self.adaptive.record(camera.width * camera.height, frame.render_s)
         if self._stopped:
             return None  # the client left while this frame rendered
