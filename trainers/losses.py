@@ -14,24 +14,22 @@ def _gaussian_window(size: int, sigma: float, channels: int, dtype: torch.dtype)
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
     g = g / g.sum()
-    window = (g[:, None] @ g[None, :]).to(dtype)
-    return window.expand(channels, 1, size, size).contiguous()
+    return (g[:, None] @ g[None, :]).to(dtype).expand(channels, 1, size, size).contiguous()
 
 
 def ssim(img: torch.Tensor, ref: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Mean SSIM with an 11x11 Gaussian window (sigma 1.5), zero-padded 'same' borders as 3DGS computes it."""
     if img.shape != ref.shape:
         raise ValueError(f"ssim: image shapes differ: {tuple(img.shape)} vs {tuple(ref.shape)}")
-    channels = img.shape[-1]
-    x = img.permute(2, 0, 1)[None]
-    y = ref.permute(2, 0, 1)[None]
-    window = _gaussian_window(window_size, sigma, channels, img.dtype).to(img.device)
-    pad = window_size // 2
-    mu_x = F.conv2d(x, window, padding=pad, groups=channels)
-    mu_y = F.conv2d(y, window, padding=pad, groups=channels)
-    sigma_x = F.conv2d(x * x, window, padding=pad, groups=channels) - mu_x**2
-    sigma_y = F.conv2d(y * y, window, padding=pad, groups=channels) - mu_y**2
-    sigma_xy = F.conv2d(x * y, window, padding=pad, groups=channels) - mu_x * mu_y
+    x = img.permute(2, 0, 1)
+    y = ref.permute(2, 0, 1)
+    c = x.shape[0]
+    # One depthwise convolution blurs all five maps (faster than five calls, and than separable 1D passes here).
+    window = _gaussian_window(window_size, sigma, 5 * c, img.dtype).to(img.device)
+    maps = torch.cat([x, y, x * x, y * y, x * y])[None]
+    blurred = F.conv2d(maps, window, padding=window_size // 2, groups=5 * c)[0]
+    mu_x, mu_y, xx, yy, xy = blurred.split(c)
+    sigma_x, sigma_y, sigma_xy = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = 0.01**2, 0.03**2
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2))
     return ssim_map.mean()
