@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
+import resource
 import time
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +21,7 @@ from scenes import GaussianScene, load_checkpoint, save_checkpoint
 from scenes.atomic import atomic_path
 
 from .config import TrainConfig
+from .curves import plot_training_curves
 from .data.dataset import SceneData
 from .evaluation import evaluate
 from .initialise import initial_scene
@@ -28,6 +29,11 @@ from .losses import photometric_loss, psnr
 from .optim import make_optimizers, means_lr_at
 
 StepCallback = Callable[["Trainer", int, Dict[str, float]], None]
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def write_json(path: Path, payload: object) -> None:
@@ -168,9 +174,12 @@ class Trainer:
             train_seconds=train_seconds,
             steps_per_second=self.step / max(train_seconds, 1e-9),
             dataset=str(self.data.source),
+            peak_memory_mb=peak_memory_mb(),
         )
         write_json(self.run_dir / "metrics.json", metrics)
         write_json(self.run_dir / "history.json", self.history)
+        if self.history:
+            plot_training_curves(self.history, self.run_dir / "training_curves.png")
         if cfg.video:
             with torch.no_grad():
                 frames = (

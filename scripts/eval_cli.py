@@ -1,0 +1,67 @@
+"""sf-eval: evaluate a trained scene on a dataset's test views and write the metrics as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import tyro
+
+from scenes import load_scene
+
+from ._cli import run_cli
+
+
+@dataclass
+class EvalConfig:
+    """Per-image and mean PSNR / SSIM (LPIPS where its weights are local), primitive count, render time."""
+
+    scene: Path
+    """scene.ply or a checkpoint (.pt)."""
+    data: Path
+    """Dataset folder; its test split is evaluated (the training views when it has none)."""
+    output: Optional[Path] = None
+    """JSON file to write (default: eval.json beside the scene)."""
+    downscale: int = 1
+    background: Optional[Tuple[float, float, float]] = None
+    backend: str = "auto"
+    save_renders: int = 0
+    """Save this many (render | ground truth) PNGs beside the JSON."""
+
+
+def run_eval(config: EvalConfig) -> dict:
+    from trainers.data import load_dataset
+    from trainers.evaluation import evaluate
+    from trainers.trainer import peak_memory_mb, write_json
+
+    scene = load_scene(config.scene)
+    data = load_dataset(config.data, downscale=config.downscale, background=config.background)
+    views = data.test_views or data.train_views
+    background = config.background if config.background is not None else data.background
+    output = config.output or config.scene.parent / "eval.json"
+    render_dir = output.parent / f"{output.stem}_renders" if config.save_renders else None
+    metrics = evaluate(scene, views, background, config.backend, render_dir, config.save_renders)
+    metrics.update(split="test" if data.test_views else "train (no test views)", scene=str(config.scene), dataset=str(data.source))
+    run_metrics = config.scene.parent / "metrics.json"
+    if run_metrics.is_file():  # training wall time and memory come from the run that made the scene
+        previous = json.loads(run_metrics.read_text())
+        for key in ("train_seconds", "steps", "peak_memory_mb"):
+            if key in previous:
+                metrics[f"training_{key}" if not key.startswith("train") else key] = previous[key]
+    metrics["eval_peak_memory_mb"] = peak_memory_mb()
+    write_json(output, metrics)
+    lpips = f", LPIPS {metrics['lpips']:.4f}" if metrics["lpips"] is not None else f" (LPIPS unavailable: {metrics['lpips_note']})"
+    print(f"{metrics['split']}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}{lpips}; {metrics['num_gaussians']} Gaussians, "
+          f"{metrics['render_ms_per_image']:.1f} ms/image -> {output}")
+    return metrics
+
+
+def entrypoint() -> None:
+    config = tyro.cli(EvalConfig)
+    run_cli(lambda: run_eval(config))
+
+
+if __name__ == "__main__":
+    entrypoint()
