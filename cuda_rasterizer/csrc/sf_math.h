@@ -30,10 +30,12 @@ constexpr double MIN_DET = 1e-10;
 constexpr double MAX_EXTENT_SIGMA = 3.33;
 constexpr double SH_C0 = 0.28209479177387814;
 constexpr double SH_C1 = 0.4886025119029199;
-constexpr double SH_C2[5] = {1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792,
-                             0.5462742152960396};
-constexpr double SH_C3[7] = {-0.5900435899266435, 2.890611442640554, -0.4570457994644658, 0.3731763325901154,
-                             -0.4570457994644658, 1.445305721320277, -0.5900435899266435};
+// SH constants as scalars (constexpr arrays are not usable from device code)
+constexpr double SH_C2_0 = 1.0925484305920792, SH_C2_1 = -1.0925484305920792, SH_C2_2 = 0.31539156525252005,
+                 SH_C2_3 = -1.0925484305920792, SH_C2_4 = 0.5462742152960396;
+constexpr double SH_C3_0 = -0.5900435899266435, SH_C3_1 = 2.890611442640554, SH_C3_2 = -0.4570457994644658,
+                 SH_C3_3 = 0.3731763325901154, SH_C3_4 = -0.4570457994644658, SH_C3_5 = 1.445305721320277,
+                 SH_C3_6 = -0.5900435899266435;
 
 template <typename T> SF_HOST_DEVICE inline T sf_min(T a, T b) { return a < b ? a : b; }
 template <typename T> SF_HOST_DEVICE inline T sf_max(T a, T b) { return a > b ? a : b; }
@@ -309,12 +311,12 @@ template <typename T> SF_HOST_DEVICE inline int sh_basis(int degree, const T dir
   b[1] = -T(SH_C1) * y; b[2] = T(SH_C1) * z; b[3] = -T(SH_C1) * x;
   if (degree == 1) return 4;
   T xx = x * x, yy = y * y, zz = z * z, xy = x * y, yz = y * z, xz = x * z;
-  b[4] = T(SH_C2[0]) * xy; b[5] = T(SH_C2[1]) * yz; b[6] = T(SH_C2[2]) * (2 * zz - xx - yy);
-  b[7] = T(SH_C2[3]) * xz; b[8] = T(SH_C2[4]) * (xx - yy);
+  b[4] = T(SH_C2_0) * xy; b[5] = T(SH_C2_1) * yz; b[6] = T(SH_C2_2) * (2 * zz - xx - yy);
+  b[7] = T(SH_C2_3) * xz; b[8] = T(SH_C2_4) * (xx - yy);
   if (degree == 2) return 9;
-  b[9] = T(SH_C3[0]) * y * (3 * xx - yy); b[10] = T(SH_C3[1]) * xy * z; b[11] = T(SH_C3[2]) * y * (4 * zz - xx - yy);
-  b[12] = T(SH_C3[3]) * z * (2 * zz - 3 * xx - 3 * yy); b[13] = T(SH_C3[4]) * x * (4 * zz - xx - yy);
-  b[14] = T(SH_C3[5]) * z * (xx - yy); b[15] = T(SH_C3[6]) * x * (xx - 3 * yy);
+  b[9] = T(SH_C3_0) * y * (3 * xx - yy); b[10] = T(SH_C3_1) * xy * z; b[11] = T(SH_C3_2) * y * (4 * zz - xx - yy);
+  b[12] = T(SH_C3_3) * z * (2 * zz - 3 * xx - 3 * yy); b[13] = T(SH_C3_4) * x * (4 * zz - xx - yy);
+  b[14] = T(SH_C3_5) * z * (xx - yy); b[15] = T(SH_C3_6) * x * (xx - 3 * yy);
   return 16;
 }
 

@@ -21,46 +21,65 @@ template <typename T> inline void pixel_span(T m, int32_t r, int size, int& lo, 
 }
 
 // Intersections grouped by tile: ids[tile_start[t] .. tile_start[t+1]) are primitive ids in (depth, id) order and
-// emit[] the matching emission index (primitive p's intersections are emissions prim_offset[p] .. prim_offset[p+1]).
+// emit[] the matching emission index. Primitive order[r] (r-th valid primitive by depth) owns emissions
+// prim_offset[r] .. prim_offset[r+1]; the backward sums a primitive's rows in that fixed order.
 struct TileBins {
   std::vector<int64_t> tile_start, prim_offset;
-  std::vector<int32_t> ids, emit;
+  std::vector<int32_t> ids, emit, order;
 };
 
+// Valid primitives are first sorted once by (depth, id); emissions follow that order, and a stable counting sort
+// by tile then leaves every tile's list in (depth, id) order with no per-tile sort.
 template <typename T>
 TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int64_t n, int width, int height,
                    int tile, int nthreads) {
   const int tx = (width + tile - 1) / tile, ty = (height + tile - 1) / tile;
   const int64_t n_tiles = int64_t(tx) * ty;
   TileBins bins;
-  bins.prim_offset.assign(n + 1, 0);
   std::vector<int32_t> rect(4 * n);
+  std::vector<uint8_t> live(n, 0);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t p = 0; p < n; ++p) {
-    int64_t count = 0;
     int32_t* rc = &rect[4 * p];
-    rc[0] = 0; rc[1] = -1; rc[2] = 0; rc[3] = -1;
     if (radii[2 * p] > 0 && radii[2 * p + 1] > 0) {
       int x0, x1, y0, y1;
       pixel_span(means2d[2 * p], radii[2 * p], width, x0, x1);
       pixel_span(means2d[2 * p + 1], radii[2 * p + 1], height, y0, y1);
       if (x0 <= x1 && y0 <= y1) {
         rc[0] = x0 / tile; rc[1] = x1 / tile; rc[2] = y0 / tile; rc[3] = y1 / tile;
-        count = int64_t(rc[1] - rc[0] + 1) * (rc[3] - rc[2] + 1);
+        live[p] = 1;
       }
     }
-    bins.prim_offset[p + 1] = count;
   }
-  for (int64_t p = 0; p < n; ++p) bins.prim_offset[p + 1] += bins.prim_offset[p];
-  const int64_t m = bins.prim_offset[n];
-  if (m >= (int64_t(1) << 31)) throw std::runtime_error("splatforge: too many tile intersections (>= 2^31)");
-  std::vector<int32_t> tile_of(m);
+  std::vector<std::pair<T, int32_t>> order;
+  order.reserve(n);
+  for (int64_t p = 0; p < n; ++p)
+    if (live[p]) order.emplace_back(depths[p], static_cast<int32_t>(p));
+  std::sort(order.begin(), order.end());
+  const int64_t nv = int64_t(order.size());
+  bins.prim_offset.assign(nv + 1, 0);
+  bins.order.resize(nv);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t p = 0; p < n; ++p) {
-    int64_t e = bins.prim_offset[p];
-    const int32_t* rc = &rect[4 * p];
+  for (int64_t r = 0; r < nv; ++r) {
+    const int32_t p = order[r].second;
+    const int32_t* rc = &rect[4 * int64_t(p)];
+    bins.order[r] = p;
+    bins.prim_offset[r + 1] = int64_t(rc[1] - rc[0] + 1) * (rc[3] - rc[2] + 1);
+  }
+  for (int64_t r = 0; r < nv; ++r) bins.prim_offset[r + 1] += bins.prim_offset[r];
+  const int64_t m = bins.prim_offset[nv];
+  if (m >= (int64_t(1) << 31)) throw std::runtime_error("splatforge: too many tile intersections (>= 2^31)");
+  std::vector<int32_t> tile_of(m), prim_of(m);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t r = 0; r < nv; ++r) {
+    int64_t e = bins.prim_offset[r];
+    const int32_t p = bins.order[r];
+    const int32_t* rc = &rect[4 * int64_t(p)];
     for (int y = rc[2]; y <= rc[3]; ++y)
-      for (int x = rc[0]; x <= rc[1]; ++x) tile_of[e++] = y * tx + x;
+      for (int x = rc[0]; x <= rc[1]; ++x) {
+        tile_of[e] = y * tx + x;
+        prim_of[e++] = p;
+      }
   }
   // Stable counting sort by tile: per-thread histograms over fixed chunks of emissions.
   const int nt = std::max(1, nthreads);
@@ -94,27 +113,10 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
     int64_t lo, hi;
     chunk(t, lo, hi);
     int64_t* h = &hist[size_t(t) * n_tiles];
-    for (int64_t e = lo; e < hi; ++e) bins.emit[h[tile_of[e]]++] = static_cast<int32_t>(e);
-  }
-  // emission -> primitive (prim_offset is monotone)
-  std::vector<int32_t> prim_of(m);
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t p = 0; p < n; ++p)
-    for (int64_t e = bins.prim_offset[p]; e < bins.prim_offset[p + 1]; ++e) prim_of[e] = static_cast<int32_t>(p);
-  // Per-tile sort by (depth, emission); emission order == primitive-id order, so ties break by id.
-#pragma omp parallel num_threads(nthreads)
-  {
-    std::vector<std::pair<T, int32_t>> buf;
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t k = 0; k < n_tiles; ++k) {
-      const int64_t s = bins.tile_start[k], t_end = bins.tile_start[k + 1];
-      buf.resize(t_end - s);
-      for (int64_t i = s; i < t_end; ++i) buf[i - s] = {depths[prim_of[bins.emit[i]]], bins.emit[i]};
-      std::sort(buf.begin(), buf.end());
-      for (int64_t i = s; i < t_end; ++i) {
-        bins.emit[i] = buf[i - s].second;
-        bins.ids[i] = prim_of[buf[i - s].second];
-      }
+    for (int64_t e = lo; e < hi; ++e) {
+      const int64_t pos = h[tile_of[e]]++;
+      bins.emit[pos] = static_cast<int32_t>(e);
+      bins.ids[pos] = prim_of[e];
     }
   }
   return bins;

@@ -196,29 +196,34 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Rast
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < n_tiles; ++t) backward_tile<T, FP>(in, bins, gin, t, tiles_x, scratch, G.data());
   }
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t p = 0; p < in.n; ++p) {
-    T acc[64 + 16];
-    T* a = acc;
-    std::vector<T> big;
-    if (row > 80) {
-      big.assign(row, T(0));
-      a = big.data();
-    } else {
-      std::fill(acc, acc + row, T(0));
+  // primitives that were binned get their summed rows; all others get zeros
+  std::fill(out.v_means2d, out.v_means2d + 2 * in.n, T(0));
+  std::fill(out.v_params, out.v_params + KP * in.n, T(0));
+  std::fill(out.v_colors, out.v_colors + C * in.n, T(0));
+  std::fill(out.v_opacities, out.v_opacities + in.n, T(0));
+  std::fill(out.v_depths, out.v_depths + in.n, T(0));
+  std::fill(out.absgrad, out.absgrad + 2 * in.n, T(0));
+  const int64_t nv = int64_t(bins.order.size());
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> a(row);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < nv; ++r) {
+      std::fill(a.begin(), a.end(), T(0));
+      for (int64_t e = bins.prim_offset[r]; e < bins.prim_offset[r + 1]; ++e) {
+        const T* g = G.data() + e * row;
+        for (int j = 0; j < row; ++j) a[j] += g[j];
+      }
+      const int64_t p = bins.order[r];
+      out.v_means2d[2 * p] = a[0];
+      out.v_means2d[2 * p + 1] = a[1];
+      for (int j = 0; j < KP; ++j) out.v_params[KP * p + j] = a[2 + j];
+      out.v_opacities[p] = a[2 + KP];
+      out.v_depths[p] = a[3 + KP];
+      out.absgrad[2 * p] = a[4 + KP];
+      out.absgrad[2 * p + 1] = a[5 + KP];
+      for (int ch = 0; ch < C; ++ch) out.v_colors[p * C + ch] = a[6 + KP + ch];
     }
-    for (int64_t e = bins.prim_offset[p]; e < bins.prim_offset[p + 1]; ++e) {
-      const T* g = G.data() + e * row;
-      for (int j = 0; j < row; ++j) a[j] += g[j];
-    }
-    out.v_means2d[2 * p] = a[0];
-    out.v_means2d[2 * p + 1] = a[1];
-    for (int j = 0; j < KP; ++j) out.v_params[KP * p + j] = a[2 + j];
-    out.v_opacities[p] = a[2 + KP];
-    out.v_depths[p] = a[3 + KP];
-    out.absgrad[2 * p] = a[4 + KP];
-    out.absgrad[2 * p + 1] = a[5 + KP];
-    for (int ch = 0; ch < C; ++ch) out.v_colors[int64_t(p) * C + ch] = a[6 + KP + ch];
   }
 }
 

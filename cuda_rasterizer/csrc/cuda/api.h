@@ -1,0 +1,50 @@
+// Raw-pointer launchers of the CUDA backend (float32). Torch stays out of the .cu files (see bindings.cpp).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "../sf_math.h"
+
+namespace sf_cuda {
+
+constexpr int kTile = 16;         // tile edge: one 16x16 thread block per tile
+constexpr int kMaxChannels = 16;  // colour channels supported by the CUDA blend kernels
+
+void covar_fwd(const float* quats, const float* scales, int64_t n, float* covars, cudaStream_t s);
+void covar_bwd(const float* quats, const float* scales, const float* v_covars, int64_t n, float* v_quats,
+               float* v_scales, cudaStream_t s);
+void project_fwd(const sf::Camera& cam, const float* means, const float* covars, const float* opacities, int64_t n,
+                 float near, float far, float eps2d, bool antialiased, float* means2d, float* conics, float* depths,
+                 int32_t* radii, float* opac_out, cudaStream_t s);
+void project_bwd(const sf::Camera& cam, const float* means, const float* covars, const float* opacities,
+                 const int32_t* radii, int64_t n, float eps2d, bool antialiased, const float* v_means2d,
+                 const float* v_conics, const float* v_depths, const float* v_opac_out, float* v_means,
+                 float* v_covars, float* v_opacities, cudaStream_t s);
+void sh_fwd(int degree, const float* coeffs, int64_t n, int k, int channels, const float* dirs, float* out,
+            cudaStream_t s);
+void sh_bwd(int degree, const float* v_out, int64_t n, int k, int channels, const float* dirs, float* v_coeffs,
+            cudaStream_t s);
+
+// Binning, step 1: per-primitive tile counts and their inclusive prefix sum (offsets, n entries); returns the total.
+int64_t tile_offsets(const float* means2d, const int32_t* radii, int64_t n, int width, int height,
+                     int32_t* offsets, cudaStream_t s);
+// Step 2: emit (tile << 32 | depth bits) keys with primitive ids, radix sort them (stable: ties keep id order),
+// and write per-tile [start, end) ranges (tile_ranges: 2 * n_tiles ints, zeroed here).
+void sort_intersections(const float* means2d, const int32_t* radii, const float* depths, const int32_t* offsets,
+                        int64_t n, int64_t m, int width, int height, int64_t* keys, int32_t* ids,
+                        int64_t* keys_sorted, int32_t* ids_sorted, int32_t* tile_ranges, cudaStream_t s);
+void render_fwd(const int32_t* tile_ranges, const int32_t* ids, const float* means2d, const float* conics,
+                const float* colors, const float* opacities, const float* depths, const int32_t* radii,
+                const float* background, int channels, int width, int height, float* out_colors, float* out_alphas,
+                float* out_depths, float* out_trans, int32_t* last_pos, int32_t* last_id, cudaStream_t s);
+// Backward; gradient outputs must be zeroed by the caller (atomics accumulate into them).
+void render_bwd(const int32_t* tile_ranges, const int32_t* ids, const float* means2d, const float* conics,
+                const float* colors, const float* opacities, const float* depths, const int32_t* radii,
+                const float* background, int channels, int width, int height, const float* trans,
+                const int32_t* last_pos, const float* v_colors_px, const float* v_alphas_px,
+                const float* v_depths_px, float* v_means2d, float* v_conics, float* v_colors, float* v_opacities,
+                float* v_depths, float* absgrad, cudaStream_t s);
+
+}  // namespace sf_cuda

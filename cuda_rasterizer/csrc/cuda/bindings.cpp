@@ -1,0 +1,163 @@
+// Torch bindings of the CUDA backend (float32 only): allocation, checks, stream; kernels live in the .cu files.
+#include <c10/cuda/CUDAStream.h>
+#include <torch/extension.h>
+
+#include <memory>
+
+#include "api.h"
+
+namespace {
+
+using torch::Tensor;
+
+struct Bins {
+  Tensor ranges, ids;
+  int64_t intersections() const { return ids.numel(); }
+};
+
+Tensor c(const Tensor& t) {
+  TORCH_CHECK(t.is_cuda(), "splatforge cuda backend: expected a CUDA tensor");
+  TORCH_CHECK(t.scalar_type() == torch::kFloat32 || t.scalar_type() == torch::kInt32,
+              "splatforge cuda backend: float32 only");
+  return t.contiguous();
+}
+template <typename T> T* p(const Tensor& t) { return t.data_ptr<T>(); }
+cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
+
+sf::Camera make_camera(const Tensor& viewmat, const Tensor& K, int64_t width, int64_t height) {
+  auto v = viewmat.to(torch::kCPU, torch::kFloat64).contiguous();
+  auto k = K.to(torch::kCPU, torch::kFloat64).contiguous();
+  const double* vp = v.data_ptr<double>();
+  const double* kp = k.data_ptr<double>();
+  sf::Camera cam;
+  for (int i = 0; i < 3; ++i) {
+    for (int j = 0; j < 3; ++j) cam.R[i * 3 + j] = vp[i * 4 + j];
+    cam.t[i] = vp[i * 4 + 3];
+  }
+  cam.fx = kp[0]; cam.fy = kp[4]; cam.cx = kp[2]; cam.cy = kp[5];
+  cam.width = int(width); cam.height = int(height);
+  return cam;
+}
+
+Tensor covar_fwd(Tensor q, Tensor s, int64_t) {
+  q = c(q); s = c(s);
+  auto out = torch::empty({q.size(0), 3, 3}, q.options());
+  sf_cuda::covar_fwd(p<float>(q), p<float>(s), q.size(0), p<float>(out), stream());
+  return out;
+}
+
+std::vector<Tensor> covar_bwd(Tensor q, Tensor s, Tensor vc, int64_t) {
+  q = c(q); s = c(s); vc = c(vc);
+  auto vq = torch::empty_like(q), vs = torch::empty_like(s);
+  sf_cuda::covar_bwd(p<float>(q), p<float>(s), p<float>(vc), q.size(0), p<float>(vq), p<float>(vs), stream());
+  return {vq, vs};
+}
+
+std::vector<Tensor> project_fwd(Tensor means, Tensor covars, Tensor opac, Tensor viewmat, Tensor K, int64_t width,
+                                int64_t height, double near, double far, double eps2d, bool aa, int64_t) {
+  means = c(means); covars = c(covars); opac = c(opac);
+  const int64_t n = means.size(0);
+  auto cam = make_camera(viewmat, K, width, height);
+  auto o = means.options();
+  auto m2d = torch::empty({n, 2}, o), conics = torch::empty({n, 3}, o), depths = torch::empty({n}, o);
+  auto radii = torch::empty({n, 2}, o.dtype(torch::kInt32)), op = torch::empty({n}, o);
+  sf_cuda::project_fwd(cam, p<float>(means), p<float>(covars), p<float>(opac), n, float(near), float(far),
+                       float(eps2d), aa, p<float>(m2d), p<float>(conics), p<float>(depths), p<int32_t>(radii),
+                       p<float>(op), stream());
+  return {m2d, conics, depths, radii, op};
+}
+
+std::vector<Tensor> project_bwd(Tensor means, Tensor covars, Tensor opac, Tensor viewmat, Tensor K, int64_t width,
+                                int64_t height, Tensor radii, double eps2d, bool aa, Tensor v_m2d, Tensor v_conics,
+                                Tensor v_depths, Tensor v_opac, int64_t) {
+  means = c(means); covars = c(covars); opac = c(opac); radii = c(radii);
+  v_m2d = c(v_m2d); v_conics = c(v_conics); v_depths = c(v_depths); v_opac = c(v_opac);
+  auto cam = make_camera(viewmat, K, width, height);
+  auto vm = torch::empty_like(means), vc = torch::empty_like(covars), vo = torch::empty_like(opac);
+  sf_cuda::project_bwd(cam, p<float>(means), p<float>(covars), p<float>(opac), p<int32_t>(radii), means.size(0),
+                       float(eps2d), aa, p<float>(v_m2d), p<float>(v_conics), p<float>(v_depths), p<float>(v_opac),
+                       p<float>(vm), p<float>(vc), p<float>(vo), stream());
+  return {vm, vc, vo};
+}
+
+Tensor sh_fwd(int64_t degree, Tensor coeffs, Tensor dirs, int64_t) {
+  coeffs = c(coeffs); dirs = c(dirs);
+  const int64_t n = coeffs.size(0), k = coeffs.size(1), ch = coeffs.size(2);
+  auto out = torch::empty({n, ch}, coeffs.options());
+  sf_cuda::sh_fwd(int(degree), p<float>(coeffs), n, int(k), int(ch), p<float>(dirs), p<float>(out), stream());
+  return out;
+}
+
+Tensor sh_bwd(int64_t degree, Tensor v_out, int64_t k, Tensor dirs, int64_t) {
+  v_out = c(v_out); dirs = c(dirs);
+  const int64_t n = v_out.size(0), ch = v_out.size(1);
+  auto vc = torch::zeros({n, k, ch}, v_out.options());
+  sf_cuda::sh_bwd(int(degree), p<float>(v_out), n, int(k), int(ch), p<float>(dirs), p<float>(vc), stream());
+  return vc;
+}
+
+py::tuple raster_fwd(Tensor m2d, Tensor conics, Tensor colors, Tensor opac, Tensor depths, Tensor radii,
+                     c10::optional<Tensor> background, int64_t width, int64_t height, int64_t tile, int64_t) {
+  TORCH_CHECK(tile == sf_cuda::kTile, "splatforge cuda backend: tile size is fixed at ", sf_cuda::kTile);
+  m2d = c(m2d); conics = c(conics); colors = c(colors); opac = c(opac); depths = c(depths);
+  radii = c(radii.to(torch::kInt32));
+  const int64_t ch = colors.size(1), n = m2d.size(0);
+  TORCH_CHECK(ch <= sf_cuda::kMaxChannels, "splatforge cuda backend: at most ", sf_cuda::kMaxChannels, " channels");
+  Tensor bg;
+  if (background.has_value()) bg = c(background.value());
+  const int64_t tiles = ((width + 15) / 16) * ((height + 15) / 16);
+  auto io = m2d.options().dtype(torch::kInt32);
+  auto offsets = torch::empty({std::max<int64_t>(n, 1)}, io);
+  const int64_t m = sf_cuda::tile_offsets(p<float>(m2d), p<int32_t>(radii), n, int(width), int(height),
+                                          p<int32_t>(offsets), stream());
+  auto keys = torch::empty({m}, m2d.options().dtype(torch::kInt64)), keys_sorted = torch::empty_like(keys);
+  auto ids = torch::empty({m}, io), ids_sorted = torch::empty_like(ids);
+  auto ranges = torch::empty({tiles, 2}, io);
+  sf_cuda::sort_intersections(p<float>(m2d), p<int32_t>(radii), p<float>(depths), p<int32_t>(offsets), n, m,
+                              int(width), int(height), keys.data_ptr<int64_t>(), p<int32_t>(ids),
+                              keys_sorted.data_ptr<int64_t>(), p<int32_t>(ids_sorted), p<int32_t>(ranges), stream());
+  auto o = m2d.options();
+  auto out_c = torch::empty({height, width, ch}, o), out_a = torch::empty({height, width, 1}, o);
+  auto out_d = torch::empty({height, width, 1}, o), out_t = torch::empty({height, width, 1}, o);
+  auto last_pos = torch::empty({height, width}, io), last_id = torch::empty({height, width}, io);
+  sf_cuda::render_fwd(p<int32_t>(ranges), p<int32_t>(ids_sorted), p<float>(m2d), p<float>(conics), p<float>(colors),
+                      p<float>(opac), p<float>(depths), p<int32_t>(radii), bg.defined() ? p<float>(bg) : nullptr,
+                      int(ch), int(width), int(height), p<float>(out_c), p<float>(out_a), p<float>(out_d),
+                      p<float>(out_t), p<int32_t>(last_pos), p<int32_t>(last_id), stream());
+  auto bins = std::make_shared<Bins>(Bins{ranges, ids_sorted});
+  return py::make_tuple(out_c, out_a, out_d, out_t, last_id, last_pos, bins, int64_t(-1));
+}
+
+std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor m2d, Tensor conics, Tensor colors, Tensor opac,
+                               Tensor depths, Tensor radii, c10::optional<Tensor> background, int64_t width,
+                               int64_t height, int64_t, int64_t, Tensor trans, Tensor last_pos, Tensor v_colors,
+                               Tensor v_alphas, Tensor v_depths) {
+  m2d = c(m2d); conics = c(conics); colors = c(colors); opac = c(opac); depths = c(depths);
+  radii = c(radii.to(torch::kInt32)); trans = c(trans); last_pos = c(last_pos);
+  v_colors = c(v_colors); v_alphas = c(v_alphas); v_depths = c(v_depths);
+  Tensor bg;
+  if (background.has_value()) bg = c(background.value());
+  auto vm = torch::zeros_like(m2d), vcon = torch::zeros_like(conics), vcol = torch::zeros_like(colors);
+  auto vo = torch::zeros_like(opac), vd = torch::zeros_like(depths), ag = torch::zeros_like(m2d);
+  sf_cuda::render_bwd(p<int32_t>(bins->ranges), p<int32_t>(bins->ids), p<float>(m2d), p<float>(conics),
+                      p<float>(colors), p<float>(opac), p<float>(depths), p<int32_t>(radii),
+                      bg.defined() ? p<float>(bg) : nullptr, int(colors.size(1)), int(width), int(height),
+                      p<float>(trans), p<int32_t>(last_pos), p<float>(v_colors), p<float>(v_alphas),
+                      p<float>(v_depths), p<float>(vm), p<float>(vcon), p<float>(vcol), p<float>(vo), p<float>(vd),
+                      p<float>(ag), stream());
+  return {vm, vcon, vcol, vo, vd, ag};
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  py::class_<Bins, std::shared_ptr<Bins>>(m, "TileBins").def_property_readonly("intersections", &Bins::intersections);
+  m.def("covar_fwd", &covar_fwd);
+  m.def("covar_bwd", &covar_bwd);
+  m.def("project_fwd", &project_fwd);
+  m.def("project_bwd", &project_bwd);
+  m.def("sh_fwd", &sh_fwd);
+  m.def("sh_bwd", &sh_bwd);
+  m.def("raster_fwd", &raster_fwd);
+  m.def("raster_bwd", &raster_bwd);
+}

@@ -1,0 +1,81 @@
+"""CUDA backend: the four stages of `reference.py` on the CUDA extension (float32, 16x16 tiles, <= 16 channels).
+
+Same autograd wiring as the CPU backend (`_native.py`): gradients reach means, covariances, opacities, colours/SH,
+background and means2d; `means2d.absgrad` is set after backward. Gradient accumulation uses atomics, so CUDA results
+are not bit-reproducible run to run (the CPU backend's are).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ._build import build_cuda_extension
+from ._native import _EvalSH, _Project, _QuatScaleToCovar, _Rasterize, last_stats  # noqa: F401
+from .constants import EPS_2D
+from .reference import Composite, Projection
+
+TILE_SIZE = 16
+
+
+def _ext():
+    return build_cuda_extension()
+
+
+def quat_scale_to_covar(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Covariance R S S^T R^T from (N, 4) wxyz quaternions and (N, 3) scales."""
+    return _QuatScaleToCovar.apply(_ext(), 0, quats.contiguous(), scales.contiguous())
+
+
+def project(
+    means: torch.Tensor,
+    covars: torch.Tensor,
+    opacities: torch.Tensor,
+    viewmat: torch.Tensor,
+    K: torch.Tensor,
+    width: int,
+    height: int,
+    near: float = 0.01,
+    far: float = 1e10,
+    eps2d: float = EPS_2D,
+    antialiased: bool = False,
+) -> Projection:
+    """EWA projection (see reference.project)."""
+    out = _Project.apply(
+        _ext(), 0, means.contiguous(), covars.contiguous(), opacities.contiguous(), viewmat, K, int(width),
+        int(height), float(near), float(far), float(eps2d), bool(antialiased),
+    )
+    return Projection(*out)
+
+
+def eval_sh(degree: int, coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """Raw SH value (see reference.eval_sh); no gradient to `dirs`."""
+    if not 0 <= degree <= 3:
+        raise ValueError(f"SH degree must be in 0..3, got {degree}")
+    if coeffs.shape[-2] < (degree + 1) ** 2:
+        raise ValueError(f"SH degree {degree} needs {(degree + 1) ** 2} coefficients, got {coeffs.shape[-2]}")
+    return _EvalSH.apply(_ext(), 0, degree, coeffs.contiguous(), dirs.contiguous())
+
+
+def rasterize_to_pixels(
+    means2d: torch.Tensor,
+    conics: torch.Tensor,
+    colors: torch.Tensor,
+    opacities: torch.Tensor,
+    depths: torch.Tensor,
+    radii: torch.Tensor,
+    width: int,
+    height: int,
+    background: Optional[torch.Tensor] = None,
+    max_elements: int = 0,
+) -> Composite:
+    """Tiled front-to-back blending on the GPU (see reference.rasterize_to_pixels)."""
+    del max_elements
+    if background is not None:
+        background = background.reshape(-1).contiguous()
+    out = _Rasterize.apply(
+        _ext(), 0, means2d.contiguous(), conics.contiguous(), colors.contiguous(), opacities.contiguous(),
+        depths.contiguous(), radii, background, int(width), int(height), TILE_SIZE,
+    )
+    return Composite(*out)
