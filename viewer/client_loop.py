@@ -64,6 +64,7 @@ class ClientRenderLoop:
         self._last_change = time.monotonic()
         self._stopped = False
         self._seq = 0
+        self._play_tick: Optional[float] = None
         self.frames_dropped = 0
         self.render_errors = 0
         self.last_render_error: Optional[BaseException] = None
@@ -99,7 +100,6 @@ class ClientRenderLoop:
 
     def _next_job(self, previewed: int, full: int) -> Optional[tuple]:
         """Block until there is work; returns (version, full_res) or None when stopped."""
-        last_tick = time.monotonic()
         with self._cond:
             while True:
                 if self._stopped:
@@ -112,15 +112,19 @@ class ClientRenderLoop:
                     return self._version, True
                 timeout = self.settle_s - waited if full != self._version else None
                 playing = self.gui is not None and self.gui.is_playing
-                if playing:
+                if not playing:
+                    self._play_tick = None
+                else:
                     timeout = 1 / 30 if timeout is None else min(timeout, 1 / 30)
-                    if now - last_tick >= 1 / 30:
+                    if self._play_tick is None:
+                        self._play_tick = now
+                    elif now - self._play_tick >= 1 / 30:  # render time counts: playback follows the wall clock
+                        dt, self._play_tick = now - self._play_tick, now
                         self._cond.release()
                         try:
-                            self.gui.advance_time(now - last_tick)  # triggers notify() through the slider
+                            self.gui.advance_time(dt)  # triggers notify() through the slider
                         finally:
                             self._cond.acquire()
-                        last_tick = now
                         continue
                 self._cond.wait(timeout if timeout is None else max(timeout, 1e-3))
 
