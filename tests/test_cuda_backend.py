@@ -11,7 +11,7 @@ import torch
 
 from cuda_rasterizer import cpu_backend, rasterize_gaussians
 
-from .conftest import random_gaussians, simple_K
+from conftest import random_gaussians, simple_K
 
 _NVCC = shutil.which("nvcc") or (os.path.exists("/usr/local/cuda/bin/nvcc") and "/usr/local/cuda/bin/nvcc")
 
