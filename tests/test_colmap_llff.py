@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import json
 import struct
 from pathlib import Path
 
@@ -22,7 +22,6 @@ from trainers.data import (
     similarity_from_cameras,
     write_colmap_model,
 )
-from trainers.data.colmap import ColmapCamera, ColmapImage, ColmapPoints
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FULL = (128, 96)  # COLMAP camera size (W, H); images_2 holds 64x48 copies
@@ -479,6 +478,21 @@ def test_apply_similarity_rejects_non_similarity_and_keeps_scene_scale_meaning(t
     moved = apply_similarity(raw, t)
     assert moved.scene_scale == pytest.approx(2.5 * raw.scene_scale, rel=1e-5)
     np.testing.assert_allclose(moved.camera_centers(), raw.camera_centers() @ t[:3, :3].T + t[:3, 3], atol=1e-4)
+
+
+def test_normalize_option_for_blender_is_off_by_default(tmp_path):
+    (tmp_path / "train").mkdir()
+    frames = []
+    for i, c2w in enumerate(_orbit_c2w(4, 5)):
+        iio.imwrite(tmp_path / "train" / f"r_{i}.png", np.zeros((8, 8, 3), np.uint8))
+        gl = c2w @ np.diag([1.0, -1.0, -1.0, 1.0])  # OpenCV -> OpenGL camera axes
+        frames.append({"file_path": f"train/r_{i}", "transform_matrix": gl.tolist()})
+    (tmp_path / "transforms_train.json").write_text(json.dumps({"camera_angle_x": 0.8, "frames": frames}))
+    plain = load_dataset(tmp_path)
+    np.testing.assert_allclose(plain.camera_centers(), _orbit_c2w(4, 5)[:, :3, 3], atol=1e-4)
+    norm = load_dataset(tmp_path, normalize=True)
+    assert any("normalised" in n for n in norm.notes) and not any("normalised" in n for n in plain.notes)
+    assert np.median(np.linalg.norm(norm.camera_centers(), axis=1)) == pytest.approx(1.0, abs=1e-4)
 
 
 # ----------------------------------------------------------------------------------------- shared fern

@@ -17,7 +17,6 @@ Conventions (see DESIGN.md section 6):
 
 from __future__ import annotations
 
-import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
