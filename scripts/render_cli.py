@@ -1,15 +1,16 @@
-"""sf-render: render a checkpoint or PLY for a dataset's test cameras or an orbit, to PNGs and an MP4."""
+"""sf-render: render a checkpoint or PLY for a dataset's test cameras, an orbit, or a camera_path.json, to PNGs and an MP4."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional, Tuple
+from typing import List, Literal, Optional, Tuple
 
 import torch
 import tyro
 
-from render import render
+from render import Camera, render
+from render.camera_path import load_camera_path
 from render.paths import orbit_cameras
 from render.writers import write_image, write_video
 from scenes import load_scene
@@ -23,10 +24,13 @@ class RenderConfig:
 
     scene: Path
     """A scene.ply or a checkpoint (.pt)."""
-    data: Path
-    """Dataset folder whose cameras define the views (test split, or the orbit around the training cameras)."""
+    data: Optional[Path] = None
+    """Dataset folder whose cameras define the views (test split, or the orbit around the training cameras).
+    Not needed for --mode camera-path."""
     output: Path = Path("outputs/render")
-    mode: Literal["test", "orbit"] = "test"
+    mode: Literal["test", "orbit", "camera-path"] = "test"
+    camera_path: Optional[Path] = None
+    """nerfstudio-style camera_path.json (mode camera-path): rendered at its resolution and fps."""
     num_frames: int = 60
     """Orbit frames."""
     fps: int = 24
@@ -35,24 +39,52 @@ class RenderConfig:
     backend: str = "auto"
 
 
-def render_scene(config: RenderConfig) -> int:
+def render_view(scene, camera: Camera, background, backend: str = "auto") -> torch.Tensor:
+    """Render one frame as (H, W, 3) RGB in [0, 1]. The seam for compositors (meshes, shadows) to wrap."""
+    return render(scene, camera, background=background, backend=backend).rgb
+
+
+def _views(config: RenderConfig) -> Tuple[List[Camera], Optional[Tuple[float, float, float]], int]:
+    """(cameras, background, fps) for the configured mode."""
+    if config.mode == "camera-path":
+        if config.camera_path is None:
+            raise ValueError("--mode camera-path needs --camera-path FILE.json")
+        path = load_camera_path(config.camera_path)
+        cameras = path.cameras()
+        if config.downscale > 1:
+            cameras = [c.scaled(1.0 / config.downscale) for c in cameras]
+        return cameras, config.background, max(1, int(round(path.fps)))
+    if config.data is None:
+        raise ValueError(f"--mode {config.mode} needs --data (a dataset folder)")
     from trainers.data import load_dataset
 
-    scene = load_scene(config.scene)
     data = load_dataset(config.data, downscale=config.downscale, background=config.background)
     background = config.background if config.background is not None else data.background
     if config.mode == "test":
         cameras = [v.camera for v in (data.test_views or data.train_views)]
     else:
         cameras = orbit_cameras([v.camera for v in data.train_views], config.num_frames)
+    return cameras, background, config.fps
+
+
+def render_scene(config: RenderConfig) -> int:
+    if config.mode == "camera-path" and config.camera_path is None:
+        raise ValueError("--mode camera-path needs --camera-path FILE.json")
+    if config.mode != "camera-path" and config.data is None:
+        raise ValueError(f"--mode {config.mode} needs --data (a dataset folder)")
+    if config.camera_path is not None and config.mode == "camera-path":
+        load_camera_path(config.camera_path)  # a bad path file fails before the scene loads
+    scene = load_scene(config.scene)
+    cameras, background, fps = _views(config)
     frames = []
     with torch.no_grad():
         for i, camera in enumerate(cameras):
-            rgb = render(scene, camera, background=background, backend=config.backend).rgb
+            rgb = render_view(scene, camera, background, config.backend)
             write_image(config.output / f"frame_{i:05d}.png", rgb)
             frames.append(rgb)
-    write_video(config.output / f"{config.mode}.mp4", frames, fps=config.fps)
-    print(f"wrote {len(frames)} frames and {config.output / (config.mode + '.mp4')}")
+    video = config.output / f"{config.mode.replace('-', '_')}.mp4"
+    write_video(video, frames, fps=fps)
+    print(f"wrote {len(frames)} frames and {video}")
     return len(frames)
 
 
