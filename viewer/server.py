@@ -11,6 +11,7 @@ from typing import Callable, Deque, Dict, Optional, Sequence
 import numpy as np
 import viser
 
+from .camera_path_panel import CameraPathPanel
 from .client_loop import ClientRenderLoop
 from .frames import VISER_MAX_DEPTH, FrameRecord
 from .gui import ClientGui, ViewSettings
@@ -54,6 +55,7 @@ class ViewerServer:
         self.frames_sent: Dict[int, Deque[FrameRecord]] = {}
         self.sessions: Dict[int, ClientRenderLoop] = {}
         self.guis: Dict[int, ClientGui] = {}
+        self.camera_paths: Dict[int, CameraPathPanel] = {}  # per-client "Camera path" panels
         self._history = history
         self._lock = threading.Lock()
         self._frame_event = threading.Condition(self._lock)
@@ -158,6 +160,7 @@ class ViewerServer:
             self.sessions[client.client_id] = loop
             self.guis[client.client_id] = gui
             self.frames_sent.setdefault(client.client_id, collections.deque(maxlen=self._history))
+        self.camera_paths[client.client_id] = CameraPathPanel(client, time_slider=gui.time_slider)
         client.camera.on_update(lambda _camera: loop.notify())
         loop.start()
         loop.notify()
@@ -166,6 +169,9 @@ class ViewerServer:
         with self._lock:
             loop = self.sessions.pop(client.client_id, None)
             self.guis.pop(client.client_id, None)
+        panel = self.camera_paths.pop(client.client_id, None)
+        if panel is not None:
+            panel.close()
         if loop is not None:
             loop.stop()
 
