@@ -13,15 +13,15 @@
 namespace sf_cpu {
 
 // Pixel range [lo, hi] (inclusive) whose centres p + 0.5 satisfy |p + 0.5 - m| <= r, clipped to [0, size - 1].
-template <typename T> inline void pixel_span(T m, int32_t r, int size, int& lo, int& hi) {
+template <typename T, typename R> inline void pixel_span(T m, R r, int size, int& lo, int& hi) {
   lo = static_cast<int>(std::ceil(m - T(r) - T(0.5)));
   hi = static_cast<int>(std::floor(m + T(r) - T(0.5)));
   lo = std::max(lo, 0);
   hi = std::min(hi, size - 1);
 }
 
-// Intersections grouped by tile: ids[tile_start[t] .. tile_start[t+1]) are primitive ids in (depth, id) order and
-// emit[] the matching emission index. Primitive order[r] (r-th valid primitive by depth) owns emissions
+// Intersections grouped by tile: ids[tile_start[t] .. tile_start[t+1]) are depth ranks r (ascending, i.e. (depth, id)
+// order; the primitive is order[r]) and emit[] the matching emission index. Primitive order[r] (r-th valid primitive by depth) owns emissions
 // prim_offset[r] .. prim_offset[r+1]; the backward sums a primitive's rows in that fixed order.
 struct TileBins {
   std::vector<int64_t> tile_start, prim_offset;
@@ -69,7 +69,7 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
   for (int64_t r = 0; r < nv; ++r) bins.prim_offset[r + 1] += bins.prim_offset[r];
   const int64_t m = bins.prim_offset[nv];
   if (m >= (int64_t(1) << 31)) throw std::runtime_error("splatforge: too many tile intersections (>= 2^31)");
-  std::vector<int32_t> tile_of(m), prim_of(m);
+  std::vector<int32_t> tile_of(m), rank_of(m);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t r = 0; r < nv; ++r) {
     int64_t e = bins.prim_offset[r];
@@ -78,7 +78,7 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
     for (int y = rc[2]; y <= rc[3]; ++y)
       for (int x = rc[0]; x <= rc[1]; ++x) {
         tile_of[e] = y * tx + x;
-        prim_of[e++] = p;
+        rank_of[e++] = static_cast<int32_t>(r);
       }
   }
   // Stable counting sort by tile: per-thread histograms over fixed chunks of emissions.
@@ -116,7 +116,7 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
     for (int64_t e = lo; e < hi; ++e) {
       const int64_t pos = h[tile_of[e]]++;
       bins.emit[pos] = static_cast<int32_t>(e);
-      bins.ids[pos] = prim_of[e];
+      bins.ids[pos] = rank_of[e];
     }
   }
   return bins;

@@ -35,7 +35,8 @@ template <typename T> struct RasterGradOut {
 template <typename FP> inline int grad_row(int channels) { return 2 + FP::kParams + 4 + channels; }
 
 template <typename T, typename FP>
-void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const RasterGradIn<T>& gin, int64_t tile_index,
+void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk, const RasterGradIn<T>& gin,
+                   int64_t tile_index,
                    int tiles_x, std::vector<T>& scratch, T* G) {
   const int ts = in.tile, C = in.channels, np = ts * ts;
   constexpr int KP = FP::kParams;
@@ -45,7 +46,9 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Raster
   const int64_t s = bins.tile_start[tile_index];
   // scratch layout: trans, tfin, vA (minus bg.v), last(as T), vcol(C+1), behind(C+1), then per-row lanes
   const int n_lane = 2 + KP + 4 + (C + 1);  // lane accumulators: mean2d, params, opacity, absgrad(2), colours+depth
-  scratch.assign(size_t(np) * (4 + 2 * (C + 1)) + size_t(ts) * (n_lane + 6), T(0));
+  int lp = 1;  // lane stride: power of two >= tile width, for the tree sums
+  while (lp < ts) lp *= 2;
+  scratch.assign(size_t(np) * (4 + 2 * (C + 1)) + size_t(lp) * n_lane + size_t(ts) * 6, T(0));
   T* tr = scratch.data();
   T* tfin = tr + np;
   T* vA = tfin + np;
@@ -53,7 +56,7 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Raster
   T* vcol = lastf + np;                  // (C+1) x np, depth last
   T* behind = vcol + size_t(C + 1) * np; // (C+1) x np
   T* lanes = behind + size_t(C + 1) * np;
-  T* rowtmp = lanes + size_t(ts) * n_lane;  // 6 x ts
+  T* rowtmp = lanes + size_t(lp) * n_lane;  // 6 x ts
   std::vector<int> row_last(th, -1);
   int kmax = -1;
   for (int r = 0; r < th; ++r)
@@ -83,26 +86,24 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Raster
   T* va_l = rowtmp + 4 * ts;
   T* ex_l = rowtmp + 5 * ts;
   for (int k = kmax; k >= 0; --k) {
-    const int32_t p = bins.ids[s + k];
-    const T mx = in.means2d[2 * p], my = in.means2d[2 * p + 1];
-    const T rx = T(in.radii[2 * p]);
-    const FP fp = FP::load(in.fp_params, p);
-    const T op = in.opacities[p];
-    const T* col = in.colors + int64_t(p) * C;
-    const T dep = in.depths[p];
+    using P = Packed<T, FP>;
+    const T* d = pk.rec(bins.ids[s + k]);
+    const T mx = d[P::MX], my = d[P::MY], rx = d[P::RX], ry = d[P::RY], op = d[P::OP], dep = d[P::DEP];
+    const FP fp = FP::load(d + P::FPP, 0);
+    const T* col = d + P::COL;
     const T kf = T(k);
     int r0, r1;
-    pixel_span(my, in.radii[2 * p + 1], in.height, r0, r1);
+    pixel_span(my, ry, in.height, r0, r1);
     r0 = std::max(r0 - y0, 0);
     r1 = std::min(r1 - y0, th - 1);
-    std::fill(lanes, lanes + size_t(ts) * n_lane, T(0));
+    std::fill(lanes, lanes + size_t(lp) * n_lane, T(0));
     T* g_m0 = lanes;
-    T* g_m1 = lanes + ts;
-    T* g_p = lanes + 2 * ts;  // KP x ts
-    T* g_o = lanes + size_t(2 + KP) * ts;
-    T* g_a0 = g_o + ts;
-    T* g_a1 = g_a0 + ts;
-    T* g_c = g_a1 + ts;  // (C+1) x ts
+    T* g_m1 = lanes + lp;
+    T* g_p = lanes + 2 * lp;  // KP x lp
+    T* g_o = lanes + size_t(2 + KP) * lp;
+    T* g_a0 = g_o + lp;
+    T* g_a1 = g_a0 + lp;
+    T* g_c = g_a1 + lp;  // (C+1) x lp
     bool any = false;
     for (int r = r0; r <= r1; ++r) {
       if (row_last[r] < k) continue;
@@ -139,7 +140,7 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Raster
         const T cv = ch < C ? col[ch] : dep;
         T* bh = behind + size_t(ch) * np + r * ts;
         const T* vc = vcol + size_t(ch) * np + r * ts;
-        T* gc = g_c + size_t(ch) * ts;
+        T* gc = g_c + size_t(ch) * lp;
 #pragma omp simd
         for (int x = 0; x < tw; ++x) {
           va_l[x] += ok_l[x] * (cv * tb_l[x] - bh[x] * ra_l[x]) * vc[x];
@@ -155,7 +156,7 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Raster
         const T v_sigma = -pass * raw * va_l[x];
         g_o[x] += pass * ex_l[x] * va_l[x];
         T vmx, vmy;
-        fp.sigma_vjp(dx, dy, v_sigma, g_p + x, ts, vmx, vmy);
+        fp.sigma_vjp(dx, dy, v_sigma, g_p + x, lp, vmx, vmy);
         g_m0[x] += vmx;
         g_m1[x] += vmy;
         g_a0[x] += std::abs(vmx);
@@ -165,19 +166,21 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Raster
     if (!any) continue;
     T* g = G + int64_t(bins.emit[s + k]) * row;
     // fixed-order lane sums: mean2d(2), params(KP), opacity, depth, absgrad(2), colours(C)
-    auto lane_sum = [&](const T* v) {
-      T acc = 0;
-      for (int x = 0; x < tw; ++x) acc += v[x];
-      return acc;
+    // pairwise tree over a power-of-two lane count (lanes past tw are zero): fixed order, short dependency chain
+    auto lane_sum = [&](T* v) {
+      for (int half = lp / 2; half >= 1; half /= 2)
+#pragma omp simd
+        for (int x = 0; x < half; ++x) v[x] += v[x + half];
+      return v[0];
     };
     g[0] = lane_sum(g_m0);
     g[1] = lane_sum(g_m1);
-    for (int j = 0; j < KP; ++j) g[2 + j] = lane_sum(g_p + j * ts);
+    for (int j = 0; j < KP; ++j) g[2 + j] = lane_sum(g_p + j * lp);
     g[2 + KP] = lane_sum(g_o);
-    g[3 + KP] = lane_sum(g_c + size_t(C) * ts);
+    g[3 + KP] = lane_sum(g_c + size_t(C) * lp);
     g[4 + KP] = lane_sum(g_a0);
     g[5 + KP] = lane_sum(g_a1);
-    for (int ch = 0; ch < C; ++ch) g[6 + KP + ch] = lane_sum(g_c + size_t(ch) * ts);
+    for (int ch = 0; ch < C; ++ch) g[6 + KP + ch] = lane_sum(g_c + size_t(ch) * lp);
   }
 }
 
@@ -190,11 +193,12 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Rast
   constexpr int KP = FP::kParams;
   const int64_t m = bins.tile_start[n_tiles];
   std::vector<T> G(size_t(m) * row, T(0));
+  const Packed<T, FP> pk = pack_primitives<T, FP>(in, bins, nthreads);
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<T> scratch;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < n_tiles; ++t) backward_tile<T, FP>(in, bins, gin, t, tiles_x, scratch, G.data());
+    for (int64_t t = 0; t < n_tiles; ++t) backward_tile<T, FP>(in, bins, pk, gin, t, tiles_x, scratch, G.data());
   }
   // primitives that were binned get their summed rows; all others get zeros
   std::fill(out.v_means2d, out.v_means2d + 2 * in.n, T(0));

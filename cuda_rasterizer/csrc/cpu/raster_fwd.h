@@ -33,9 +33,41 @@ template <typename T> struct RasterOutputs {
   int64_t* n_evals;  // number of primitive-pixel footprint evaluations (box-clipped lanes), for benchmarks
 };
 
+// Per-primitive data packed by depth rank (one record per binned primitive, read in ascending rank order by every
+// tile): mean2d, radii, opacity, depth, footprint params, colours.
+template <typename T, typename FP> struct Packed {
+  static constexpr int MX = 0, MY = 1, RX = 2, RY = 3, OP = 4, DEP = 5, FPP = 6, COL = 6 + FP::kParams;
+  int stride;
+  std::vector<T> data;
+  const T* rec(int64_t r) const { return data.data() + r * stride; }
+};
+
+template <typename T, typename FP>
+Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, int nthreads) {
+  using P = Packed<T, FP>;
+  P pk;
+  pk.stride = P::COL + in.channels;
+  const int64_t nv = int64_t(bins.order.size());
+  pk.data.resize(size_t(nv) * pk.stride);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t r = 0; r < nv; ++r) {
+    const int64_t p = bins.order[r];
+    T* d = pk.data.data() + r * pk.stride;
+    d[P::MX] = in.means2d[2 * p];
+    d[P::MY] = in.means2d[2 * p + 1];
+    d[P::RX] = T(in.radii[2 * p]);
+    d[P::RY] = T(in.radii[2 * p + 1]);
+    d[P::OP] = in.opacities[p];
+    d[P::DEP] = in.depths[p];
+    for (int j = 0; j < FP::kParams; ++j) d[P::FPP + j] = in.fp_params[p * FP::kParams + j];
+    for (int ch = 0; ch < in.channels; ++ch) d[P::COL + ch] = in.colors[p * in.channels + ch];
+  }
+  return pk;
+}
+
 // Blend one tile. Scratch vectors belong to the calling thread.
 template <typename T, typename FP>
-inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, int64_t tile_index, int tiles_x,
+inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk, int64_t tile_index, int tiles_x,
                            std::vector<T>& acc, std::vector<T>& trans, std::vector<T>& alive,
                            std::vector<int32_t>& last, std::vector<T>& wrow, const RasterOutputs<T>& out) {
   const int ts = in.tile, C = in.channels;
@@ -55,15 +87,13 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, int6
   for (int x = 0; x < ts; ++x) px[x] = T(x0 + x) + T(0.5);
   const int64_t s = bins.tile_start[tile_index], e = bins.tile_start[tile_index + 1];
   for (int64_t k = s; k < e && tile_alive > 0; ++k) {
-    const int32_t p = bins.ids[k];
-    const T mx = in.means2d[2 * p], my = in.means2d[2 * p + 1];
-    const T rx = T(in.radii[2 * p]), ry = T(in.radii[2 * p + 1]);
-    const FP fp = FP::load(in.fp_params, p);
-    const T op = in.opacities[p];
-    const T* col = in.colors + int64_t(p) * C;
-    const T dep = in.depths[p];
+    using P = Packed<T, FP>;
+    const T* d = pk.rec(bins.ids[k]);
+    const T mx = d[P::MX], my = d[P::MY], rx = d[P::RX], ry = d[P::RY], op = d[P::OP], dep = d[P::DEP];
+    const FP fp = FP::load(d + P::FPP, 0);
+    const T* col = d + P::COL;
     int r0, r1;
-    pixel_span(my, in.radii[2 * p + 1], in.height, r0, r1);
+    pixel_span(my, ry, in.height, r0, r1);
     r0 = std::max(r0 - y0, 0);
     r1 = std::min(r1 - y0, th - 1);
     for (int r = r0; r <= r1; ++r) {
@@ -117,7 +147,7 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, int6
       out.depths[pix] = acc[size_t(C) * np + i];
       out.trans[pix] = t;
       out.last_pos[pix] = last[i];
-      out.last_id[pix] = last[i] >= 0 ? bins.ids[last[i]] : -1;
+      out.last_id[pix] = last[i] >= 0 ? bins.order[bins.ids[last[i]]] : -1;
     }
   return evals;
 }
@@ -127,13 +157,14 @@ void render_forward(const RasterInputs<T>& in, const TileBins& bins, int nthread
   const int tiles_x = (in.width + in.tile - 1) / in.tile, tiles_y = (in.height + in.tile - 1) / in.tile;
   const int64_t n_tiles = int64_t(tiles_x) * tiles_y;
   int64_t evals = 0;
+  const Packed<T, FP> pk = pack_primitives<T, FP>(in, bins, nthreads);
 #pragma omp parallel num_threads(nthreads) reduction(+ : evals)
   {
     std::vector<T> acc, trans, alive, wrow(in.tile);
     std::vector<int32_t> last;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t t = 0; t < n_tiles; ++t)
-      evals += render_tile<T, FP>(in, bins, t, tiles_x, acc, trans, alive, last, wrow, out);
+      evals += render_tile<T, FP>(in, bins, pk, t, tiles_x, acc, trans, alive, last, wrow, out);
   }
   if (out.n_evals) *out.n_evals = evals;
 }
