@@ -143,7 +143,7 @@ class GaussianScene(torch.nn.Module):
         """Keyword arguments for `cuda_rasterizer.rasterize_gaussians` (the scene's half of render())."""
         degree = self.active_sh_degree if sh_degree is None else min(sh_degree, self.sh_degree)
         coeffs = self.sh_coeffs[:, : num_sh_coeffs(degree)]
-        return dict(
+        inputs = dict(
             means=self.means,
             quats=self.quats,
             scales=self.scales,
@@ -151,6 +151,8 @@ class GaussianScene(torch.nn.Module):
             colors=coeffs,
             sh_degree=degree,
         )
+        hook = getattr(self, "render_hook", None)  # optional: editing's hide / highlight (scenes.editing)
+        return inputs if hook is None else hook(inputs)
 
     # ----- files --------------------------------------------------------------------------------------
     def save_ply(self, path: Union[str, Path]) -> None:
