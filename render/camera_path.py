@@ -145,6 +145,9 @@ class Keyframe:
 
 
 def _orthonormal(r: np.ndarray) -> np.ndarray:
+    """The nearest rotation to an almost-orthonormal 3x3; rejects scaled, sheared or singular ones."""
+    if np.abs(r.T @ r - np.eye(3)).max() > 1e-2:
+        raise ValueError("camera rotation is not orthonormal (scaled, sheared or singular)")
     u, _, vt = np.linalg.svd(r)
     out = u @ vt
     if np.linalg.det(out) < 0:
