@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import tyro
 
@@ -13,19 +14,65 @@ from trainers.trainer import Trainer
 from ._cli import run_cli
 
 
-def train(config: TrainConfig) -> Trainer:
+def attach_viewer(trainer: Trainer):
+    """Serve the training scene live: steps hold the viewer's scene lock and yield to camera moves."""
+    import time
+
+    from viewer import ViewerServer
+    from viewer.training_control import TrainingControl
+
+    cfg = trainer.config
+    server = ViewerServer(trainer.scene, host=cfg.viewer_host, port=cfg.viewer_port, background=tuple(trainer.background.tolist()))
+    control = TrainingControl(server)
+    server.control = control
+    trainer.step_guard = lambda: server.scene_lock
+    started = {}
+
+    def before(_trainer: Trainer) -> None:
+        control.before_step()
+        started["t"] = time.perf_counter()
+        if server.scene is not _trainer.scene:  # densification may have replaced the scene object's tensors only
+            server.set_scene(_trainer.scene)
+
+    def after(_trainer: Trainer, step: int, stats) -> None:
+        control.after_step(step, stats, time.perf_counter() - started.get("t", time.perf_counter()))
+
+    trainer.before_step.append(before)
+    trainer.callbacks.append(after)
+    return server
+
+
+def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
+    """Load the data, train, print the metrics; with `config.viewer`, serve live and (if `keep_serving`) after."""
     data = load_dataset(config.data, downscale=config.downscale, background=config.background)
     for note in data.notes:
         print(f"[data] {note}")
     print(f"[data] {len(data.train_views)} train / {len(data.test_views)} test views from {data.source}")
     trainer = Trainer(config, data)
     print(f"[train] {len(trainer.scene)} Gaussians, run folder {trainer.run_dir}")
-    metrics = trainer.train()
+    server = attach_viewer(trainer) if config.viewer else None
+    try:
+        metrics = trainer.train()
+    except BaseException:
+        if server is not None:
+            server.control.stop()
+            server.stop()
+        raise
     print(
         f"[eval] {metrics['split']}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, "
         f"{metrics['steps']} steps in {metrics['train_seconds']:.1f} s ({metrics['steps_per_second']:.1f} steps/s)"
     )
     print(json.dumps({"run_dir": str(trainer.run_dir)}))
+    if server is not None:
+        server.control.finished(f"training finished: test PSNR {metrics['psnr']:.2f} dB")
+        server.control.stop()
+        trainer.viewer = server
+        if keep_serving:
+            print(f"[view] training finished; still serving {server.url} (Ctrl-C stops)", flush=True)
+            try:
+                threading.Event().wait()
+            finally:
+                server.stop()
     return trainer
 
 

@@ -71,3 +71,7 @@ class TrainConfig:
     video: bool = True
     """Render an orbit MP4 of the result."""
     progress: bool = True
+    viewer: bool = False
+    """Serve the scene in the browser viewer while it trains (sf-train only)."""
+    viewer_host: str = "127.0.0.1"
+    viewer_port: int = 8080

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -59,6 +60,9 @@ class Trainer:
         self.step = 0
         self.history: List[Dict[str, float]] = []
         self.callbacks: List[StepCallback] = []
+        self.before_step: List[Callable[["Trainer"], None]] = []
+        # Held around each step: a live viewer passes its scene lock so it never renders a half-updated scene.
+        self.step_guard: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
         self._rng = np.random.default_rng(config.seed)
         self._last_good_checkpoint: Optional[Path] = None
         run_name = config.run_name or datetime.now().strftime("%Y-%m-%d_%H%M%S")
@@ -126,7 +130,10 @@ class Trainer:
 
             bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         while self.step < cfg.max_steps:
-            stats = self.train_step()
+            for hook in self.before_step:
+                hook(self)
+            with self.step_guard():
+                stats = self.train_step()
             stats.update(step=self.step, seconds=time.perf_counter() - start)
             self.history.append(stats)
             for callback in self.callbacks:
