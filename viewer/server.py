@@ -13,6 +13,7 @@ import viser
 
 from .camera_path_panel import CameraPathPanel
 from .client_loop import ClientRenderLoop
+from .edit_panel import EditPanel
 from .frames import VISER_MAX_DEPTH, FrameRecord
 from .gui import ClientGui, ViewSettings
 
@@ -56,6 +57,7 @@ class ViewerServer:
         self.sessions: Dict[int, ClientRenderLoop] = {}
         self.guis: Dict[int, ClientGui] = {}
         self.camera_paths: Dict[int, CameraPathPanel] = {}  # per-client "Camera path" panels
+        self.edit_panels: Dict[int, EditPanel] = {}  # per-client "Edit" panels (shared SplatEditor per scene)
         self._history = history
         self._lock = threading.Lock()
         self._frame_event = threading.Condition(self._lock)
@@ -161,6 +163,7 @@ class ViewerServer:
             self.guis[client.client_id] = gui
             self.frames_sent.setdefault(client.client_id, collections.deque(maxlen=self._history))
         self.camera_paths[client.client_id] = CameraPathPanel(client, time_slider=gui.time_slider)
+        self.edit_panels[client.client_id] = EditPanel(self, client)
         client.camera.on_update(lambda _camera: loop.notify())
         loop.start()
         loop.notify()
@@ -172,6 +175,9 @@ class ViewerServer:
         panel = self.camera_paths.pop(client.client_id, None)
         if panel is not None:
             panel.close()
+        edit_panel = self.edit_panels.pop(client.client_id, None)
+        if edit_panel is not None:
+            edit_panel.close()
         if loop is not None:
             loop.stop()
 
