@@ -46,6 +46,8 @@ class TrainConfig:
     """Load images downscaled by this integer factor."""
     background: Optional[Tuple[float, float, float]] = None
     """Render background; default: the dataset's (white for RGBA data)."""
+    random_background: bool = False
+    """Train against a random background colour each step (RGBA data only): discourages background-coloured floaters."""
     sh_degree: int = 3
     sh_degree_interval: int = 1000
     """Raise the active SH degree by one every this many steps."""

@@ -94,9 +94,13 @@ class Trainer:
         self.scene.active_sh_degree = min(self.scene.sh_degree, self.step // max(cfg.sh_degree_interval, 1))
         for group in self.optimizers["means"].param_groups:
             group["lr"] = means_lr_at(self.step, cfg.max_steps, cfg.lr.means * self.scene_scale, cfg.lr.means_final_ratio)
-        out = render(self.scene, view.camera, background=self.background, backend=cfg.backend)
+        background, target = self.background, view.image
+        if cfg.random_background and view.alpha is not None:
+            background = torch.from_numpy(self._rng.random(3)).float()
+            target = view.on_background(self.background, background)
+        out = render(self.scene, view.camera, background=background, backend=cfg.backend)
         self.strategy.pre_backward(out.meta)
-        image, target = out.rgb, view.image
+        image = out.rgb
         if view.mask is not None:
             image = torch.where(view.mask, image, target)
         loss = photometric_loss(image, target, cfg.ssim_weight) + self.strategy.regularisation(self.scene)

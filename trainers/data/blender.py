@@ -55,12 +55,13 @@ def _load_frame(
     time = as_float(frame["time"], where, "time") if "time" in frame else None
 
     img = load_image(image_path, where, "file_path")
-    rgb, _ = to_rgb(img, bg)
+    rgb, alpha = to_rgb(img, bg)
     height, width = rgb.shape[:2]
     focal = 0.5 * width / math.tan(0.5 * angle_x)
     if downscale > 1:
         new_w, new_h = downscaled_size(width, height, downscale)
         rgb = resize(rgb, (new_w, new_h))
+        alpha = None if alpha is None else resize(alpha, (new_w, new_h)).reshape(new_h, new_w, 1)
         focal *= new_w / width
         width, height = new_w, new_h
     camera = Camera(
@@ -68,7 +69,8 @@ def _load_frame(
     )
     image = torch.from_numpy(np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), dtype=np.float32))
     name = os.path.relpath(image_path, folder).replace(os.sep, "/")
-    return View(camera=camera, image=image, name=name)
+    alpha_t = None if alpha is None else torch.from_numpy(np.ascontiguousarray(np.clip(alpha, 0.0, 1.0), dtype=np.float32))
+    return View(camera=camera, image=image, name=name, alpha=alpha_t)
 
 
 def _load_split(

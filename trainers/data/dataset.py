@@ -20,11 +20,20 @@ class View:
     image: torch.Tensor
     name: str
     mask: Optional[torch.Tensor] = None  # (H, W, 1) bool, True where the pixel counts in the loss
+    alpha: Optional[torch.Tensor] = None  # (H, W, 1) float coverage for RGBA sources (enables random backgrounds)
 
     def __post_init__(self) -> None:
         h, w = self.camera.height, self.camera.width
         if tuple(self.image.shape) != (h, w, 3):
             raise ValueError(f"view {self.name!r}: image shape {tuple(self.image.shape)} != camera size ({h}, {w}, 3)")
+        if self.alpha is not None and tuple(self.alpha.shape) != (h, w, 1):
+            raise ValueError(f"view {self.name!r}: alpha shape {tuple(self.alpha.shape)} != ({h}, {w}, 1)")
+
+    def on_background(self, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """The image re-composited from background `old` onto `new` (needs alpha; exact for straight alpha)."""
+        if self.alpha is None:
+            raise ValueError(f"view {self.name!r} has no alpha channel, so its background cannot be replaced")
+        return self.image + (1.0 - self.alpha) * (new - old).reshape(1, 1, 3)
 
 
 @dataclass

@@ -168,6 +168,7 @@ def _load_view(fr: _Frame, background: Tuple[float, float, float], downscale: in
     img = load_image(fr.image_path, fr.where, "file_path")
     check_size(img, fr.width, fr.height, fr.where, fr.image_path)
     rgb, alpha = to_rgb(img, background)
+    had_alpha = alpha is not None
     mask = None
     if fr.mask_path is not None:
         m = load_image(fr.mask_path, fr.where, "mask_path")
@@ -178,19 +179,22 @@ def _load_view(fr: _Frame, background: Tuple[float, float, float], downscale: in
     if np.any(fr.distortion != 0):
         rgb, valid, new_k = _undistort(rgb, mask, fr)
         mask = valid
+        alpha = None  # coverage is not resampled through the undistortion: random backgrounds are off here
         fx, fy, cx, cy = new_k[0, 0], new_k[1, 1], new_k[0, 2], new_k[1, 2]
     width, height = fr.width, fr.height
     if downscale > 1:
         width, height = downscaled_size(fr.width, fr.height, downscale)
         sx, sy = width / fr.width, height / fr.height
         rgb = resize(rgb, (width, height))
+        alpha = None if alpha is None else resize(alpha, (width, height)).reshape(height, width, 1)
         mask = None if mask is None else resize(mask.astype(np.uint8), (width, height), nearest=True) > 0
         fx, fy, cx, cy = fx * sx, fy * sy, cx * sx, cy * sy
     w2c = opengl_c2w_to_opencv_w2c(pose)
     camera = Camera(w2c, float(fx), float(fy), float(cx), float(cy), width, height, time=fr.time)
     image = torch.from_numpy(np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), dtype=np.float32))
     mask_t = None if mask is None else torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))
-    return View(camera=camera, image=image, name=fr.name, mask=mask_t), alpha is not None
+    alpha_t = None if alpha is None else torch.from_numpy(np.ascontiguousarray(np.clip(alpha, 0.0, 1.0), dtype=np.float32))
+    return View(camera=camera, image=image, name=fr.name, mask=mask_t, alpha=alpha_t), had_alpha
 
 
 def load_nerfstudio(
