@@ -391,6 +391,14 @@ def test_browser_adds_keyframes_and_saves(browser, tmp_path):
         assert poll(lambda: len(panel.keyframes) == 1, 10)
         panel.load(str(target))
         assert len(panel.keyframes) == 2
+        # scrubbing to the start and previewing (to the end of a short path) move the client's camera
+        panel.scrub.value = 0.5
+        panel.scrub.value = 0.0
+        assert poll(lambda: np.linalg.norm(np.asarray(client.camera.position) - first.position) < 1e-4, 10)
+        panel.seconds.value = 0.5
+        page.get_by_role("button", name="Preview").click()
+        end = np.asarray(panel.keyframes[1].position)
+        assert poll(lambda: np.linalg.norm(np.asarray(client.camera.position) - end) < 1e-4, 10), "preview did not play"
         page.close()
     finally:
         server.stop()
