@@ -94,7 +94,10 @@ class MeshAsset:
 
         mesh = trimesh.Trimesh(self.vertices.copy(), self.faces.copy(), process=False)
         if self.texture is not None:
-            material = trimesh.visual.material.SimpleMaterial(image=Image.fromarray(self.texture))
+            material = trimesh.visual.material.PBRMaterial(
+                baseColorTexture=Image.fromarray(self.texture), baseColorFactor=[255, 255, 255, 255],
+                metallicFactor=0.0, roughnessFactor=1.0, doubleSided=True,
+            )
             mesh.visual = trimesh.visual.TextureVisuals(uv=self.uv.copy(), material=material)
         else:
             rgb = self.vertex_rgb()

@@ -176,6 +176,7 @@ class ClientRenderLoop:
                 strips=strips,
                 should_abort=self._superseded(version) if full_res else None,
                 lock=lock,
+                post_process=getattr(self, "post_process", None),  # set by viewer.mesh_panel
             )
             primitives = len(scene)
         except FrameAborted:

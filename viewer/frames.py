@@ -102,6 +102,7 @@ def render_frame(
     strips: int = 1,
     should_abort: Optional[Callable[[], bool]] = None,
     lock=None,
+    post_process: Optional[Callable] = None,
 ) -> Frame:
     """Render `scene` from `camera` into a display image for `mode` and a compositing depth map.
 
@@ -118,6 +119,8 @@ def render_frame(
     rgb = out.rgb.detach().float().cpu().numpy()
     alpha = out.alpha.detach().float().cpu().numpy()
     depth = out.depth.detach().float().cpu().numpy()
+    if post_process is not None and mode == "RGB":  # e.g. mesh shadows: (camera, rgb, alpha, depth, background) -> rgb
+        rgb = post_process(camera, rgb, alpha, depth, tuple(background))
     if mode == "RGB":
         display = rgb
     elif mode == "Alpha":

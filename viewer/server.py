@@ -164,6 +164,9 @@ class ViewerServer:
             self.frames_sent.setdefault(client.client_id, collections.deque(maxlen=self._history))
         self.camera_paths[client.client_id] = CameraPathPanel(client, time_slider=gui.time_slider)
         self.edit_panels[client.client_id] = EditPanel(self, client)
+        from .mesh_panel import attach_mesh_panel  # meshes + server-side shadows on the splats
+
+        attach_mesh_panel(self, client, loop)
         client.camera.on_update(lambda _camera: loop.notify())
         loop.start()
         loop.notify()
