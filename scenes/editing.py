@@ -67,16 +67,19 @@ def depth_visible(
     alpha: Optional[torch.Tensor] = None,
     rel_tol: float = 0.05,
     abs_tol: float = 0.02,
+    extent: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """True where a point's depth is within tolerance of (or in front of) the rendered depth at its pixel.
 
-    Pixels with no coverage (depth 0, or alpha < 0.5 when given) hide nothing.
+    `extent` (N,) widens the tolerance per point (a splat's surface lies in front of its centre: use ~2 sigma
+    of its largest axis). Pixels with no coverage (depth 0, or alpha < 0.5 when given) hide nothing.
     """
     d = _sample(depth, uv)
     empty = d <= 0
     if alpha is not None:
         empty |= _sample(alpha, uv) < 0.5
-    return empty | (z <= d + torch.clamp(d * rel_tol, min=abs_tol))
+    near = z if extent is None else z - extent.detach().double().cpu()
+    return empty | (near <= d + torch.clamp(d * rel_tol, min=abs_tol))
 
 
 def select_rect(
@@ -88,10 +91,13 @@ def select_rect(
     rel_tol: float = 0.05,
     abs_tol: float = 0.02,
     candidates: Optional[torch.Tensor] = None,
+    extent_sigmas: float = 2.0,
 ) -> torch.Tensor:
     """Splats whose centre projects inside the pixel rect (x0, y0, x1, y1), in front of the camera.
 
-    With `depth` (the rendered depth buffer for `camera`) only front-most splats are kept ("visible only").
+    With `depth` (the rendered depth buffer for `camera`) only front-most splats are kept ("visible only"):
+    a splat counts as visible when its centre minus `extent_sigmas` of its largest scale is within tolerance of
+    the rendered depth at its centre pixel.
     `candidates` (e.g. the not-hidden mask) restricts the result.
     """
     x0, y0, x1, y1 = rect
@@ -100,7 +106,8 @@ def select_rect(
     uv, z = project_points(scene.means, camera)
     mask = (z > camera.near) & (uv[:, 0] >= x0) & (uv[:, 0] <= x1) & (uv[:, 1] >= y0) & (uv[:, 1] <= y1)
     if depth is not None:
-        mask &= depth_visible(uv, z, depth, alpha, rel_tol, abs_tol)
+        extent = extent_sigmas * scene.scales.detach().max(dim=1).values
+        mask &= depth_visible(uv, z, depth, alpha, rel_tol, abs_tol, extent)
     if candidates is not None:
         mask &= candidates.cpu()
     return mask.to(scene.means.device)

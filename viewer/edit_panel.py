@@ -421,11 +421,13 @@ class EditPanel:
     def close(self) -> None:
         """Drop pointer callbacks and gizmos (the client's GUI goes away with the client)."""
         try:
-            self.rect_mode.value = False
-            self.click_mode.value = False
-            self._sync_pointer_modes()
-        except Exception:
+            for cb in self._rect_cbs:
+                self.client.scene.remove_rect_select_callback(cb)
+            for cb in self._click_cbs:
+                self.client.scene.remove_click_callback(cb)
+        except Exception:  # the client is gone already
             pass
+        self._rect_cbs, self._click_cbs = [], []
 
 
 def _quat_to_matrix(wxyz) -> np.ndarray:
