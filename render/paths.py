@@ -11,6 +11,19 @@ from .camera import Camera
 from .conventions import look_at_w2c
 
 
+def focus_point(cameras: Sequence[Camera]) -> np.ndarray:
+    """The least-squares point closest to every camera's optical axis (where a capture is looking)."""
+    centers = np.stack([c.center.numpy() for c in cameras]).astype(np.float64)
+    dirs = np.stack([c.camera_to_world.numpy()[:3, 2] for c in cameras]).astype(np.float64)
+    a = np.zeros((3, 3))
+    b = np.zeros(3)
+    for o, d in zip(centers, dirs):
+        p = np.eye(3) - np.outer(d, d)
+        a += p
+        b += p @ o
+    return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
 def orbit_cameras(reference: Sequence[Camera], num_frames: int = 60, target=None) -> List[Camera]:
     """Cameras circling the reference cameras' look-at target at their mean distance and height.
 
@@ -23,15 +36,7 @@ def orbit_cameras(reference: Sequence[Camera], num_frames: int = 60, target=None
     up = -c2ws[:, :3, 1].mean(axis=0)
     up /= max(np.linalg.norm(up), 1e-9)
     if target is None:
-        # Least-squares point closest to every camera's optical axis.
-        dirs = c2ws[:, :3, 2]
-        a = np.zeros((3, 3))
-        b = np.zeros(3)
-        for o, d in zip(centers, dirs):
-            p = np.eye(3) - np.outer(d, d)
-            a += p
-            b += p @ o
-        target = np.linalg.lstsq(a, b, rcond=None)[0]
+        target = focus_point(reference)
     target = np.asarray(target, dtype=np.float64)
     offsets = centers - target
     height = float(np.mean(offsets @ up))

@@ -53,8 +53,10 @@ class TrainConfig:
     """Raise the active SH degree by one every this many steps."""
     ssim_weight: float = 0.2
     init_opacity: float = 0.1
-    init_random_points: int = 20_000
-    """Used when the dataset has no seed points: random points in the cameras' bounding box."""
+    init_random_points: int = 100_000
+    """Used when the dataset has no seed points: random points around the cameras' focus point."""
+    init_random_extent: float = 0.33
+    """Half-size of that random cube, as a fraction of the cameras' mean distance to the focus point."""
     max_init_points: int = 100_000
     """Subsample seed point clouds larger than this."""
     lr: LearningRates = field(default_factory=LearningRates)

@@ -50,7 +50,8 @@ class Trainer:
         self.data = data
         torch.manual_seed(config.seed)
         self.scene = scene or initial_scene(
-            data, config.sh_degree, config.init_opacity, config.init_random_points, config.max_init_points, config.seed
+            data, config.sh_degree, config.init_opacity, config.init_random_points, config.max_init_points, config.seed,
+            config.init_random_extent,
         )
         self.background = torch.tensor(config.background if config.background is not None else data.background, dtype=torch.float32)
         self.scene_scale = data.scene_scale
