@@ -55,7 +55,15 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
   order.reserve(n);
   for (int64_t p = 0; p < n; ++p)
     if (live[p]) order.emplace_back(depths[p], static_cast<int32_t>(p));
-  std::sort(order.begin(), order.end());
+  // (depth, id) keys are unique, so the sorted result does not depend on how the work is split
+  {
+    const int parts = std::max(1, std::min(nthreads, int(order.size() / 4096) + 1));
+    std::vector<size_t> cut(parts + 1);
+    for (int t = 0; t <= parts; ++t) cut[t] = order.size() * t / parts;
+#pragma omp parallel for schedule(static, 1) num_threads(parts)
+    for (int t = 0; t < parts; ++t) std::sort(order.begin() + cut[t], order.begin() + cut[t + 1]);
+    for (int t = 1; t < parts; ++t) std::inplace_merge(order.begin(), order.begin() + cut[t], order.begin() + cut[t + 1]);
+  }
   const int64_t nv = int64_t(order.size());
   bins.prim_offset.assign(nv + 1, 0);
   bins.order.resize(nv);

@@ -87,6 +87,12 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
   T* ex_l = rowtmp + 5 * ts;
   for (int k = kmax; k >= 0; --k) {
     using P = Packed<T, FP>;
+    if (k >= kPrefetch) {
+      const T* ahead = pk.rec(bins.ids[s + k - kPrefetch]);
+      __builtin_prefetch(ahead);
+      __builtin_prefetch(ahead + pk.stride - 1);
+      __builtin_prefetch(G + int64_t(bins.emit[s + k - kPrefetch]) * row, 1);
+    }
     const T* d = pk.rec(bins.ids[s + k]);
     const T mx = d[P::MX], my = d[P::MY], rx = d[P::RX], ry = d[P::RY], op = d[P::OP], dep = d[P::DEP];
     const FP fp = FP::load(d + P::FPP, 0);
@@ -96,7 +102,6 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
     pixel_span(my, ry, in.height, r0, r1);
     r0 = std::max(r0 - y0, 0);
     r1 = std::min(r1 - y0, th - 1);
-    std::fill(lanes, lanes + size_t(lp) * n_lane, T(0));
     T* g_m0 = lanes;
     T* g_m1 = lanes + lp;
     T* g_p = lanes + 2 * lp;  // KP x lp
@@ -107,6 +112,7 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
     bool any = false;
     for (int r = r0; r <= r1; ++r) {
       if (row_last[r] < k) continue;
+      if (!any) std::fill(lanes, lanes + size_t(lp) * n_lane, T(0));  // lazily: most visits touch no live row
       any = true;
       const T dy = my - (T(y0 + r) + T(0.5));
       T* trr = tr + r * ts;
