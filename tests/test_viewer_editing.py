@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from scenes import GaussianScene
 from tests.test_viewer import CHROMIUM, CHROMIUM_ARGS, _browser_or_skip, poll
@@ -72,6 +73,28 @@ def test_browser_rect_select_delete_undo(browser, tmp_path):
         assert editor.num_selected == selected
         page.get_by_role("button", name="Redo", exact=True).click()
         assert poll(lambda: len(server.scene) == n - selected, 15), "redo did not delete again"
+
+        # the same handlers driven by synthetic events / programmatic control changes (no mouse needed)
+        idx = panel.select_click((0.5, 0.5))  # click pick at the image centre
+        assert idx >= 0 and editor.num_selected == 1 and bool(editor.selection[idx])
+        panel.crop_size.value = (0.4, 0.4, 0.4)
+        panel.crop_show.value = True  # box + gizmo at the centre of the visible splats
+        assert panel.crop_gizmo is not None
+        inside = panel.select_by_box(True)
+        centre = np.asarray(panel.crop_gizmo.position)
+        expected = int((np.abs(server.scene.means.detach().numpy() - centre) <= 0.2).all(axis=1).sum())
+        assert inside == expected > 0
+        before = server.scene.means.detach().clone()
+        sel = editor.selection.clone()
+        panel.move_show.value = True
+        panel._on_move("start")
+        panel.move_gizmo.position = tuple(np.asarray(panel.move_gizmo.position) + [0.0, 0.0, 0.25])
+        panel._on_move("end")  # as on gizmo release: the selection moves by the gizmo's delta
+        moved = server.scene.means.detach() - before
+        assert torch.allclose(moved[sel], torch.tensor([0.0, 0.0, 0.25]), atol=1e-5)
+        assert torch.equal(moved[~sel], torch.zeros_like(moved[~sel]))
+        panel.undo_btn.value = True  # a programmatic button press runs the same callback
+        assert torch.equal(server.scene.means.detach(), before)
 
         # saving from the panel writes a PLY with the current count
         out = tmp_path / "edited.ply"

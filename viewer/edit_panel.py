@@ -147,6 +147,7 @@ class EditPanel:
                 self.save_hidden = gui.add_checkbox("Include hidden", initial_value=True)
                 self.save_btn = gui.add_button("Save PLY")
         self._wire()
+        self._guard(self.update_histogram)
         self.refresh()
 
     # ----- plumbing ------------------------------------------------------------------------------------
@@ -201,6 +202,8 @@ class EditPanel:
             result = op(ed)
         self.last_message = f"{label}: {result}" if label and result is not None else label
         self.server.notify_scene_changed()
+        if self.histogram is not None and label not in ("", "picked", "rect select"):
+            self.update_histogram()
         for panel in list(getattr(self.server, "edit_panels", {}).values()):
             panel.refresh()
         if self not in getattr(self.server, "edit_panels", {}).values():
@@ -419,15 +422,9 @@ class EditPanel:
         return self.edit(lambda ed: ed.transform(matrix), "moved")
 
     def close(self) -> None:
-        """Drop pointer callbacks and gizmos (the client's GUI goes away with the client)."""
-        try:
-            for cb in self._rect_cbs:
-                self.client.scene.remove_rect_select_callback(cb)
-            for cb in self._click_cbs:
-                self.client.scene.remove_click_callback(cb)
-        except Exception:  # the client is gone already
-            pass
+        """Forget the client's callbacks and gizmos (called on disconnect: viser drops its side with the client)."""
         self._rect_cbs, self._click_cbs = [], []
+        self.move_gizmo = self.crop_gizmo = self.crop_box = None
 
 
 def _quat_to_matrix(wxyz) -> np.ndarray:
