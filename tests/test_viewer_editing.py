@@ -105,3 +105,23 @@ def test_browser_rect_select_delete_undo(browser, tmp_path):
         page.close()
     finally:
         server.stop()
+
+
+def test_modifier_keys_map_to_combine_modes():
+    from viewer.edit_panel import mode_for
+
+    assert mode_for(None, "replace") == "replace"
+    assert mode_for(None, "add") == "add"
+    assert mode_for("shift", "replace") == "add"
+    assert mode_for("cmd/ctrl", "replace") == "subtract"
+    assert mode_for("alt", "subtract") == "subtract"
+
+
+def test_histogram_figure_is_binned():
+    pytest.importorskip("plotly")
+    from viewer.edit_panel import editor_for, histogram_figure
+
+    fig = histogram_figure(np.linspace(0.0, 1.0, 1000), "opacity", bins=20)
+    assert len(fig.data[0].x) == 20 and int(np.sum(fig.data[0].y)) == 1000
+    scene = ball_scene(20)
+    assert editor_for(scene) is editor_for(scene) and editor_for(object()) is None
