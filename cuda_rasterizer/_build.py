@@ -70,6 +70,11 @@ def build_cuda_extension(arch_list: Optional[str] = None) -> ModuleType:
     `arch_list` sets TORCH_CUDA_ARCH_LIST (default: the environment's value, else "8.0").
     """
     os.environ.setdefault("CUDA_HOME", "/usr/local/cuda")
+    from torch.utils import cpp_extension
+
+    # torch caches CUDA_HOME when cpp_extension is first imported (e.g. by the CPU build, maybe before CUDA_HOME was
+    # set, guessing /usr/local from nvcc's location); point it at the real toolkit.
+    cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"]
     if arch_list is not None:
         os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
     else:
