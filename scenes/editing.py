@@ -388,14 +388,12 @@ class SplatEditor:
         return [c.label for c in self._undo]
 
     # ----- selection -----------------------------------------------------------------------------------
-    def select(self, mask: torch.Tensor, mode: str = "replace", visible_only: bool = True) -> int:
+    def select(self, mask: torch.Tensor, mode: str = "replace") -> int:
         """Combine `mask` into the selection (hidden splats never get selected); returns the selected count."""
         self.sync()
         mask = mask.detach().cpu().to(torch.bool)
         if mask.shape != self.selection.shape:
             raise ValueError(f"selection mask must have shape {tuple(self.selection.shape)}, got {tuple(mask.shape)}")
-        if visible_only:
-            mask = mask & ~self.hidden
         self.selection = combine(self.selection, mask, mode) & ~self.hidden
         return self.num_selected
 

@@ -306,3 +306,18 @@ def test_saved_ply_after_delete_round_trips(tmp_path):
         assert torch.allclose(back.params[name], scene.params[name].detach(), atol=1e-6), name
     assert ed.save_ply(tmp_path / "visible.ply", include_hidden=False) == 21
     assert len(GaussianScene.from_ply(tmp_path / "visible.ply")) == 21
+
+
+def test_highlight_and_hidden_show_in_the_render():
+    scene, cam = grid_scene(), identity_camera()
+    plain = render(scene, cam, backend="cpu").rgb
+    ed = SplatEditor(scene)
+    ed.select_all()
+    tinted = render(scene, cam, backend="cpu").rgb
+    assert tinted[..., 1].sum() > 1.5 * plain[..., 1].sum()  # the yellow tint raises green on blue splats
+    ed.highlight = False
+    assert torch.allclose(render(scene, cam, backend="cpu").rgb, plain)
+    ed.hide()
+    assert float(render(scene, cam, backend="cpu").alpha.max()) == 0.0
+    ed.undo()
+    assert torch.allclose(render(scene, cam, backend="cpu").rgb, plain)
