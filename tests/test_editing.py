@@ -318,6 +318,6 @@ def test_highlight_and_hidden_show_in_the_render():
     ed.highlight = False
     assert torch.allclose(render(scene, cam, backend="cpu").rgb, plain)
     ed.hide()
-    assert float(render(scene, cam, backend="cpu").alpha.max()) == 0.0
+    assert float(render(scene, cam, backend="cpu").alpha.detach().max()) == 0.0
     ed.undo()
     assert torch.allclose(render(scene, cam, backend="cpu").rgb, plain)
