@@ -233,7 +233,7 @@ class MeshPanel:
             self.shadow = gui.add_slider("Shadow strength", min=0.0, max=1.0, step=0.05, initial_value=light.shadow_strength)
             self.estimate = gui.add_button("Estimate light from scene")
             self.list_folder = gui.add_folder("Loaded meshes")
-        self.upload.on_update(lambda _e: self._on_upload())
+        self.upload.on_upload(lambda _e: self._on_upload())
         for handle in (self.azimuth, self.elevation, self.intensity, self.ambient, self.shadow):
             handle.on_update(lambda _e: self._on_light())
         self.estimate.on_click(lambda _e: self._on_estimate())
