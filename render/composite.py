@@ -207,3 +207,34 @@ def composite(
     meta["shadow"] = torch.from_numpy(shadow).float()
     as_t = lambda x: torch.from_numpy(np.ascontiguousarray(x)).float()  # noqa: E731
     return RenderOutput(as_t(np.clip(rgb, 0, 1)), as_t(alpha), as_t(depth), meta)
+
+
+def mesh_view(mesh_paths: Sequence = (), layout=None, fallback=None, shadow_resolution: int = 512):
+    """A `view(scene, camera, background, backend) -> rgb` for batch renders: `composite` with meshes loaded from
+    files (at their own coordinates) and/or a scene-edit JSON `layout` (see `scenes.meshes.load_mesh_layout`).
+
+    Returns `fallback` unchanged when there are no meshes.
+    """
+    from scenes.meshes import load_mesh, load_mesh_layout
+
+    meshes = [load_mesh(p) for p in mesh_paths]
+    light = Light()
+    if layout is not None:
+        extra, light_doc = load_mesh_layout(layout)
+        meshes += extra
+        unknown = set(light_doc) - {"direction", "intensity", "ambient", "shadow_strength"}
+        if unknown:
+            raise ValueError(f"{layout}: unknown light fields {sorted(unknown)}")
+        try:
+            light = Light(**{k: (tuple(float(x) for x in v) if k == "direction" else float(v)) for k, v in light_doc.items()})
+            light.unit_direction
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{layout}: bad light: {exc}") from exc
+    if not meshes:
+        return fallback
+
+    def view(scene, camera: Camera, background=None, backend: str = "auto") -> torch.Tensor:
+        bg = (0.0, 0.0, 0.0) if background is None else background
+        return composite(scene, camera, meshes, light, bg, backend, shadow_resolution=shadow_resolution).rgb
+
+    return view

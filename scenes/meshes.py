@@ -261,3 +261,36 @@ def _material_color(material) -> Optional[Tuple[float, float, float]]:
             c = np.asarray(value, dtype=np.float64)[:3]
             return tuple(float(x) for x in (c / 255.0 if c.max() > 1.0 else c))
     return None
+
+
+def load_mesh_layout(path: Union[str, Path]) -> Tuple[list, dict]:
+    """Read a scene-edit JSON: `{"meshes": [{"path", "position"?, "wxyz"?, "scale"?, "name"?}], "light"?: {...}}`.
+
+    Mesh paths are relative to the JSON file. Returns (list of MeshAsset, light dict as written, possibly empty).
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise MeshLoadError(f"mesh layout file not found: {path}")
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise MeshLoadError(f"cannot read mesh layout {path}: {exc}") from exc
+    entries = doc.get("meshes") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise MeshLoadError(f"{path}: expected an object with a 'meshes' list")
+    meshes = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "path" not in entry:
+            raise MeshLoadError(f"{path}: meshes[{i}] needs a 'path'")
+        mesh = load_mesh(path.parent / entry["path"], name=entry.get("name"))
+        try:
+            mesh.set_pose(entry.get("wxyz", (1, 0, 0, 0)), entry.get("position", (0, 0, 0)), float(entry.get("scale", 1.0)))
+        except (TypeError, ValueError) as exc:
+            raise MeshLoadError(f"{path}: meshes[{i}] has a bad pose: {exc}") from exc
+        meshes.append(mesh)
+    light = doc.get("light", {})
+    if not isinstance(light, dict):
+        raise MeshLoadError(f"{path}: 'light' must be an object")
+    return meshes, light

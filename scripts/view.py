@@ -27,6 +27,8 @@ class ViewConfig:
     """Initial cap on the longer side of full-resolution frames, in pixels."""
     backend: Literal["auto", "cuda", "cpu", "reference"] = "auto"
     """Rasterizer backend."""
+    meshes: Tuple[Path, ...] = ()
+    """Mesh files (GLB/GLTF/OBJ/PLY) to place in the scene at their own coordinates (Meshes panel)."""
 
 
 def main(config: ViewConfig) -> int:
@@ -48,6 +50,13 @@ def main(config: ViewConfig) -> int:
         print(f"sf-view: error: cannot load scene: {exc}", file=sys.stderr)
         return 2
     print(f"loaded {config.scene} ({len(scene):,} Gaussians)", flush=True)
+    from scenes.meshes import MeshLoadError, load_mesh
+
+    try:
+        meshes = [load_mesh(p) for p in config.meshes]
+    except MeshLoadError as exc:
+        print(f"sf-view: error: cannot load mesh: {exc}", file=sys.stderr)
+        return 2
 
     from viewer import ViewerServer
 
@@ -63,6 +72,11 @@ def main(config: ViewConfig) -> int:
     except OSError as exc:
         print(f"sf-view: error: cannot start the server on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 2
+    if meshes:
+        from viewer.mesh_panel import mesh_layer
+
+        for mesh in meshes:
+            mesh_layer(server).add(mesh)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
