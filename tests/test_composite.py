@@ -213,3 +213,70 @@ def test_light_estimation_finds_a_bright_cluster(light_dir):
     est = estimate_light(probe_scene(light_dir), (0.0, 0.0, 0.0), resolution=24, backend="cpu")
     assert angle_deg(est.direction, light_dir) < 15.0, est
     assert est.intensity > 3 * est.ambient > 0
+
+
+# ----- batch renders and CLIs -----------------------------------------------------------------------------
+def write_box_glb(path, color=RED):
+    buf = io.BytesIO()
+    MeshAsset.box("box", (0.6, 0.6, 0.6), color=color).to_trimesh().export(buf, file_type="glb")
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_mesh_layout_json_and_mesh_view_match_composite(tmp_path):
+    import json
+
+    from render.composite import mesh_view
+    from scenes.meshes import load_mesh_layout
+
+    write_box_glb(tmp_path / "box.glb")
+    layout = tmp_path / "layout.json"
+    layout.write_text(json.dumps({
+        "meshes": [{"path": "box.glb", "position": [-0.6, -1.0, 0.0], "wxyz": [1, 0, 0, 0], "scale": 0.8}],
+        "light": {"direction": [0, -1, 1], "ambient": 1.0, "intensity": 0.0, "shadow_strength": 0.0},
+    }))
+    meshes, light = load_mesh_layout(layout)
+    assert meshes[0].pose()[2] == pytest.approx(0.8)
+    np.testing.assert_allclose(meshes[0].world_bounds()[0], [-0.84, -1.24, -0.24], atol=1e-6)
+    scene, cam = wall_view()
+    view = mesh_view(layout=layout, fallback=None)
+    rgb = view(scene, cam, None, "cpu").numpy()
+    x, y = project(cam, (-0.6, -1.0, 0.0))
+    np.testing.assert_allclose(rgb[y, x], RED, atol=0.02)
+    assert mesh_view((), None, fallback="plain") == "plain"
+    layout.write_text(json.dumps({"meshes": [{"path": "box.glb"}], "light": {"colour": 1}}))
+    with pytest.raises(ValueError, match="unknown light fields"):
+        mesh_view(layout=layout)
+    layout.write_text(json.dumps({"meshes": [{"position": [0, 0, 0]}]}))
+    with pytest.raises(MeshLoadError, match="needs a 'path'"):
+        load_mesh_layout(layout)
+
+
+def test_sf_render_and_sf_view_take_meshes(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import imageio.v2 as imageio
+
+    from render.camera_path import CameraPath, Keyframe, save_camera_path
+    from scripts.render_cli import RenderConfig, render_scene
+
+    scene, cam = wall_view()
+    ply = tmp_path / "wall.ply"
+    scene.save_ply(ply)
+    kf = Keyframe.from_camera(Camera.from_fov(look_at_w2c((0, -5.0, 0.0), (0, 0, 0)), 0.6, 64, 48))
+    path = save_camera_path(tmp_path / "path.json", CameraPath([kf, kf], fps=2, seconds=1.0, width=64, height=48))
+    glb = write_box_glb(tmp_path / "box.glb")  # at the origin: sticks out of the wall towards the camera
+    plain, meshed = tmp_path / "plain", tmp_path / "meshed"
+    render_scene(RenderConfig(scene=ply, mode="camera-path", camera_path=path, output=plain, backend="cpu"))
+    render_scene(RenderConfig(scene=ply, mode="camera-path", camera_path=path, output=meshed, backend="cpu", meshes=(glb,)))
+    a = imageio.imread(plain / "frame_00000.png").astype(int)
+    b = imageio.imread(meshed / "frame_00000.png").astype(int)
+    assert b[24, 32, 0] > 60 and b[24, 32, 1] < 30 and a[24, 32, 1] > 150  # (ambient-lit) red box over the green wall
+    repo = Path(__file__).resolve().parents[1]
+    bad = subprocess.run(
+        [sys.executable, "-m", "scripts.view", "--scene", str(ply), "--port", "0", "--meshes", str(tmp_path / "nope.glb")],
+        cwd=repo, capture_output=True, text=True, timeout=60,
+    )
+    assert bad.returncode == 2 and "cannot load mesh" in bad.stderr and "Traceback" not in bad.stderr
