@@ -39,8 +39,8 @@ def test_browser_rect_select_delete_undo(browser, tmp_path):
     try:
         page = browser.new_page(viewport={"width": 640, "height": 480})
         page.goto(f"{server.url}/?fixedDpr=1")
-        got = server.wait_for_frame(lambda cid, rec: rec.full_res and rec.std > 0.03, timeout=40)
-        assert got is not None, "no frame"
+        got = server.wait_for_frame(lambda cid, rec: rec.full_res and rec.std > 0.03, timeout=60)
+        assert got is not None, f"no frame; sessions {list(server.sessions)}, edit panels {list(server.edit_panels)}"
         cid = got[0]
         panel = poll(lambda: server.edit_panels.get(cid), 10)
         assert panel is not None, "no edit panel registered for the client"
@@ -50,16 +50,21 @@ def test_browser_rect_select_delete_undo(browser, tmp_path):
         page.get_by_text("Rect select (drag)", exact=True).click()
         assert poll(lambda: panel.rect_mode.value and panel._rect_cbs, 15), "checkbox click did not reach the server"
 
-        # drag a rectangle over the left part of the canvas (the GUI panel sits on the right)
-        # (below viser's software-WebGL notice in the top-left corner, which swallows pointer events)
-        page.mouse.move(60, 150)
-        page.mouse.down()
-        page.mouse.move(100, 200, steps=6)
-        page.mouse.move(250, 400, steps=6)
-        page.mouse.up()
+        # drag a rectangle over the left part of the canvas (the GUI panel sits on the right), below viser's
+        # software-WebGL notice in the top-left corner. The server->client "rect-select enabled" message is
+        # asynchronous: a drag that lands before it arrives orbits the camera instead, so retry a few times.
         editor = panel.editor
-        selected = poll(lambda: editor.num_selected, 20)
-        assert selected and 0 < selected < n, f"rect select selected {editor.num_selected} of {n}"
+        selected = None
+        for _attempt in range(4):
+            page.mouse.move(60, 150)
+            page.mouse.down()
+            page.mouse.move(100, 200, steps=6)
+            page.mouse.move(250, 400, steps=6)
+            page.mouse.up()
+            selected = poll(lambda: editor.num_selected, 5)
+            if selected:
+                break
+        assert selected and 0 < selected < n, f"rect select selected {editor.num_selected} of {n}: {panel.last_message}"
 
         seq = server.frames_sent[cid][-1].seq
         page.get_by_role("button", name="Delete", exact=True).click()
