@@ -347,6 +347,15 @@ SF_HOST_DEVICE inline void eval_sh_vjp(int degree, const T dir[3], const T* v_ou
 template <typename T> struct GaussianFootprint {
   static constexpr int kParams = 3;  // per-primitive footprint parameters (the conic)
   T a, b, c;  // conic (upper triangle of the inverse 2D covariance)
+  // Conservative test: can any point of the row at offset dy, with mean2d - pixel x offsets dx in [dx_lo, dx_hi],
+  // reach sigma <= level? (level = ln(255 o): beyond it alpha < 1/255.) Used only to skip work, with a margin.
+  SF_HOST_DEVICE inline bool row_may_hit(T dy, T level, T dx_lo, T dx_hi) const {
+    const T lv = level * T(1.01) + T(0.01);
+    // sigma(dx) = 0.5 a dx^2 + b dy dx + 0.5 c dy^2 is convex in dx (a > 0): minimum at dx* = -b dy / a
+    const T dxs = -b * dy / a;
+    const T dxc = dxs < dx_lo ? dx_lo : (dxs > dx_hi ? dx_hi : dxs);
+    return sigma(dxc, dy) <= lv;
+  }
   SF_HOST_DEVICE static inline GaussianFootprint load(const T* params, int64_t i) {
     return GaussianFootprint{params[3 * i], params[3 * i + 1], params[3 * i + 2]};
   }

@@ -110,8 +110,11 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
     T* g_a1 = g_a0 + lp;
     T* g_c = g_a1 + lp;  // (C+1) x lp
     bool any = false;
+    const T level = std::log(std::max(op * T(255), T(1)));
+    const T dx_lo = mx - (T(x0 + tw - 1) + T(0.5)) - T(1), dx_hi = mx - (T(x0) + T(0.5)) + T(1);
     for (int r = r0; r <= r1; ++r) {
       if (row_last[r] < k) continue;
+      if (!fp.row_may_hit(my - (T(y0 + r) + T(0.5)), level, dx_lo, dx_hi)) continue;
       if (!any) std::fill(lanes, lanes + size_t(lp) * n_lane, T(0));  // lazily: most visits touch no live row
       any = true;
       const T dy = my - (T(y0 + r) + T(0.5));

@@ -103,9 +103,12 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, cons
     pixel_span(my, ry, in.height, r0, r1);
     r0 = std::max(r0 - y0, 0);
     r1 = std::min(r1 - y0, th - 1);
+    const T level = std::log(std::max(op * T(255), T(1)));
+    const T dx_lo = mx - (T(x0 + tw - 1) + T(0.5)) - T(1), dx_hi = mx - (T(x0) + T(0.5)) + T(1);
     for (int r = r0; r <= r1; ++r) {
       if (row_alive[r] == 0) continue;
       const T dy = my - (T(y0 + r) + T(0.5));
+      if (!fp.row_may_hit(dy, level, dx_lo, dx_hi)) continue;  // the footprint misses this row of the tile
       T* tr = &trans[r * ts];
       T* al = &alive[r * ts];
       int32_t* ls = &last[r * ts];
@@ -129,7 +132,7 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, cons
         al[x] = stop ? T(0) : al[x];
         stops += stop ? 1 : 0;
       }
-      evals += tw;
+      evals += tw;  // lanes of rows that were evaluated
       for (int ch = 0; ch < C; ++ch) {
         T* a = &acc[size_t(ch) * np + r * ts];
         const T cv = col[ch];
