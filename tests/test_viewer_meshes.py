@@ -218,3 +218,40 @@ def test_browser_frame_carries_the_mesh_shadow(browser):
         page.close()
     finally:
         server.stop()
+
+
+def test_mesh_layer_without_a_browser_estimates_light_and_shadows_frames():
+    from render import Camera
+    from render.composite import direction_to_angles
+    from viewer import ViewerServer
+    from viewer.mesh_panel import mesh_layer
+
+    from _mesh_scenes import angle_deg, probe_scene
+
+    light_dir = (-0.4, 0.6, 0.7)
+    server = ViewerServer(probe_scene(light_dir), port=0, max_resolution=64, verbose=False, backend="cpu")
+    try:
+        layer = mesh_layer(server)
+        assert mesh_layer(server) is layer and layer.shadow_map() is None
+        name = layer.add(MeshAsset.box("probe", (0.2, 0.2, 0.2)))
+        light = layer.estimate_light()  # from the mesh's centre: the origin
+        assert angle_deg(light.direction, light_dir) < 15.0
+        assert layer.light == light and layer._sun.position == pytest.approx(tuple(np.asarray(light.unit_direction) * 100))
+        assert layer.shadow_map() is layer.shadow_map()  # cached until something changes
+        first = layer.shadow_map()
+        layer.move(name, (1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 1.0))
+        assert layer.shadow_map() is not first
+        # a frame post-process darkens only pixels whose surface is in the shadow map's shadow
+        cam = Camera.from_fov(look_at_w2c((0, 0, 3.0), (0, 0, 0), up=(0, 1, 0)), 0.8, 32, 32)
+        rgb = np.full((32, 32, 3), 0.5, np.float32)
+        alpha = np.ones((32, 32, 1), np.float32)
+        above = layer.shadow_frame(cam, rgb, alpha, np.full((32, 32, 1), 1.5, np.float32), (0, 0, 0))
+        np.testing.assert_allclose(above, rgb)  # a surface at z = 1.5, above the mesh: lit
+        below = layer.shadow_frame(cam, rgb, alpha, np.full((32, 32, 1), 2.9, np.float32), (0, 0, 0))
+        dark = below.mean(-1) < 0.45  # a surface at z = 0.1, under the mesh: partly in its shadow
+        assert 4 < dark.sum() < 0.5 * dark.size
+        layer.remove(name)
+        assert not layer.meshes and layer.shadow_map() is None
+        assert direction_to_angles(light.direction)[1] > 0
+    finally:
+        server.stop()

@@ -141,13 +141,9 @@ class MeshLayer:
     def _apply_light(self) -> None:
         """viser's lights follow `self.light`; three.js Lambert divides by pi, so intensities are scaled by pi."""
         light = self.light
-        centre = self._centre()
-        self._sun.position = tuple(centre + light.unit_direction * 100.0)  # three.js aims it at the origin
+        self._sun.position = tuple(light.unit_direction * 100.0)  # three.js aims a directional light at the origin
         self._sun.intensity = math.pi * light.intensity
         self._ambient.intensity = math.pi * light.ambient
-
-    def _centre(self) -> np.ndarray:
-        return np.zeros(3)
 
     def estimate_light(self, position=None, backend: Optional[str] = None) -> Light:
         """Estimate the light from the splats around the meshes' centre (or `position`) and apply it."""
@@ -259,7 +255,11 @@ class MeshPanel:
         # centre the mesh on its bounding box and put it where the camera looks
         centre = (mesh.vertices.min(axis=0) + mesh.vertices.max(axis=0)) / 2
         mesh.vertices = mesh.vertices - centre
-        mesh.transform[:3, 3] = np.asarray(self.layer.server.viser.initial_camera.look_at, dtype=float)
+        try:
+            target = self.client.camera.look_at
+        except Exception:
+            target = self.layer.server.viser.initial_camera.look_at
+        mesh.transform[:3, 3] = np.asarray(target, dtype=float)
         added = self.layer.add(mesh)
         note = " (OBJ uploads carry no texture: use GLB)" if Path(name).suffix.lower() == ".obj" else ""
         self._notify("Mesh added", f"{added}: {len(mesh.faces):,} faces{note}")
