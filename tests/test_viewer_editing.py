@@ -71,7 +71,7 @@ def test_browser_rect_select_delete_undo(browser, tmp_path):
         assert poll(lambda: len(server.scene) == n - selected, 15), f"delete: {len(server.scene)} splats"
         got = server.wait_for_frame(lambda c, rec: c == cid, timeout=30, after_seq={cid: seq})
         assert got is not None, "no re-render after delete"
-        assert f"**{n - selected:,}** splats" in panel.status.content
+        assert poll(lambda: f"**{n - selected:,}** splats" in panel.status.content, 10), panel.status.content
 
         page.get_by_role("button", name="Undo", exact=True).click()
         assert poll(lambda: len(server.scene) == n, 15), "undo did not restore the deleted splats"
