@@ -1,6 +1,11 @@
 """splatforge's differentiable tile-based splat rasterizer (reference, CPU and CUDA backends).
 
-This package imports nothing else of splatforge.
+This package imports nothing else of splatforge. Backends: `reference` (dense torch oracle), `cpu` (OpenMP C++,
+JIT-compiled on first use into $TORCH_EXTENSIONS_DIR or ~/.cache/splatforge/torch_extensions; prebuild with
+`python -c "from cuda_rasterizer._build import build_cpu_extension as b; b()"`), `cuda` (registered only when a GPU
+is visible; `cuda_rasterizer._build.build_cuda_extension("8.0")` compiles and imports it without one).
+Threads: `cuda_rasterizer.cpu_backend.set_num_threads(n)`. After backward, `meta["means2d"].absgrad` holds the
+per-primitive sum of |per-pixel d loss / d means2d| (native backends).
 """
 
 import importlib
