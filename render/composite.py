@@ -235,6 +235,7 @@ def mesh_view(mesh_paths: Sequence = (), layout=None, fallback=None, shadow_reso
 
     def view(scene, camera: Camera, background=None, backend: str = "auto") -> torch.Tensor:
         bg = (0.0, 0.0, 0.0) if background is None else background
-        return composite(scene, camera, meshes, light, bg, backend, shadow_resolution=shadow_resolution).rgb
+        # no mesh self-shadowing: the browser's meshes are not self-shadowed either, so renders match the viewer
+        return composite(scene, camera, meshes, light, bg, backend, self_shadow=False, shadow_resolution=shadow_resolution).rgb
 
     return view
