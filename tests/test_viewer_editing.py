@@ -18,6 +18,15 @@ def ball_scene(n: int = 300, radius: float = 0.5, seed: int = 0) -> GaussianScen
     return GaussianScene.from_points(pts, colors, sh_degree=1, initial_opacity=0.9, scale_multiplier=1.5)
 
 
+def press(page, name: str) -> None:
+    """Click a GUI button in the page; if something overlays it (a toast under load), dispatch the DOM click."""
+    button = page.get_by_role("button", name=name, exact=True)
+    try:
+        button.click(timeout=10_000)
+    except Exception:
+        button.dispatch_event("click")
+
+
 @pytest.fixture(scope="module")
 def browser():
     sync_playwright = _browser_or_skip()
@@ -67,16 +76,16 @@ def test_browser_rect_select_delete_undo(browser, tmp_path):
         assert selected and 0 < selected < n, f"rect select selected {editor.num_selected} of {n}: {panel.last_message}"
 
         seq = server.frames_sent[cid][-1].seq
-        page.get_by_role("button", name="Delete", exact=True).click()
+        press(page, "Delete")
         assert poll(lambda: len(server.scene) == n - selected, 15), f"delete: {len(server.scene)} splats"
         got = server.wait_for_frame(lambda c, rec: c == cid, timeout=30, after_seq={cid: seq})
         assert got is not None, "no re-render after delete"
         assert poll(lambda: f"**{n - selected:,}** splats" in panel.status.content, 10), panel.status.content
 
-        page.get_by_role("button", name="Undo", exact=True).click()
+        press(page, "Undo")
         assert poll(lambda: len(server.scene) == n, 15), "undo did not restore the deleted splats"
         assert editor.num_selected == selected
-        page.get_by_role("button", name="Redo", exact=True).click()
+        press(page, "Redo")
         assert poll(lambda: len(server.scene) == n - selected, 15), "redo did not delete again"
 
         # the same handlers driven by synthetic events / programmatic control changes (no mouse needed)
@@ -104,7 +113,7 @@ def test_browser_rect_select_delete_undo(browser, tmp_path):
         # saving from the panel writes a PLY with the current count
         out = tmp_path / "edited.ply"
         panel.save_path.value = str(out)
-        page.get_by_role("button", name="Save PLY", exact=True).click()
+        press(page, "Save PLY")
         assert poll(lambda: out.exists(), 15), "save PLY click did not write the file"
         assert len(GaussianScene.from_ply(out)) == n - selected
         page.close()
