@@ -42,6 +42,8 @@ class TrainConfig:
     run_name: Optional[str] = None
     """Folder name of this run (default: a timestamp)."""
     max_steps: int = 3000
+    max_seconds: Optional[float] = None
+    """Also stop once training has run this long (wall clock, evaluation excluded)."""
     downscale: int = 1
     """Load images downscaled by this integer factor."""
     background: Optional[Tuple[float, float, float]] = None

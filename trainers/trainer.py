@@ -129,12 +129,15 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.run_dir / "config.json", dataclasses.asdict(cfg))
         start = time.perf_counter()
+        eval_seconds = 0.0
         bar = None
         if cfg.progress:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         while self.step < cfg.max_steps:
+            if cfg.max_seconds is not None and time.perf_counter() - start - eval_seconds >= cfg.max_seconds:
+                break
             for hook in self.before_step:
                 hook(self)
             with self.step_guard():
@@ -150,11 +153,13 @@ class Trainer:
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.data.test_views:
+                eval_start = time.perf_counter()
                 metrics = evaluate(self.scene, self.data.test_views, self.background, cfg.backend)
                 self.history[-1]["test_psnr"] = metrics["psnr"]
+                eval_seconds += time.perf_counter() - eval_start
         if bar is not None:
             bar.close()
-        train_seconds = time.perf_counter() - start
+        train_seconds = time.perf_counter() - start - eval_seconds
         return self.finish(train_seconds)
 
     def save_checkpoint(self) -> Path:
