@@ -94,6 +94,9 @@ def test_browser_mesh_in_front_shows_and_behind_a_splat_wall_is_hidden(browser):
         layer.add(MeshAsset.box("back", (0.5, 0.5, 0.5), center=(-0.3, 1.0, 0.0), color=MAGENTA))
         size = (640, 400)
         page, cid = open_page(browser, server, size)
+        # The browser reports its camera asynchronously: project only once it is at the pose set above.
+        handle = server.viser.get_clients()[cid].camera
+        assert poll(lambda: np.allclose(handle.position, (0.6, -5.0, 0.0), atol=1e-3), 30), f"camera at {handle.position}"
         front = project_to_page(server, cid, (-1.2, -1.0, 0.0), size)
         back = project_to_page(server, cid, (-0.3, 0.0, 0.0), size)
         assert 40 < front[0] < back[0] < size[0] * 0.45, (front, back)  # left of the GUI panel
