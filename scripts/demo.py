@@ -12,6 +12,7 @@ import tyro
 
 from trainers.config import TrainConfig
 from trainers.data import DemoSceneConfig, generate_demo_scene
+from trainers.strategies import DefaultStrategy
 
 from ._cli import run_cli
 from .train import train
@@ -22,7 +23,14 @@ class DemoConfig:
     """Procedural scene -> training -> outputs -> viewer, with no download anywhere."""
 
     scene: DemoSceneConfig = field(default_factory=DemoSceneConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(run_name="demo"))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            run_name="demo",
+            max_steps=2500,
+            # Sized for a few minutes on 2 CPU cores: growth stops at 30k Gaussians and 500 steps before the end.
+            strategy=DefaultStrategy(refine_stop=2000, max_gaussians=30_000),
+        )
+    )
     serve: bool = True
     """Serve the trained scene in the viewer afterwards (Ctrl-C stops)."""
     host: str = "127.0.0.1"

@@ -147,3 +147,18 @@ def test_random_background_training_runs_and_is_reproducible(tiny_demo, tmp_path
         return trainer.scene.params["sh_dc"].detach().clone()
 
     assert torch.equal(run("a"), run("b"))
+
+
+def test_demo_main_job_writes_its_outputs(tmp_path):
+    from scripts.demo import DemoConfig, run_demo
+
+    config = DemoConfig(
+        scene=DemoSceneConfig(output=tmp_path / "scene", width=48, height=32, num_views=8, num_points=300),
+        train=TrainConfig(output_dir=tmp_path / "runs", run_name="demo", max_steps=20, progress=False),
+        serve=False,
+    )
+    trainer = run_demo(config)
+    run = tmp_path / "runs" / "demo"
+    for name in ("scene.ply", "orbit.mp4", "metrics.json", "training_curves.png", "checkpoints/latest.pt"):
+        assert (run / name).is_file(), name
+    assert trainer.step == 20 and (tmp_path / "scene" / "transforms.json").is_file()
