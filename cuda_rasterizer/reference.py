@@ -8,7 +8,6 @@ small images and scenes only.
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple, Optional
 
 import torch

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,8 +22,7 @@ from render.camera_path import (
 )
 from render.conventions import look_at_w2c, wxyz_to_rotation_matrix
 from scenes import GaussianScene
-
-CHROMIUM = "/usr/bin/chromium"
+from browser_support import poll
 
 
 def kf_look_at(eye, target=(0.0, 0.0, 0.0), fov=0.8, time=None) -> Keyframe:
@@ -321,33 +317,6 @@ def test_sf_render_camera_path_writes_frames_and_video(tmp_path):
 
 
 # ----- viewer panel in a real browser -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("python playwright is not installed")
-    from tests.test_viewer import CHROMIUM_ARGS
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
-def poll(condition, timeout: float, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
 @pytest.mark.browser
 def test_browser_adds_keyframes_and_saves(browser, tmp_path):
     from viewer import ViewerServer

@@ -76,7 +76,7 @@ def test_sf_train_and_sf_render_cli(tiny_demo, tmp_path):
     from scripts.render_cli import RenderConfig, render_scene
     from scripts.train import train
 
-    trainer = train(TrainConfig(data=tiny_demo, output_dir=tmp_path, run_name="cli", max_steps=10, progress=False, video=True))
+    train(TrainConfig(data=tiny_demo, output_dir=tmp_path, run_name="cli", max_steps=10, progress=False, video=True))
     run = tmp_path / "cli"
     assert (run / "orbit.mp4").stat().st_size > 0
     out = tmp_path / "render"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -30,29 +28,9 @@ from viewer import (
     render_frame,
 )
 from viewer.frames import FrameAborted
+from browser_support import poll
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--enable-unsafe-swiftshader",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
-
-
-def poll(condition, timeout: float, interval: float = 0.02):
-    """Return condition()'s first truthy value, or None after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
 
 
 def ball_scene(n: int = 300, radius: float = 0.5, seed: int = 0) -> GaussianScene:
@@ -374,27 +352,6 @@ def test_cli_serves_on_a_free_port_and_stops_on_ctrl_c(tmp_path):
 
 
 # ----- browser end to end ---------------------------------------------------------------------------------
-def _browser_or_skip():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("python playwright is not installed")
-    return sync_playwright
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _browser_or_skip()
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 def new_clients(server, known):
     return [cid for cid in list(server.frames_sent) if cid not in known]
 

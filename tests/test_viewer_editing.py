@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from scenes import GaussianScene
-from tests.test_viewer import CHROMIUM, CHROMIUM_ARGS, _browser_or_skip, poll
+from browser_support import poll
 
 
 def ball_scene(n: int = 300, radius: float = 0.5, seed: int = 0) -> GaussianScene:
@@ -25,17 +25,6 @@ def press(page, name: str) -> None:
         button.click(timeout=10_000)
     except Exception:
         button.dispatch_event("click")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_playwright = _browser_or_skip()
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.mark.browser

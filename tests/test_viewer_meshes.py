@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 
 import numpy as np
 import pytest
@@ -16,37 +15,9 @@ from scenes.meshes import MeshAsset
 from viewer.camera_bridge import camera_from_client
 
 from _mesh_scenes import scene_of, splat_plane
+from browser_support import poll
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader", "--disable-background-networking", "--no-first-run"]
 MAGENTA = (1.0, 0.0, 1.0)
-
-
-def poll(condition, timeout: float, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("python playwright is not installed")
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 def open_page(browser, server, size=(640, 400)):
