@@ -433,3 +433,55 @@ def test_browser_time_slider_changes_colours(browser):
         page.close()
     finally:
         server.stop()
+
+
+@pytest.mark.browser
+def test_browser_dropdown_slider_and_a_burst_of_camera_moves(browser):
+    """Controls used in the page reach the server; dragging the view gives low-res frames, then one full frame."""
+    from viewer import ViewerServer
+
+    # A 2 ms frame budget forces previews below full size however fast this machine renders.
+    server = ViewerServer(TimeColoredScene(ball_scene(200)), port=0, max_resolution=160, frame_budget_s=0.002, verbose=False)
+    try:
+        page = browser.new_page(viewport={"width": 640, "height": 480})
+        page.goto(f"{server.url}/?fixedDpr=1")
+        got = server.wait_for_frame(lambda cid, rec: rec.full_res, timeout=40)
+        assert got is not None, "no full frame"
+        cid = got[0]
+        gui = server.guis[cid]
+
+        # Dropdown: pick "Depth" in the page's Mode select.
+        page.locator("input[role=combobox][value=RGB]").click()
+        page.get_by_role("option", name="Depth", exact=True).click()
+        assert poll(lambda: gui.mode.value == "Depth", 20), f"mode stayed {gui.mode.value}"
+        assert server.wait_for_frame(lambda c, rec: c == cid and rec.mode == "Depth", timeout=30) is not None
+
+        # Slider: focus the time slider's thumb and press End (to its maximum).
+        thumbs = page.get_by_role("slider")
+        time_thumb = next(
+            thumbs.nth(i) for i in range(thumbs.count()) if thumbs.nth(i).get_attribute("aria-valuemax") in ("1", "1.0")
+        )
+        time_thumb.focus()
+        page.keyboard.press("End")
+        assert poll(lambda: gui.time_slider.value == pytest.approx(1.0), 20), f"time stayed {gui.time_slider.value}"
+
+        # A burst of camera drags: previews below full resolution, then one full-resolution frame.
+        settled = server.wait_for_frame(lambda c, rec: c == cid and rec.full_res, timeout=30)
+        seq = settled[1].seq
+        full_size = (settled[1].width, settled[1].height)
+        for i in range(6):
+            page.mouse.move(120, 300)
+            page.mouse.down()
+            page.mouse.move(120 + 25 * (i % 2 * 2 - 1), 300, steps=4)
+            page.mouse.up()
+        preview = server.wait_for_frame(lambda c, rec: c == cid and not rec.full_res, timeout=30, after_seq={cid: seq})
+        assert preview is not None, "camera moves produced no preview frame"
+        assert preview[1].width * preview[1].height < full_size[0] * full_size[1]
+        final = server.wait_for_frame(
+            lambda c, rec: c == cid and rec.full_res, timeout=30, after_seq={cid: preview[1].seq}
+        )
+        assert final is not None, "no full-resolution frame after the camera stopped"
+        assert (final[1].width, final[1].height) == full_size
+        page.close()
+    finally:
+        server.stop()
