@@ -26,7 +26,9 @@ def _check(name: str, tensor: torch.Tensor, shape: tuple) -> None:
         dims = ["N" if s is None else str(s) for s in shape]
         expected = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
         raise ValueError(f"{name} must have shape {expected}, got {tuple(tensor.shape)}")
-    if not torch.isfinite(tensor.detach()).all():
+    data = tensor.detach()
+    # One reduction is the fast path (a NaN/Inf anywhere makes the sum non-finite); confirm element-wise only then.
+    if not torch.isfinite(data.sum()) and not torch.isfinite(data).all():
         raise ValueError(f"{name} contains NaN or Inf")
 
 
