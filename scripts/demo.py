@@ -4,7 +4,6 @@ PLY, then serve the trained scene in the browser viewer."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 from dataclasses import dataclass, field
 
 import tyro
@@ -49,10 +48,7 @@ def run_demo(config: DemoConfig):
 
     server = ViewerServer(trainer.scene, host=config.host, port=config.port, background=tuple(trainer.background.tolist()))
     print(f"[demo] open {server.url} in a browser; Ctrl-C stops", flush=True)
-    try:
-        threading.Event().wait()
-    finally:
-        server.stop()
+    server.serve_forever()
     return trainer
 
 

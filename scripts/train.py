@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 
 import tyro
 
@@ -69,10 +68,7 @@ def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
         trainer.viewer = server
         if keep_serving:
             print(f"[view] training finished; still serving {server.url} (Ctrl-C stops)", flush=True)
-            try:
-                threading.Event().wait()
-            finally:
-                server.stop()
+            server.serve_forever()
     return trainer
 
 

@@ -226,6 +226,13 @@ class ViewerServer:
             loop.stop(join_timeout=5.0)
         self.viser.stop()
 
+    def serve_forever(self) -> None:
+        """Block until interrupted (Ctrl-C), then stop the server."""
+        try:
+            threading.Event().wait()
+        finally:
+            self.stop()
+
     def __enter__(self) -> "ViewerServer":
         return self
 
