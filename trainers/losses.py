@@ -1,4 +1,4 @@
-"""Photometric losses and image metrics (L1, SSIM, PSNR) on (H, W, C) images in [0, 1]."""
+"""Photometric losses and image metrics (L1, SSIM, PSNR) on (H, W, C) images in [0, 1], and a depth L1."""
 
 from __future__ import annotations
 
@@ -46,3 +46,27 @@ def photometric_loss(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 
     if ssim_weight == 0:
         return l1
     return (1 - ssim_weight) * l1 + ssim_weight * (1 - ssim(img, ref))
+
+
+def depth_l1(rendered_depth: torch.Tensor, rendered_alpha: torch.Tensor, target_depth: torch.Tensor) -> torch.Tensor:
+    """Mean |rendered - target| depth over the pixels with a measurement (target > 0); 0-dim tensor.
+
+    All arguments are (H, W, 1): `rendered_depth` is render(...).depth (alpha-normalised expected camera z),
+    `target_depth` is View.depth (0 = no measurement). `rendered_alpha` is deliberately not used to weight or
+    select pixels: where the target has a measurement but the render is (nearly) empty, the renderer's depth is
+    0 / undefined there, and excluding such pixels would hide exactly the missing geometry the loss should fix;
+    multiplying by alpha would instead give the optimiser a shortcut (lower opacity to lower the loss). The
+    gradient reaches the Gaussians through the rendered depth. It is accepted (and shape-checked) so callers keep
+    one signature if a coverage term is added later. With no valid pixel the result is 0 (still a graph node of
+    `rendered_depth`, so backward() works).
+    """
+    if rendered_depth.shape != target_depth.shape or rendered_alpha.shape != target_depth.shape:
+        raise ValueError(
+            f"depth_l1: shapes differ: rendered depth {tuple(rendered_depth.shape)}, "
+            f"alpha {tuple(rendered_alpha.shape)}, target {tuple(target_depth.shape)}"
+        )
+    target = target_depth.to(device=rendered_depth.device, dtype=rendered_depth.dtype)
+    valid = target > 0
+    count = valid.sum()
+    err = torch.where(valid, (rendered_depth - target).abs(), torch.zeros_like(rendered_depth))
+    return err.sum() / count.clamp(min=1).to(err.dtype)

@@ -21,6 +21,9 @@ class View:
     name: str
     mask: Optional[torch.Tensor] = None  # (H, W, 1) bool, True where the pixel counts in the loss
     alpha: Optional[torch.Tensor] = None  # (H, W, 1) float coverage for RGBA sources (enables random backgrounds)
+    # (H, W, 1) float32 measured camera-axis z depth in scene units (the units of the camera poses); 0 where there
+    # is no measurement. Compare with render(...).depth, e.g. via trainers.losses.depth_l1.
+    depth: Optional[torch.Tensor] = None
 
     def __post_init__(self) -> None:
         h, w = self.camera.height, self.camera.width
@@ -28,6 +31,8 @@ class View:
             raise ValueError(f"view {self.name!r}: image shape {tuple(self.image.shape)} != camera size ({h}, {w}, 3)")
         if self.alpha is not None and tuple(self.alpha.shape) != (h, w, 1):
             raise ValueError(f"view {self.name!r}: alpha shape {tuple(self.alpha.shape)} != ({h}, {w}, 1)")
+        if self.depth is not None and tuple(self.depth.shape) != (h, w, 1):
+            raise ValueError(f"view {self.name!r}: depth shape {tuple(self.depth.shape)} != ({h}, {w}, 1)")
 
     def on_background(self, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         """The image re-composited from background `old` onto `new` (needs alpha; exact for straight alpha)."""
