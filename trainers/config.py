@@ -54,6 +54,12 @@ class TrainConfig:
     sh_degree_interval: int = 1000
     """Raise the active SH degree by one every this many steps."""
     ssim_weight: float = 0.2
+    depth_weight: float = 0.0
+    """Weight of an L1 loss between rendered and measured depth, on views that carry depth maps (nerfstudio
+    `depth_file_path`); 0 disables it."""
+    coarse_to_fine: Tuple[int, ...] = ()
+    """Steps at which the training resolution doubles: with k steps, training starts at 1/2^k resolution
+    (e.g. `--coarse-to-fine 500 1500`: 1/4 until step 500, 1/2 until 1500, then full). Empty: full resolution."""
     init_opacity: float = 0.1
     init_random_points: int = 100_000
     """Used when the dataset has no seed points: random points around the cameras' focus point."""
@@ -70,6 +76,11 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 0
     """Evaluate on the test views every this many steps (0: only at the end)."""
+    eval_steps: Tuple[int, ...] = ()
+    """Also evaluate at these steps."""
+    eval_at_seconds: Tuple[float, ...] = ()
+    """Also evaluate once the training wall time (evaluation excluded) first passes each of these, e.g. 1800 to
+    report a 30-minute result from a longer run. Results go to evaluations.json in the run folder."""
     checkpoint_every: int = 0
     """Write a checkpoint every this many steps (0: only at the end)."""
     num_test_renders: int = 8

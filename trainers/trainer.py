@@ -1,4 +1,4 @@
-"""The training loop: dataset -> Gaussian scene, with a fixed primitive count (densification plugs in later)."""
+"""The training loop: dataset -> Gaussian scene, with a densification strategy, evaluations and a run folder."""
 
 from __future__ import annotations
 
@@ -26,8 +26,9 @@ from .curves import plot_training_curves
 from .data.dataset import SceneData
 from .evaluation import evaluate
 from .initialise import initial_scene
-from .losses import photometric_loss, psnr
+from .losses import depth_l1, photometric_loss, psnr
 from .optim import make_optimizers, means_lr_at
+from .resolution import check_schedule, downsample_depth, downsample_view, resolution_factor
 
 StepCallback = Callable[["Trainer", int, Dict[str, float]], None]
 
@@ -59,7 +60,10 @@ class Trainer:
         self.strategy = copy.deepcopy(config.strategy)
         self.strategy.initialise(self.scene, self.scene_scale)
         self.step = 0
+        self.train_seconds = 0.0  # training wall time so far (evaluation excluded), carried across resumes
+        self.resolution_schedule = check_schedule(config.coarse_to_fine)
         self.history: List[Dict[str, float]] = []
+        self.evaluations: List[Dict[str, object]] = []
         self.callbacks: List[StepCallback] = []
         self.before_step: List[Callable[["Trainer"], None]] = []
         # Held around each step: a live viewer passes its scene lock so it never renders a half-updated scene.
@@ -84,6 +88,8 @@ class Trainer:
         self.strategy.initialise(self.scene, self.scene_scale)
         self.strategy.load_state_dict(payload["strategy"])
         self.step = int(payload["step"])
+        self.train_seconds = float(payload.get("train_seconds", 0.0))
+        self.evaluations = list(payload.get("evaluations", []))
         self._rng.bit_generator.state = payload["rng"]["numpy"]
         torch.set_rng_state(payload["rng"]["torch"])
         self.history = list(payload.get("history", []))
@@ -99,23 +105,33 @@ class Trainer:
         if cfg.random_background and view.alpha is not None:
             background = torch.from_numpy(self._rng.random(3)).float()
             target = view.on_background(self.background, background)
-        out = render(self.scene, view.camera, background=background, backend=cfg.backend)
+        factor = resolution_factor(self.step, self.resolution_schedule)
+        camera, target, mask = downsample_view(view.camera, target, view.mask, factor)
+        out = render(self.scene, camera, background=background, backend=cfg.backend)
         self.strategy.pre_backward(out.meta)
         image = out.rgb
-        if view.mask is not None:
-            image = torch.where(view.mask, image, target)
+        if mask is not None:
+            image = torch.where(mask, image, target)
         loss = photometric_loss(image, target, cfg.ssim_weight) + self.strategy.regularisation(self.scene)
+        if cfg.depth_weight > 0 and view.depth is not None:
+            depth_target = downsample_depth(view.depth, factor)
+            if mask is not None:  # masked-out pixels carry no supervision, depth included
+                depth_target = torch.where(mask, depth_target, torch.zeros_like(depth_target))
+            loss = loss + cfg.depth_weight * depth_l1(out.depth, out.alpha, depth_target)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"loss became {loss.item()} at step {self.step} (view {view.name})")
         loss.backward()
-        self.strategy.post_backward(self.scene, self.optimizers, out.meta, self.step, (view.camera.width, view.camera.height))
+        self.strategy.post_backward(self.scene, self.optimizers, out.meta, self.step, (camera.width, camera.height))
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
         self.step += 1
         changes = self.strategy.post_step(self.scene, self.optimizers, self.step)
         self._check_parameters()
-        return {"loss": loss.item(), "psnr": psnr(image, target), "num_gaussians": float(len(self.scene)), **changes}
+        stats = {"loss": loss.item(), "psnr": psnr(image, target), "num_gaussians": float(len(self.scene)), **changes}
+        if factor > 1:
+            stats["resolution_factor"] = float(factor)
+        return stats
 
     def _check_parameters(self) -> None:
         for name, param in self.scene.params.items():
@@ -124,25 +140,28 @@ class Trainer:
                 raise FloatingPointError(f"parameter {name!r} became NaN or Inf at step {self.step}{kept}")
 
     def train(self) -> Dict[str, object]:
-        """Run to `max_steps`, then evaluate and write the run folder. Returns the final metrics."""
+        """Run to `max_steps` (or `max_seconds`), then evaluate and write the run folder. Returns the final metrics."""
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.run_dir / "config.json", dataclasses.asdict(cfg))
-        start = time.perf_counter()
+        started = time.perf_counter() - self.train_seconds  # training time counts across resumes
         eval_seconds = 0.0
+        pending_marks = sorted(m for m in cfg.eval_at_seconds if m > self.train_seconds)
         bar = None
         if cfg.progress:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         while self.step < cfg.max_steps:
-            if cfg.max_seconds is not None and time.perf_counter() - start - eval_seconds >= cfg.max_seconds:
+            self.train_seconds = time.perf_counter() - started - eval_seconds
+            if cfg.max_seconds is not None and self.train_seconds >= cfg.max_seconds:
                 break
             for hook in self.before_step:
                 hook(self)
             with self.step_guard():
                 stats = self.train_step()
-            stats.update(step=self.step, seconds=time.perf_counter() - start)
+            self.train_seconds = time.perf_counter() - started - eval_seconds
+            stats.update(step=self.step, seconds=self.train_seconds)
             self.history.append(stats)
             for callback in self.callbacks:
                 callback(self, self.step, stats)
@@ -152,15 +171,40 @@ class Trainer:
                 bar.update(1)
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
-            if cfg.eval_every and self.step % cfg.eval_every == 0 and self.data.test_views:
+            reasons = []
+            if cfg.eval_every and self.step % cfg.eval_every == 0:
+                reasons.append(f"every {cfg.eval_every} steps")
+            if self.step in cfg.eval_steps:
+                reasons.append(f"step {self.step}")
+            while pending_marks and self.train_seconds >= pending_marks[0]:
+                reasons.append(f"{pending_marks.pop(0):g} s of training")
+            if reasons and self.data.test_views:
                 eval_start = time.perf_counter()
-                metrics = evaluate(self.scene, self.data.test_views, self.background, cfg.backend)
-                self.history[-1]["test_psnr"] = metrics["psnr"]
+                self.evaluate_now(", ".join(reasons))
                 eval_seconds += time.perf_counter() - eval_start
         if bar is not None:
             bar.close()
-        train_seconds = time.perf_counter() - start - eval_seconds
-        return self.finish(train_seconds)
+        self.train_seconds = time.perf_counter() - started - eval_seconds
+        return self.finish(self.train_seconds)
+
+    def evaluate_now(self, reason: str) -> Dict[str, object]:
+        """Evaluate on the test views mid-training; appends to evaluations.json (and the step's history entry)."""
+        metrics = evaluate(self.scene, self.data.test_views, self.background, self.config.backend)
+        record = {
+            "reason": reason,
+            "step": self.step,
+            "train_seconds": self.train_seconds,
+            "num_gaussians": len(self.scene),
+            **{k: metrics[k] for k in ("psnr", "ssim", "lpips")},
+        }
+        self.evaluations.append(record)
+        if self.history:
+            self.history[-1]["test_psnr"] = metrics["psnr"]
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.run_dir / "evaluations.json", self.evaluations)
+        print(f"[eval] step {self.step} ({reason}): test PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, "
+              f"{len(self.scene)} Gaussians", flush=True)
+        return record
 
     def save_checkpoint(self) -> Path:
         path = self.run_dir / "checkpoints" / f"step_{self.step:06d}.pt"
@@ -171,6 +215,8 @@ class Trainer:
             "strategy": self.strategy.state_dict(),
             "rng": {"numpy": self._rng.bit_generator.state, "torch": torch.get_rng_state()},
             "history": self.history,
+            "evaluations": self.evaluations,
+            "train_seconds": self.train_seconds,
             "config": dataclasses.asdict(self.config),
         }
         save_checkpoint(path, payload)
@@ -192,6 +238,7 @@ class Trainer:
             steps_per_second=self.step / max(train_seconds, 1e-9),
             dataset=str(self.data.source),
             peak_memory_mb=peak_memory_mb(),
+            evaluations=self.evaluations,
         )
         write_json(self.run_dir / "metrics.json", metrics)
         write_json(self.run_dir / "history.json", self.history)
