@@ -262,6 +262,26 @@ def test_stage_functions_match_reference():
                                    atol=1e-13, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_depth_order_with_ties_and_negative_depths_matches_reference(dtype):
+    """The radix depth sort orders negative depths, -0/+0 and exact ties (by primitive id) as the stable reference."""
+    g = torch.Generator().manual_seed(3)
+    n, width, height = 300, 37, 29
+    means2d = torch.rand(n, 2, generator=g, dtype=torch.float64) * torch.tensor([width, height], dtype=torch.float64)
+    conics = torch.stack([torch.full((n,), 0.08), torch.zeros(n), torch.full((n,), 0.08)], dim=-1).double()
+    depths = torch.randint(-3, 4, (n,), generator=g).double() * 0.5  # many exact ties, negatives and zeros
+    depths[::7] = -0.0
+    colors = torch.rand(n, 3, generator=g, dtype=torch.float64)
+    opacities = torch.rand(n, generator=g, dtype=torch.float64) * 0.9 + 0.05
+    radii = torch.full((n, 2), 40, dtype=torch.int32)
+    args = [t.to(dtype) for t in (means2d, conics, colors, opacities, depths)]
+    ref = reference.rasterize_to_pixels(*args, radii, width, height)
+    got = cpu_backend.rasterize_to_pixels(*args, radii, width, height)
+    atol = 1e-5 if dtype == torch.float32 else 1e-10
+    torch.testing.assert_close(got.colors, ref.colors, atol=atol, rtol=0)
+    torch.testing.assert_close(got.alphas, ref.alphas, atol=atol, rtol=0)
+
+
 # ---- independent check against gsplat's CPU-runnable torch references ----
 
 def _gsplat_impl():

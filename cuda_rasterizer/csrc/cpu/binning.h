@@ -4,6 +4,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstring>
+#include <type_traits>
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
@@ -28,6 +30,57 @@ struct TileBins {
   std::vector<int32_t> ids, emit, order;
 };
 
+// Ids p with live[p], sorted by (depths[p], p) (depths finite; -0 and +0 are equal).
+template <typename T> std::vector<int32_t> sort_by_depth(const T* depths, const std::vector<uint8_t>& live) {
+  using Key = typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type;
+  constexpr int kBits = 11, kBuckets = 1 << kBits, kPasses = (8 * int(sizeof(Key)) + kBits - 1) / kBits;
+  const int64_t n = int64_t(live.size());
+  std::vector<int32_t> ids, tmp_ids;
+  std::vector<Key> keys, tmp_keys;
+  ids.reserve(n);
+  keys.reserve(n);
+  for (int64_t p = 0; p < n; ++p)
+    if (live[p]) {
+      const T depth = depths[p] + T(0);  // -0 -> +0: equal depths must tie (then id order decides)
+      Key k;
+      std::memcpy(&k, &depth, sizeof(Key));
+      constexpr Key sign = Key(1) << (8 * sizeof(Key) - 1);
+      k = (k & sign) ? ~k : (k | sign);  // IEEE bits -> unsigned keys in the order of the values, negatives too
+      ids.push_back(static_cast<int32_t>(p));
+      keys.push_back(k);
+    }
+  const size_t m = ids.size();
+  tmp_ids.resize(m);
+  tmp_keys.resize(m);
+  std::vector<size_t> count(kBuckets);
+  for (int pass = 0; pass < kPasses; ++pass) {
+    const int shift = pass * kBits;
+    std::fill(count.begin(), count.end(), 0);
+    bool sorted_digit = true;  // skip passes whose digit is the same everywhere (e.g. high bits of nearby depths)
+    const Key first = (m ? (keys[0] >> shift) : 0) & Key(kBuckets - 1);
+    for (size_t i = 0; i < m; ++i) {
+      const Key digit = (keys[i] >> shift) & Key(kBuckets - 1);
+      ++count[digit];
+      sorted_digit &= digit == first;
+    }
+    if (sorted_digit) continue;
+    size_t run = 0;
+    for (int b = 0; b < kBuckets; ++b) {
+      const size_t c = count[b];
+      count[b] = run;
+      run += c;
+    }
+    for (size_t i = 0; i < m; ++i) {
+      const size_t pos = count[(keys[i] >> shift) & Key(kBuckets - 1)]++;
+      tmp_keys[pos] = keys[i];
+      tmp_ids[pos] = ids[i];
+    }
+    keys.swap(tmp_keys);
+    ids.swap(tmp_ids);
+  }
+  return ids;
+}
+
 // Valid primitives are first sorted once by (depth, id); emissions follow that order, and a stable counting sort
 // by tile then leaves every tile's list in (depth, id) order with no per-tile sort.
 template <typename T>
@@ -51,25 +104,15 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
       }
     }
   }
-  std::vector<std::pair<T, int32_t>> order;
-  order.reserve(n);
-  for (int64_t p = 0; p < n; ++p)
-    if (live[p]) order.emplace_back(depths[p], static_cast<int32_t>(p));
-  // (depth, id) keys are unique, so the sorted result does not depend on how the work is split
-  {
-    const int parts = std::max(1, std::min(nthreads, int(order.size() / 4096) + 1));
-    std::vector<size_t> cut(parts + 1);
-    for (int t = 0; t <= parts; ++t) cut[t] = order.size() * t / parts;
-#pragma omp parallel for schedule(static, 1) num_threads(parts)
-    for (int t = 0; t < parts; ++t) std::sort(order.begin() + cut[t], order.begin() + cut[t + 1]);
-    for (int t = 1; t < parts; ++t) std::inplace_merge(order.begin(), order.begin() + cut[t], order.begin() + cut[t + 1]);
-  }
+  // (depth, id) order of the live primitives: a stable LSD radix sort of order-preserving depth keys over ids taken
+  // in increasing order, so equal depths keep id order. Deterministic and independent of the thread count.
+  std::vector<int32_t> order = sort_by_depth(depths, live);
   const int64_t nv = int64_t(order.size());
   bins.prim_offset.assign(nv + 1, 0);
   bins.order.resize(nv);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t r = 0; r < nv; ++r) {
-    const int32_t p = order[r].second;
+    const int32_t p = order[r];
     const int32_t* rc = &rect[4 * int64_t(p)];
     bins.order[r] = p;
     bins.prim_offset[r + 1] = int64_t(rc[1] - rc[0] + 1) * (rc[3] - rc[2] + 1);

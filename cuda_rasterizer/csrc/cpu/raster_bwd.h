@@ -11,6 +11,7 @@
 #include "../sf_math.h"
 #include "binning.h"
 #include "raster_fwd.h"
+#include "row_alpha.h"
 
 namespace sf_cpu {
 
@@ -34,21 +35,25 @@ template <typename T> struct RasterGradOut {
 // Gradient row layout per intersection: mean2d(2), params(kP), opacity, depth, absgrad(2), colors(C).
 template <typename FP> inline int grad_row(int channels) { return 2 + FP::kParams + 4 + channels; }
 
-template <typename T, typename FP>
+// Backward of one tile. LW > 0: rows of exactly LW lanes (compile-time); LW == 0: rows of the tile width.
+template <typename T, typename FP, int LW>
 void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk, const RasterGradIn<T>& gin,
-                   int64_t tile_index,
-                   int tiles_x, std::vector<T>& scratch, T* G) {
-  const int ts = in.tile, C = in.channels, np = ts * ts;
+                   int64_t tile_index, int tiles_x, std::vector<T>& scratch, T* G) {
+  using P = Packed<T, FP>;
+  const int ts = in.tile, C = in.channels;
   constexpr int KP = FP::kParams;
   const int row = grad_row<FP>(C);
   const int x0 = int(tile_index % tiles_x) * ts, y0 = int(tile_index / tiles_x) * ts;
   const int tw = std::min(ts, in.width - x0), th = std::min(ts, in.height - y0);
+  const int rs = LW > 0 ? LW : ts;  // row stride of the per-pixel scratch
+  const int nl = LW > 0 ? LW : tw;  // lanes evaluated per row (lanes past tw have no contributor: masked)
+  const int np = rs * th;
   const int64_t s = bins.tile_start[tile_index];
   // scratch layout: trans, tfin, vA (minus bg.v), last(as T), vcol(C+1), behind(C+1), then per-row lanes
   const int n_lane = 2 + KP + 4 + (C + 1);  // lane accumulators: mean2d, params, opacity, absgrad(2), colours+depth
-  int lp = 1;  // lane stride: power of two >= tile width, for the tree sums
-  while (lp < ts) lp *= 2;
-  scratch.assign(size_t(np) * (4 + 2 * (C + 1)) + size_t(lp) * n_lane + size_t(ts) * 6, T(0));
+  int lp = 1;  // lane stride: power of two >= row width, for the tree sums
+  while (lp < rs) lp *= 2;
+  scratch.assign(size_t(np) * (4 + 2 * (C + 1)) + size_t(lp) * n_lane + size_t(rs) * 7 + 16, T(0));
   T* tr = scratch.data();
   T* tfin = tr + np;
   T* vA = tfin + np;
@@ -56,12 +61,14 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
   T* vcol = lastf + np;                  // (C+1) x np, depth last
   T* behind = vcol + size_t(C + 1) * np; // (C+1) x np
   T* lanes = behind + size_t(C + 1) * np;
-  T* rowtmp = lanes + size_t(lp) * n_lane;  // 6 x ts
-  std::vector<int> row_last(th, -1);
+  T* rowtmp = lanes + size_t(lp) * n_lane;  // 7 x rs
+  std::fill(lastf, lastf + np, T(-1));
+  int row_last[64];
   int kmax = -1;
-  for (int r = 0; r < th; ++r)
+  for (int r = 0; r < th; ++r) {
+    row_last[r] = -1;
     for (int x = 0; x < tw; ++x) {
-      const int i = r * ts + x;
+      const int i = r * rs + x;
       const int64_t pix = int64_t(y0 + r) * in.width + (x0 + x);
       const int l = gin.last_pos[pix] >= 0 ? int(gin.last_pos[pix] - s) : -1;
       lastf[i] = T(l);
@@ -77,16 +84,27 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
       vcol[size_t(C) * np + i] = gin.v_depths[pix];
       vA[i] = gin.v_alphas[pix] - bgdot;
     }
-  T px[64];
-  for (int x = 0; x < ts; ++x) px[x] = T(x0 + x) + T(0.5);
+  }
+  alignas(64) T px[64];
+  for (int x = 0; x < rs; ++x) px[x] = T(x0 + x) + T(0.5);
   T* ok_l = rowtmp;
-  T* ra_l = rowtmp + ts;
-  T* tb_l = rowtmp + 2 * ts;
-  T* w_l = rowtmp + 3 * ts;
-  T* va_l = rowtmp + 4 * ts;
-  T* ex_l = rowtmp + 5 * ts;
+  T* ra_l = rowtmp + rs;
+  T* tb_l = rowtmp + 2 * rs;
+  T* w_l = rowtmp + 3 * rs;
+  T* va_l = rowtmp + 4 * rs;
+  T* ex_l = rowtmp + 5 * rs;
+  T* al_l = rowtmp + 6 * rs;
+  // the forward's hand-vectorised row kernel ran for float, 16-lane rows and 3 channels: recompute alphas with it
+  const bool vector_alpha = RowAlpha<T, FP>::kVector && LW == 16 && C == 3;
+  const T dx_lo_off = T(x0 + tw - 1) + T(0.5) + T(1), dx_hi_off = T(x0) + T(0.5) - T(1);
+  T* g_m0 = lanes;
+  T* g_m1 = lanes + lp;
+  T* g_p = lanes + 2 * lp;  // KP x lp
+  T* g_o = lanes + size_t(2 + KP) * lp;
+  T* g_a0 = g_o + lp;
+  T* g_a1 = g_a0 + lp;
+  T* g_c = g_a1 + lp;  // (C+1) x lp
   for (int k = kmax; k >= 0; --k) {
-    using P = Packed<T, FP>;
     if (k >= kPrefetch) {
       const T* ahead = pk.rec(bins.ids[s + k - kPrefetch]);
       __builtin_prefetch(ahead);
@@ -95,6 +113,7 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
     }
     const T* d = pk.rec(bins.ids[s + k]);
     const T mx = d[P::MX], my = d[P::MY], rx = d[P::RX], ry = d[P::RY], op = d[P::OP], dep = d[P::DEP];
+    const T level = d[P::LEV], slope = d[P::RSL];
     const FP fp = FP::load(d + P::FPP, 0);
     const T* col = d + P::COL;
     const T kf = T(k);
@@ -102,63 +121,70 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
     pixel_span(my, ry, in.height, r0, r1);
     r0 = std::max(r0 - y0, 0);
     r1 = std::min(r1 - y0, th - 1);
-    T* g_m0 = lanes;
-    T* g_m1 = lanes + lp;
-    T* g_p = lanes + 2 * lp;  // KP x lp
-    T* g_o = lanes + size_t(2 + KP) * lp;
-    T* g_a0 = g_o + lp;
-    T* g_a1 = g_a0 + lp;
-    T* g_c = g_a1 + lp;  // (C+1) x lp
     bool any = false;
-    const T level = std::log(std::max(op * T(255), T(1)));
-    const T dx_lo = mx - (T(x0 + tw - 1) + T(0.5)) - T(1), dx_hi = mx - (T(x0) + T(0.5)) + T(1);
+    const T dx_lo = mx - dx_lo_off, dx_hi = mx - dx_hi_off;
     for (int r = r0; r <= r1; ++r) {
       if (row_last[r] < k) continue;
-      if (!fp.row_may_hit(my - (T(y0 + r) + T(0.5)), level, dx_lo, dx_hi)) continue;
+      const T dy = my - (T(y0 + r) + T(0.5));
+      if (!fp.row_may_hit(dy, level, slope, dx_lo, dx_hi)) continue;
       if (!any) std::fill(lanes, lanes + size_t(lp) * n_lane, T(0));  // lazily: most visits touch no live row
       any = true;
-      const T dy = my - (T(y0 + r) + T(0.5));
-      T* trr = tr + r * ts;
-      const T* lr = lastf + r * ts;
-      const T* tf = tfin + r * ts;
-      const T* va_in = vA + r * ts;
+      T* trr = tr + r * rs;
+      const T* lr = lastf + r * rs;
+      const T* tf = tfin + r * rs;
+      const T* va_in = vA + r * rs;
+      // alpha and exp(-sigma) of the row, computed exactly as the forward did (see row_alpha.h)
+#if defined(__AVX512F__)
+      if constexpr (RowAlpha<T, FP>::kVector && LW == 16) {
+        if (vector_alpha) {
+          __m512 ex;
+          const __m512 dxv = _mm512_sub_ps(_mm512_set1_ps(mx), _mm512_loadu_ps(px));
+          _mm512_storeu_ps(al_l, RowAlpha<T, FP>::eval(fp, dxv, dy, op, rx, ex));
+          _mm512_storeu_ps(ex_l, ex);
+        }
+      }
+#endif
+      if (!vector_alpha) {
 #pragma omp simd
-      for (int x = 0; x < tw; ++x) {
-        const T dx = mx - px[x];
-        const T sigma = fp.sigma(dx, dy);
-        const T ex = sf::sf_exp_neg(-sigma);
-        const T raw = op * ex;
-        T alpha = raw < T(sf::MAX_ALPHA) ? raw : T(sf::MAX_ALPHA);
-        alpha = sigma >= T(0) ? alpha : T(0);
-        alpha = alpha >= T(sf::ALPHA_THRESHOLD) ? alpha : T(0);
-        alpha = std::abs(dx) <= rx ? alpha : T(0);
-        alpha = kf <= lr[x] ? alpha : T(0);
+        for (int x = 0; x < nl; ++x) {
+          const T dx = mx - px[x];
+          const T sigma = fp.sigma(dx, dy);
+          const T ex = sf::sf_exp_neg(-sigma);
+          const T raw = op * ex;
+          T alpha = raw < T(sf::MAX_ALPHA) ? raw : T(sf::MAX_ALPHA);
+          alpha = sigma >= T(0) ? alpha : T(0);
+          alpha = alpha >= T(sf::ALPHA_THRESHOLD) ? alpha : T(0);
+          al_l[x] = std::abs(dx) <= rx ? alpha : T(0);
+          ex_l[x] = ex;
+        }
+      }
+#pragma omp simd
+      for (int x = 0; x < nl; ++x) {
+        const T alpha = kf <= lr[x] ? al_l[x] : T(0);
         const bool ok = alpha > T(0);
         const T ra = T(1) / (T(1) - alpha);  // alpha <= 0.99
         const T tb = trr[x] * ra;
         ok_l[x] = ok ? T(1) : T(0);
-        (void)ok;
         ra_l[x] = ra;
         tb_l[x] = tb;
         w_l[x] = ok ? alpha * tb : T(0);
         va_l[x] = ok ? tf[x] * ra * va_in[x] : T(0);
-        ex_l[x] = ex;
         trr[x] = tb;
       }
       for (int ch = 0; ch <= C; ++ch) {
         const T cv = ch < C ? col[ch] : dep;
-        T* bh = behind + size_t(ch) * np + r * ts;
-        const T* vc = vcol + size_t(ch) * np + r * ts;
+        T* bh = behind + size_t(ch) * np + r * rs;
+        const T* vc = vcol + size_t(ch) * np + r * rs;
         T* gc = g_c + size_t(ch) * lp;
 #pragma omp simd
-        for (int x = 0; x < tw; ++x) {
+        for (int x = 0; x < nl; ++x) {
           va_l[x] += ok_l[x] * (cv * tb_l[x] - bh[x] * ra_l[x]) * vc[x];
           bh[x] += w_l[x] * cv;
           gc[x] += w_l[x] * vc[x];
         }
       }
 #pragma omp simd
-      for (int x = 0; x < tw; ++x) {
+      for (int x = 0; x < nl; ++x) {
         const T dx = mx - px[x];
         const T raw = op * ex_l[x];
         const T pass = (raw <= T(sf::MAX_ALPHA)) ? ok_l[x] : T(0);
@@ -175,7 +201,7 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
     if (!any) continue;
     T* g = G + int64_t(bins.emit[s + k]) * row;
     // fixed-order lane sums: mean2d(2), params(KP), opacity, depth, absgrad(2), colours(C)
-    // pairwise tree over a power-of-two lane count (lanes past tw are zero): fixed order, short dependency chain
+    // pairwise tree over a power-of-two lane count (lanes past the row are zero): fixed order, short dependency chain
     auto lane_sum = [&](T* v) {
       for (int half = lp / 2; half >= 1; half /= 2)
 #pragma omp simd
@@ -207,7 +233,12 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Rast
   {
     std::vector<T> scratch;
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < n_tiles; ++t) backward_tile<T, FP>(in, bins, pk, gin, t, tiles_x, scratch, G.data());
+    for (int64_t t = 0; t < n_tiles; ++t) {
+      if (in.tile <= kLanes)
+        backward_tile<T, FP, kLanes>(in, bins, pk, gin, t, tiles_x, scratch, G.data());
+      else
+        backward_tile<T, FP, 0>(in, bins, pk, gin, t, tiles_x, scratch, G.data());
+    }
   }
   // primitives that were binned get their summed rows; all others get zeros
   std::fill(out.v_means2d, out.v_means2d + 2 * in.n, T(0));

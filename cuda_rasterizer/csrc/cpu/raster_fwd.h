@@ -8,6 +8,7 @@
 
 #include "../sf_math.h"
 #include "binning.h"
+#include "row_alpha.h"
 
 namespace sf_cpu {
 
@@ -34,9 +35,11 @@ template <typename T> struct RasterOutputs {
 };
 
 // Per-primitive data packed by depth rank (one record per binned primitive, read in ascending rank order by every
-// tile): mean2d, radii, opacity, depth, footprint params, colours.
+// tile): mean2d, radii, opacity, depth, the row-skip level ln(255 o) and slope (computed once here rather than once
+// per tile), footprint params, colours.
 template <typename T, typename FP> struct Packed {
-  static constexpr int MX = 0, MY = 1, RX = 2, RY = 3, OP = 4, DEP = 5, FPP = 6, COL = 6 + FP::kParams;
+  static constexpr int MX = 0, MY = 1, RX = 2, RY = 3, OP = 4, DEP = 5, LEV = 6, RSL = 7, FPP = 8,
+                       COL = 8 + FP::kParams;
   int stride;
   std::vector<T> data;
   const T* rec(int64_t r) const { return data.data() + r * stride; }
@@ -59,64 +62,175 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
     d[P::RY] = T(in.radii[2 * p + 1]);
     d[P::OP] = in.opacities[p];
     d[P::DEP] = in.depths[p];
+    d[P::LEV] = std::log(std::max(in.opacities[p] * T(255), T(1)));
     for (int j = 0; j < FP::kParams; ++j) d[P::FPP + j] = in.fp_params[p * FP::kParams + j];
+    d[P::RSL] = FP::load(d + P::FPP, 0).row_slope();
     for (int ch = 0; ch < in.channels; ++ch) d[P::COL + ch] = in.colors[p * in.channels + ch];
   }
   return pk;
 }
 
 constexpr int64_t kPrefetch = 8;  // primitives ahead to prefetch in the blend loops
+constexpr int kLanes = 16;        // tiles up to 16 pixels wide run fixed 16-lane rows (one AVX-512 vector of floats)
 
-// Blend one tile. Scratch vectors belong to the calling thread.
-template <typename T, typename FP>
-inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk, int64_t tile_index, int tiles_x,
-                           std::vector<T>& acc, std::vector<T>& trans, std::vector<T>& alive,
-                           std::vector<int32_t>& last, std::vector<T>& wrow, const RasterOutputs<T>& out) {
-  const int ts = in.tile, C = in.channels;
+// Scratch of one thread for the forward blend of a tile.
+template <typename T> struct TileScratch {
+  std::vector<const T*> recs;                // packed record of each of the tile's primitives (local index j)
+  std::vector<int32_t> row_buf;              // row r's list: row_buf[r * count .. + row_n[r]) (local indices j)
+  std::vector<T> acc;                        // (C + 1) x row lanes when the channel count is not compile-time
+};
+
+#if defined(__AVX512F__)
+// One 16-pixel row of a tile, hand-vectorised (float, 3 channels, a footprint with a RowAlpha kernel): the row's
+// transmittance, colours, depth, alive mask and last contributor stay in registers while its primitive list is
+// blended front to back; it stops when every pixel is saturated. Same arithmetic as the generic row loop.
+template <typename FP>
+inline int64_t blend_row_avx512(const RasterInputs<float>& in, const TileBins& bins, const int32_t* list, int n_list,
+                                const float* const* recs, int64_t s, int x0, int y, int tw, const RasterOutputs<float>& out) {
+  using P = Packed<float, FP>;
+  const __m512 px = _mm512_add_ps(_mm512_set1_ps(float(x0) + 0.5f),
+                                  _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  const __m512 one = _mm512_set1_ps(1.0f), eps = _mm512_set1_ps(float(sf::TRANSMITTANCE_EPS));
+  __m512 tr = one, acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, accd = acc0;
+  __m512i last = _mm512_set1_epi32(-1);
+  __mmask16 alive = static_cast<__mmask16>((1u << tw) - 1u);
+  const float dy_off = float(y) + 0.5f;
+  int64_t evals = 0;
+  // Two phases per batch of kBatch primitives: their alphas first (independent of each other, so the core overlaps
+  // the long exp chains), then the blend, whose only loop-carried chain is transmittance -> stop -> alive.
+  constexpr int kBatch = 8;
+  alignas(64) float alphas[kBatch][16];
+  for (int b0 = 0; b0 < n_list; b0 += kBatch) {
+    const int nb = std::min(kBatch, n_list - b0);
+    for (int i = 0; i < nb; ++i) {
+      const float* d = recs[list[b0 + i]];
+      const FP fp = FP::load(d + P::FPP, 0);
+      const __m512 dx = _mm512_sub_ps(_mm512_set1_ps(d[P::MX]), px);
+      __m512 ex;
+      _mm512_store_ps(alphas[i], RowAlpha<float, FP>::eval(fp, dx, d[P::MY] - dy_off, d[P::OP], d[P::RX], ex));
+    }
+    for (int i = 0; i < nb; ++i) {
+      const int j = list[b0 + i];
+      const float* d = recs[j];
+      const __m512 alpha = _mm512_maskz_load_ps(alive, alphas[i]);
+      const __m512 next = _mm512_mul_ps(tr, _mm512_sub_ps(one, alpha));
+      const __mmask16 stop = _mm512_mask_cmp_ps_mask(alive, next, eps, _CMP_LE_OQ);
+      const __mmask16 contrib = _kandn_mask16(stop, _mm512_cmp_ps_mask(alpha, _mm512_setzero_ps(), _CMP_GT_OQ));
+      const __m512 w = _mm512_maskz_mul_ps(contrib, alpha, tr);
+      tr = _mm512_mask_mov_ps(tr, contrib, next);
+      last = _mm512_mask_mov_epi32(last, contrib, _mm512_set1_epi32(int32_t(s + j)));
+      acc0 = _mm512_fmadd_ps(w, _mm512_set1_ps(d[P::COL]), acc0);
+      acc1 = _mm512_fmadd_ps(w, _mm512_set1_ps(d[P::COL + 1]), acc1);
+      acc2 = _mm512_fmadd_ps(w, _mm512_set1_ps(d[P::COL + 2]), acc2);
+      accd = _mm512_fmadd_ps(w, _mm512_set1_ps(d[P::DEP]), accd);
+      evals += tw;
+      alive = _kandn_mask16(stop, alive);
+      if (alive == 0) break;  // every pixel of this row is saturated
+    }
+    if (alive == 0) break;
+  }
+  alignas(64) float t_l[16], c0[16], c1[16], c2[16], dd[16];
+  alignas(64) int32_t l_l[16];
+  _mm512_store_ps(t_l, tr);
+  _mm512_store_ps(c0, acc0);
+  _mm512_store_ps(c1, acc1);
+  _mm512_store_ps(c2, acc2);
+  _mm512_store_ps(dd, accd);
+  _mm512_store_si512(l_l, last);
+  for (int x = 0; x < tw; ++x) {
+    const int64_t pix = int64_t(y) * in.width + (x0 + x);
+    const float t = t_l[x];
+    const float* bg = in.background;
+    out.colors[pix * 3] = c0[x] + (bg ? t * bg[0] : 0.0f);
+    out.colors[pix * 3 + 1] = c1[x] + (bg ? t * bg[1] : 0.0f);
+    out.colors[pix * 3 + 2] = c2[x] + (bg ? t * bg[2] : 0.0f);
+    out.alphas[pix] = 1.0f - t;
+    out.depths[pix] = dd[x];
+    out.trans[pix] = t;
+    out.last_pos[pix] = l_l[x];
+    out.last_id[pix] = l_l[x] >= 0 ? bins.order[bins.ids[l_l[x]]] : -1;
+  }
+  return evals;
+}
+#endif
+
+// Blend one tile, row by row. A pre-pass lists, for every row, the primitives (front to back) whose footprint may
+// reach it; each row then blends its list with the row's transmittance, colour, alive and last-contributor lanes
+// kept local (registers when LW and CC are compile-time), and stops as soon as all its pixels are saturated.
+// LW > 0: rows of exactly LW lanes (lanes past the tile width are dead); LW == 0: rows of the tile width.
+// CC > 0: compile-time channel count; CC == 0: in.channels.
+template <typename T, typename FP, int LW, int CC>
+inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk, int64_t tile_index,
+                           int tiles_x, TileScratch<T>& sc, const RasterOutputs<T>& out) {
+  using P = Packed<T, FP>;
+  constexpr int kMaxLanes = LW > 0 ? LW : 64;
+  constexpr int kAccSize = CC > 0 ? (CC + 1) * kMaxLanes : 1;
+  const int ts = in.tile, C = CC > 0 ? CC : in.channels;
   const int x0 = int(tile_index % tiles_x) * ts, y0 = int(tile_index / tiles_x) * ts;
   const int tw = std::min(ts, in.width - x0), th = std::min(ts, in.height - y0);
-  const int np = ts * ts;
-  acc.assign(size_t(C + 1) * np, T(0));
-  trans.assign(np, T(1));
-  alive.assign(np, T(0));
-  last.assign(np, -1);
-  std::vector<int> row_alive(th, tw);
-  for (int r = 0; r < th; ++r)
-    for (int x = 0; x < tw; ++x) alive[r * ts + x] = T(1);
-  int tile_alive = tw * th;
-  int64_t evals = 0;
-  T px[64];
-  for (int x = 0; x < ts; ++x) px[x] = T(x0 + x) + T(0.5);
+  const int nl = LW > 0 ? LW : tw;
   const int64_t s = bins.tile_start[tile_index], e = bins.tile_start[tile_index + 1];
-  for (int64_t k = s; k < e && tile_alive > 0; ++k) {
-    using P = Packed<T, FP>;
-    if (k + kPrefetch < e) {  // records are scattered in memory: fetch a few primitives ahead
-      const T* ahead = pk.rec(bins.ids[k + kPrefetch]);
-      __builtin_prefetch(ahead);
-      __builtin_prefetch(ahead + pk.stride - 1);
-    }
-    const T* d = pk.rec(bins.ids[k]);
-    const T mx = d[P::MX], my = d[P::MY], rx = d[P::RX], ry = d[P::RY], op = d[P::OP], dep = d[P::DEP];
+  const int count = int(e - s);
+  // pre-pass: which rows each primitive may touch (box span, then the conservative footprint test)
+  sc.recs.resize(count);
+  if (sc.row_buf.size() < size_t(th) * count) sc.row_buf.resize(size_t(th) * count);
+  int32_t* row_buf = sc.row_buf.data();
+  int row_n[64];
+  for (int r = 0; r < th; ++r) row_n[r] = 0;
+  const T dx_lo_off = T(x0 + tw - 1) + T(0.5) + T(1), dx_hi_off = T(x0) + T(0.5) - T(1);
+  for (int j = 0; j < count; ++j) {
+    if (j + kPrefetch < count) __builtin_prefetch(pk.rec(bins.ids[s + j + kPrefetch]));
+    const T* d = pk.rec(bins.ids[s + j]);
+    sc.recs[j] = d;
+    const T mx = d[P::MX], my = d[P::MY], ry = d[P::RY], level = d[P::LEV], slope = d[P::RSL];
     const FP fp = FP::load(d + P::FPP, 0);
-    const T* col = d + P::COL;
     int r0, r1;
     pixel_span(my, ry, in.height, r0, r1);
     r0 = std::max(r0 - y0, 0);
     r1 = std::min(r1 - y0, th - 1);
-    const T level = std::log(std::max(op * T(255), T(1)));
-    const T dx_lo = mx - (T(x0 + tw - 1) + T(0.5)) - T(1), dx_hi = mx - (T(x0) + T(0.5)) + T(1);
-    for (int r = r0; r <= r1; ++r) {
-      if (row_alive[r] == 0) continue;
-      const T dy = my - (T(y0 + r) + T(0.5));
-      if (!fp.row_may_hit(dy, level, dx_lo, dx_hi)) continue;  // the footprint misses this row of the tile
-      T* tr = &trans[r * ts];
-      T* al = &alive[r * ts];
-      int32_t* ls = &last[r * ts];
-      T* w = wrow.data();
+    const T dx_lo = mx - dx_lo_off, dx_hi = mx - dx_hi_off;
+    for (int r = r0; r <= r1; ++r) {  // branch-free append: the test outcome is unpredictable
+      row_buf[size_t(r) * count + row_n[r]] = j;
+      row_n[r] += fp.row_may_hit(my - (T(y0 + r) + T(0.5)), level, slope, dx_lo, dx_hi) ? 1 : 0;
+    }
+  }
+  if (CC == 0) sc.acc.resize(size_t(C + 1) * nl);
+  alignas(64) T px[kMaxLanes];
+  for (int x = 0; x < nl; ++x) px[x] = T(x0 + x) + T(0.5);
+  int64_t evals = 0;
+  for (int r = 0; r < th; ++r) {
+#if defined(__AVX512F__)
+    if constexpr (RowAlpha<T, FP>::kVector && LW == 16 && CC == 3) {
+      evals += blend_row_avx512<FP>(in, bins, row_buf + size_t(r) * count, row_n[r], sc.recs.data(), s, x0, y0 + r, tw, out);
+      continue;
+    }
+#endif
+    alignas(64) T tr[kMaxLanes], al[kMaxLanes];
+    alignas(64) int32_t ls[kMaxLanes];
+    alignas(64) T acc_local[kAccSize];
+    alignas(64) T w[kMaxLanes];  // blend weights (runtime channel count only)
+    T* acc = CC > 0 ? acc_local : sc.acc.data();
+    for (int x = 0; x < nl; ++x) {
+      tr[x] = T(1);
+      al[x] = x < tw ? T(1) : T(0);
+      ls[x] = -1;
+    }
+    for (int i = 0; i < (C + 1) * nl; ++i) acc[i] = T(0);
+    int row_alive = tw;
+    const T dy_off = T(y0 + r) + T(0.5);
+    const int32_t* list = row_buf + size_t(r) * count;
+    const int n_list = row_n[r];
+    for (int li = 0; li < n_list; ++li) {
+      const int j = list[li];
+      const T* d = sc.recs[j];
+      const T mx = d[P::MX], rx = d[P::RX], op = d[P::OP], dep = d[P::DEP];
+      const T dy = d[P::MY] - dy_off;
+      const FP fp = FP::load(d + P::FPP, 0);
+      const T* col = d + P::COL;
+      const int32_t kk = static_cast<int32_t>(s + j);
       int stops = 0;
-      const int32_t kk = static_cast<int32_t>(k);
 #pragma omp simd reduction(+ : stops)
-      for (int x = 0; x < tw; ++x) {
+      for (int x = 0; x < nl; ++x) {
         // Alive pixels keep T > eps, so `next <= eps` implies a contributing alpha: one select per condition.
         const T dx = mx - px[x];
         T alpha = sf::blend_alpha(op, fp.sigma(dx, dy));
@@ -126,39 +240,43 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, cons
         const T next = t * (T(1) - alpha);
         const bool stop = next <= T(sf::TRANSMITTANCE_EPS);
         const T wx = stop ? T(0) : alpha * t;
-        w[x] = wx;
         tr[x] = stop ? t : next;
         ls[x] = wx > T(0) ? kk : ls[x];
         al[x] = stop ? T(0) : al[x];
         stops += stop ? 1 : 0;
+        if constexpr (CC > 0) {  // unrolled: the row's colour lanes stay in registers
+          for (int ch = 0; ch < CC; ++ch) acc[ch * nl + x] += wx * col[ch];
+          acc[CC * nl + x] += wx * dep;
+        } else {
+          w[x] = wx;
+        }
       }
-      evals += tw;  // lanes of rows that were evaluated
-      for (int ch = 0; ch < C; ++ch) {
-        T* a = &acc[size_t(ch) * np + r * ts];
-        const T cv = col[ch];
+      if constexpr (CC == 0) {  // any channel count: one vector loop per channel
+        for (int ch = 0; ch < C; ++ch) {
+          T* a = acc + ch * nl;
+          const T cv = col[ch];
 #pragma omp simd
-        for (int x = 0; x < tw; ++x) a[x] += w[x] * cv;
+          for (int x = 0; x < nl; ++x) a[x] += w[x] * cv;
+        }
+        T* a = acc + C * nl;
+#pragma omp simd
+        for (int x = 0; x < nl; ++x) a[x] += w[x] * dep;
       }
-      T* ad = &acc[size_t(C) * np + r * ts];
-#pragma omp simd
-      for (int x = 0; x < tw; ++x) ad[x] += w[x] * dep;
-      row_alive[r] -= stops;
-      tile_alive -= stops;
+      evals += tw;  // real pixels of the rows that were evaluated
+      row_alive -= stops;
+      if (row_alive == 0) break;  // every pixel of this row is saturated
+    }
+    for (int x = 0; x < tw; ++x) {
+      const int64_t pix = int64_t(y0 + r) * in.width + (x0 + x);
+      const T t = tr[x];
+      for (int ch = 0; ch < C; ++ch) out.colors[pix * C + ch] = acc[ch * nl + x] + (in.background ? t * in.background[ch] : T(0));
+      out.alphas[pix] = T(1) - t;
+      out.depths[pix] = acc[C * nl + x];
+      out.trans[pix] = t;
+      out.last_pos[pix] = ls[x];
+      out.last_id[pix] = ls[x] >= 0 ? bins.order[bins.ids[ls[x]]] : -1;
     }
   }
-  for (int r = 0; r < th; ++r)
-    for (int x = 0; x < tw; ++x) {
-      const int i = r * ts + x;
-      const int64_t pix = int64_t(y0 + r) * in.width + (x0 + x);
-      const T t = trans[i];
-      for (int ch = 0; ch < C; ++ch)
-        out.colors[pix * C + ch] = acc[size_t(ch) * np + i] + (in.background ? t * in.background[ch] : T(0));
-      out.alphas[pix] = T(1) - t;
-      out.depths[pix] = acc[size_t(C) * np + i];
-      out.trans[pix] = t;
-      out.last_pos[pix] = last[i];
-      out.last_id[pix] = last[i] >= 0 ? bins.order[bins.ids[last[i]]] : -1;
-    }
   return evals;
 }
 
@@ -168,13 +286,22 @@ void render_forward(const RasterInputs<T>& in, const TileBins& bins, int nthread
   const int64_t n_tiles = int64_t(tiles_x) * tiles_y;
   int64_t evals = 0;
   const Packed<T, FP> pk = pack_primitives<T, FP>(in, bins, nthreads);
+  const bool fixed = in.tile <= kLanes, rgb = in.channels == 3;
 #pragma omp parallel num_threads(nthreads) reduction(+ : evals)
   {
-    std::vector<T> acc, trans, alive, wrow(in.tile);
-    std::vector<int32_t> last;
+    TileScratch<T> sc;
+    // whole rows of tiles per task: neighbouring tiles share the cache lines at their borders in every output
+    // row, so two threads working on adjacent tiles would keep stealing those lines from each other
 #pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < n_tiles; ++t)
-      evals += render_tile<T, FP>(in, bins, pk, t, tiles_x, acc, trans, alive, last, wrow, out);
+    for (int64_t ty = 0; ty < tiles_y; ++ty)
+      for (int64_t t = ty * tiles_x; t < (ty + 1) * tiles_x; ++t) {
+        if (fixed && rgb)
+          evals += render_tile<T, FP, kLanes, 3>(in, bins, pk, t, tiles_x, sc, out);
+        else if (fixed)
+          evals += render_tile<T, FP, kLanes, 0>(in, bins, pk, t, tiles_x, sc, out);
+        else
+          evals += render_tile<T, FP, 0, 0>(in, bins, pk, t, tiles_x, sc, out);
+      }
   }
   if (out.n_evals) *out.n_evals = evals;
 }
