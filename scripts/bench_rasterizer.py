@@ -119,6 +119,7 @@ def run_case(case: Case, cfg: BenchConfig) -> Dict[str, object]:
     result: Dict[str, object] = dict(n=case.n, width=case.width, height=case.height, cameras=case.cameras)
     for threads in cfg.threads:
         cpu_backend.set_num_threads(threads)
+        torch.set_num_threads(threads)  # torch's idle OpenMP pool would otherwise compete with a 1-thread run
         rss0 = proc.memory_info().rss
         fwd, fwd_cpu = timed_cpu(
             lambda: [render(cpu_backend, scene, v, case.width, case.height, False) for v in views], cfg.repeats
