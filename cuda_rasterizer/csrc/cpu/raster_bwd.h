@@ -158,6 +158,58 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
           ex_l[x] = ex;
         }
       }
+      if (C == 3) {
+        // RGB: the three per-row passes below fused into one, so every temporary stays in registers
+        const T c0 = col[0], c1 = col[1], c2 = col[2];
+        T* bh0 = behind + r * rs;
+        T* bh1 = bh0 + np;
+        T* bh2 = bh1 + np;
+        T* bhd = bh2 + np;
+        const T* vc0 = vcol + r * rs;
+        const T* vc1 = vc0 + np;
+        const T* vc2 = vc1 + np;
+        const T* vcd = vc2 + np;
+        T* gc0 = g_c;
+        T* gc1 = g_c + lp;
+        T* gc2 = g_c + 2 * lp;
+        T* gcd = g_c + 3 * lp;
+#pragma omp simd
+        for (int x = 0; x < nl; ++x) {
+          const T alpha = kf <= lr[x] ? al_l[x] : T(0);
+          const bool ok = alpha > T(0);
+          const T ra = T(1) / (T(1) - alpha);  // alpha <= 0.99
+          const T tb = trr[x] * ra;
+          const T okf = ok ? T(1) : T(0);
+          const T w = ok ? alpha * tb : T(0);
+          T va = ok ? tf[x] * ra * va_in[x] : T(0);
+          trr[x] = tb;
+          va += okf * (c0 * tb - bh0[x] * ra) * vc0[x];
+          bh0[x] += w * c0;
+          gc0[x] += w * vc0[x];
+          va += okf * (c1 * tb - bh1[x] * ra) * vc1[x];
+          bh1[x] += w * c1;
+          gc1[x] += w * vc1[x];
+          va += okf * (c2 * tb - bh2[x] * ra) * vc2[x];
+          bh2[x] += w * c2;
+          gc2[x] += w * vc2[x];
+          va += okf * (dep * tb - bhd[x] * ra) * vcd[x];
+          bhd[x] += w * dep;
+          gcd[x] += w * vcd[x];
+          const T dx = mx - px[x];
+          const T ex = ex_l[x];
+          const T raw = op * ex;
+          const T pass = (raw <= T(sf::MAX_ALPHA)) ? okf : T(0);
+          const T v_sigma = -pass * raw * va;
+          g_o[x] += pass * ex * va;
+          T vmx, vmy;
+          fp.sigma_vjp(dx, dy, v_sigma, g_p + x, lp, vmx, vmy);
+          g_m0[x] += vmx;
+          g_m1[x] += vmy;
+          g_a0[x] += std::abs(vmx);
+          g_a1[x] += std::abs(vmy);
+        }
+        continue;
+      }
 #pragma omp simd
       for (int x = 0; x < nl; ++x) {
         const T alpha = kf <= lr[x] ? al_l[x] : T(0);
