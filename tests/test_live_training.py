@@ -61,8 +61,12 @@ def test_pause_resume_and_yield(tiny_demo, tmp_path):
         control.set_paused(False)
         assert _wait_until(lambda: trainer.step > paused_at + 2)
         before = control.yield_count
-        control.mark_interaction()
-        assert _wait_until(lambda: control.yield_count > before, timeout=5.0), "training did not yield to a camera move"
+
+        def dragging() -> bool:  # a drag sends camera updates continuously (~30 Hz), not once
+            control.mark_interaction()
+            return control.yield_count > before
+
+        assert _wait_until(dragging, timeout=5.0), "training did not yield to a camera move"
         # The viewer's lock is what guards each step: holding it stops training.
         with server.scene_lock:
             held_at = trainer.step
