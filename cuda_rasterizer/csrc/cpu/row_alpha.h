@@ -59,6 +59,17 @@ template <> struct RowAlpha<float, sf::GaussianFootprint<float>> {
     ok = _mm512_mask_cmp_ps_mask(ok, _mm512_abs_ps(dx), _mm512_set1_ps(rx), _CMP_LE_OQ);
     return _mm512_maskz_mov_ps(ok, alpha);
   }
+  // sf::GaussianFootprint::row_may_hit for 16 rows at once (dy per lane), restricted to the rows in `span`.
+  static inline __mmask16 row_hits(const sf::GaussianFootprint<float>& fp, __m512 dy, float level, float slope,
+                                   float dx_lo, float dx_hi, __mmask16 span) {
+    const __m512 lv = _mm512_set1_ps(level * 1.01f + 0.01f);
+    const __m512 dxc = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_set1_ps(slope), dy), _mm512_set1_ps(dx_lo)),
+                                     _mm512_set1_ps(dx_hi));
+    const __m512 quad = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(fp.a), dxc), dxc,
+                                        _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(fp.c), dy), dy));
+    const __m512 sigma = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(fp.b), dxc), dy, _mm512_mul_ps(_mm512_set1_ps(0.5f), quad));
+    return _mm512_mask_cmp_ps_mask(span, sigma, lv, _CMP_LE_OQ);
+  }
 };
 #endif
 
