@@ -35,6 +35,43 @@ template <typename T> struct RasterGradOut {
 // Gradient row layout per intersection: mean2d(2), params(kP), opacity, depth, absgrad(2), colors(C).
 template <typename FP> inline int grad_row(int channels) { return 2 + FP::kParams + 4 + channels; }
 
+// Per-lane pieces of one backward step, shared by the fused RGB pass and the generic passes of backward_tile.
+template <typename T> struct LaneStep {
+  T okf, ra, tb, w, va;  // contributes (1/0), 1 / (1 - alpha), T before the primitive, weight, dL/dalpha so far
+};
+
+// Undo the blend of a primitive with `alpha` at a pixel whose transmittance after it is `t_after`; starts dL/dalpha
+// with the final-alpha term (v_alpha_out already has the background's part removed).
+template <typename T> inline LaneStep<T> undo_blend(T alpha, T t_after, T t_final, T v_alpha_out) {
+  const bool ok = alpha > T(0);
+  const T ra = T(1) / (T(1) - alpha);  // alpha <= 0.99
+  const T tb = t_after * ra;
+  return {ok ? T(1) : T(0), ra, tb, ok ? alpha * tb : T(0), ok ? t_final * ra * v_alpha_out : T(0)};
+}
+
+// One channel (colour or depth `cv`): adds its dL/dalpha term to `va`, its share to `behind`, and dL/dcv to `gc`.
+template <typename T> inline void channel_vjp(const LaneStep<T>& st, T& va, T cv, T& behind, T vc, T& gc) {
+  va += st.okf * (cv * st.tb - behind * st.ra) * vc;
+  behind += st.w * cv;
+  gc += st.w * vc;
+}
+
+// From dL/dalpha to the opacity, footprint parameters, mean2d and absolute mean2d gradients of one lane.
+template <typename T, typename FP>
+inline void footprint_vjp(const FP& fp, T dx, T dy, T op, T ex, T okf, T va, T& g_o, T* g_p, int lp, T& g_m0, T& g_m1,
+                          T& g_a0, T& g_a1) {
+  const T raw = op * ex;
+  const T pass = (raw <= T(sf::MAX_ALPHA)) ? okf : T(0);  // the MAX_ALPHA clamp has no gradient
+  const T v_sigma = -pass * raw * va;
+  g_o += pass * ex * va;
+  T vmx, vmy;
+  fp.sigma_vjp(dx, dy, v_sigma, g_p, lp, vmx, vmy);
+  g_m0 += vmx;
+  g_m1 += vmy;
+  g_a0 += std::abs(vmx);
+  g_a1 += std::abs(vmy);
+}
+
 // Backward of one tile. LW > 0: rows of exactly LW lanes (compile-time); LW == 0: rows of the tile width.
 template <typename T, typename FP, int LW>
 void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk, const RasterGradIn<T>& gin,
@@ -175,53 +212,27 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
         T* gcd = g_c + 3 * lp;
 #pragma omp simd
         for (int x = 0; x < nl; ++x) {
-          const T alpha = kf <= lr[x] ? al_l[x] : T(0);
-          const bool ok = alpha > T(0);
-          const T ra = T(1) / (T(1) - alpha);  // alpha <= 0.99
-          const T tb = trr[x] * ra;
-          const T okf = ok ? T(1) : T(0);
-          const T w = ok ? alpha * tb : T(0);
-          T va = ok ? tf[x] * ra * va_in[x] : T(0);
-          trr[x] = tb;
-          va += okf * (c0 * tb - bh0[x] * ra) * vc0[x];
-          bh0[x] += w * c0;
-          gc0[x] += w * vc0[x];
-          va += okf * (c1 * tb - bh1[x] * ra) * vc1[x];
-          bh1[x] += w * c1;
-          gc1[x] += w * vc1[x];
-          va += okf * (c2 * tb - bh2[x] * ra) * vc2[x];
-          bh2[x] += w * c2;
-          gc2[x] += w * vc2[x];
-          va += okf * (dep * tb - bhd[x] * ra) * vcd[x];
-          bhd[x] += w * dep;
-          gcd[x] += w * vcd[x];
-          const T dx = mx - px[x];
-          const T ex = ex_l[x];
-          const T raw = op * ex;
-          const T pass = (raw <= T(sf::MAX_ALPHA)) ? okf : T(0);
-          const T v_sigma = -pass * raw * va;
-          g_o[x] += pass * ex * va;
-          T vmx, vmy;
-          fp.sigma_vjp(dx, dy, v_sigma, g_p + x, lp, vmx, vmy);
-          g_m0[x] += vmx;
-          g_m1[x] += vmy;
-          g_a0[x] += std::abs(vmx);
-          g_a1[x] += std::abs(vmy);
+          const LaneStep<T> st = undo_blend(kf <= lr[x] ? al_l[x] : T(0), trr[x], tf[x], va_in[x]);
+          trr[x] = st.tb;
+          T va = st.va;
+          channel_vjp(st, va, c0, bh0[x], vc0[x], gc0[x]);
+          channel_vjp(st, va, c1, bh1[x], vc1[x], gc1[x]);
+          channel_vjp(st, va, c2, bh2[x], vc2[x], gc2[x]);
+          channel_vjp(st, va, dep, bhd[x], vcd[x], gcd[x]);
+          footprint_vjp(fp, mx - px[x], dy, op, ex_l[x], st.okf, va, g_o[x], g_p + x, lp, g_m0[x], g_m1[x], g_a0[x],
+                        g_a1[x]);
         }
         continue;
       }
 #pragma omp simd
       for (int x = 0; x < nl; ++x) {
-        const T alpha = kf <= lr[x] ? al_l[x] : T(0);
-        const bool ok = alpha > T(0);
-        const T ra = T(1) / (T(1) - alpha);  // alpha <= 0.99
-        const T tb = trr[x] * ra;
-        ok_l[x] = ok ? T(1) : T(0);
-        ra_l[x] = ra;
-        tb_l[x] = tb;
-        w_l[x] = ok ? alpha * tb : T(0);
-        va_l[x] = ok ? tf[x] * ra * va_in[x] : T(0);
-        trr[x] = tb;
+        const LaneStep<T> st = undo_blend(kf <= lr[x] ? al_l[x] : T(0), trr[x], tf[x], va_in[x]);
+        trr[x] = st.tb;
+        ok_l[x] = st.okf;
+        ra_l[x] = st.ra;
+        tb_l[x] = st.tb;
+        w_l[x] = st.w;
+        va_l[x] = st.va;
       }
       for (int ch = 0; ch <= C; ++ch) {
         const T cv = ch < C ? col[ch] : dep;
@@ -230,25 +241,14 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
         T* gc = g_c + size_t(ch) * lp;
 #pragma omp simd
         for (int x = 0; x < nl; ++x) {
-          va_l[x] += ok_l[x] * (cv * tb_l[x] - bh[x] * ra_l[x]) * vc[x];
-          bh[x] += w_l[x] * cv;
-          gc[x] += w_l[x] * vc[x];
+          const LaneStep<T> st{ok_l[x], ra_l[x], tb_l[x], w_l[x], T(0)};
+          channel_vjp(st, va_l[x], cv, bh[x], vc[x], gc[x]);
         }
       }
 #pragma omp simd
-      for (int x = 0; x < nl; ++x) {
-        const T dx = mx - px[x];
-        const T raw = op * ex_l[x];
-        const T pass = (raw <= T(sf::MAX_ALPHA)) ? ok_l[x] : T(0);
-        const T v_sigma = -pass * raw * va_l[x];
-        g_o[x] += pass * ex_l[x] * va_l[x];
-        T vmx, vmy;
-        fp.sigma_vjp(dx, dy, v_sigma, g_p + x, lp, vmx, vmy);
-        g_m0[x] += vmx;
-        g_m1[x] += vmy;
-        g_a0[x] += std::abs(vmx);
-        g_a1[x] += std::abs(vmy);
-      }
+      for (int x = 0; x < nl; ++x)
+        footprint_vjp(fp, mx - px[x], dy, op, ex_l[x], ok_l[x], va_l[x], g_o[x], g_p + x, lp, g_m0[x], g_m1[x], g_a0[x],
+                      g_a1[x]);
     }
     if (!any) continue;
     T* g = G + int64_t(bins.emit[s + k]) * row;
