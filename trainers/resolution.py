@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from render import Camera
 
+from .data._io import resize_depth
+
 
 def check_schedule(schedule: Sequence[int]) -> Tuple[int, ...]:
     """Validate the steps at which the resolution doubles (strictly increasing, positive)."""
@@ -60,12 +62,10 @@ def downsample_view(
 
 
 def downsample_depth(depth: torch.Tensor, factor: int) -> torch.Tensor:
-    """(H, W, 1) depth at 1/factor resolution: the mean of the covered pixels that have a measurement (> 0)."""
+    """(H, W, 1) depth at 1/factor resolution over the crop `downsample_view` uses: the mean of the covered pixels
+    that have a measurement (> 0), as the readers downscale depth (`trainers.data._io.resize_depth`)."""
     if factor == 1:
         return depth
     height, width = depth.shape[0] // factor, depth.shape[1] // factor
-    crop = depth[: height * factor, : width * factor].permute(2, 0, 1)[None]
-    valid = (crop > 0).to(crop.dtype)
-    total = F.avg_pool2d(crop * valid, factor)
-    count = F.avg_pool2d(valid, factor)
-    return torch.where(count > 0, total / count.clamp_min(1e-12), torch.zeros_like(total))[0].permute(1, 2, 0).contiguous()
+    crop = depth[: height * factor, : width * factor].detach().cpu().numpy()
+    return torch.from_numpy(resize_depth(crop, (width, height))).to(depth.device)

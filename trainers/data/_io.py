@@ -149,6 +149,23 @@ def resize(img: np.ndarray, size: Tuple[int, int], nearest: bool = False) -> np.
     return out[..., None] if out.ndim == 2 else out
 
 
+def resize_depth(depth: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """Depth (H, W, 1) -> `size` (width, height): validity-aware area mean.
+
+    Each output pixel is the mean of the measured (> 0) source depths in the same footprint INTER_AREA uses for
+    the image (so depth and colour stay aligned, also when the size is not divisible by the factor); pixels whose
+    footprint has no measurement stay 0. Holes therefore never pull a depth towards 0 (a plain area mean would)
+    and, unlike nearest, every measurement contributes. At a depth edge the result is the mean of both sides,
+    as the renderer's alpha-weighted expected depth of such a pixel also is.
+    """
+    d = depth[..., 0].astype(np.float64)
+    valid = (d > 0).astype(np.float64)
+    total = cv2.resize(d * valid, size, interpolation=cv2.INTER_AREA)
+    weight = cv2.resize(valid, size, interpolation=cv2.INTER_AREA)
+    out = np.where(weight > 1e-9, total / np.maximum(weight, 1e-12), 0.0)
+    return out.astype(np.float32).reshape(size[1], size[0], 1)
+
+
 def check_downscale(downscale: Any) -> int:
     """Validate an integer downscale factor >= 1."""
     if isinstance(downscale, bool) or int(downscale) != downscale or int(downscale) < 1:

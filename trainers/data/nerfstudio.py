@@ -14,7 +14,7 @@ Conventions (see DESIGN.md section 6):
   (H, W, 1). Values are multiplied by the top-level `depth_unit_scale_factor` (default 1e-3: millimetre PNGs to
   metres); float `.npy` files are taken as already in scene units unless the json gives the factor explicitly.
   Depth maps must be the image's full size; they go through the same undistortion maps as the image (nearest
-  neighbour, 0 outside) and are downscaled with a validity-aware area mean (see `_downscale_depth`). Rigid
+  neighbour, 0 outside) and are downscaled with a validity-aware area mean (see `_io.resize_depth`). Rigid
   `applied_transform`s leave z-depth unchanged; a scaled one with `original_coordinates=True` is refused when
   depth is present (the cameras would no longer be rigid, so "scene units" would be ambiguous).
 - Not read: `applied_scale` (poses, points and depth are used as saved; nerfstudio folds it only into its own
@@ -48,6 +48,7 @@ from ._io import (
     read_ply_points,
     require,
     resize,
+    resize_depth,
     resolve_file,
     to_rgb,
 )
@@ -237,23 +238,6 @@ def _load_depth(fr: _Frame, unit_scale: Optional[float]) -> np.ndarray:
     return (depth * scale).astype(np.float32)[..., None]
 
 
-def _downscale_depth(depth: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
-    """Depth (H, W, 1) -> `size` (width, height): validity-aware area mean.
-
-    Each output pixel is the mean of the measured (> 0) source depths in the same footprint INTER_AREA uses for
-    the image (so depth and colour stay aligned, also when the size is not divisible by the factor); pixels whose
-    footprint has no measurement stay 0. Holes therefore never pull a depth towards 0 (a plain area mean would)
-    and, unlike nearest, every measurement contributes. At a depth edge the result is the mean of both sides,
-    as the renderer's alpha-weighted expected depth of such a pixel also is.
-    """
-    d = depth[..., 0].astype(np.float64)
-    valid = (d > 0).astype(np.float64)
-    total = cv2.resize(d * valid, size, interpolation=cv2.INTER_AREA)
-    weight = cv2.resize(valid, size, interpolation=cv2.INTER_AREA)
-    out = np.where(weight > 1e-9, total / np.maximum(weight, 1e-12), 0.0)
-    return out.astype(np.float32).reshape(size[1], size[0], 1)
-
-
 def _load_view(
     fr: _Frame,
     background: Tuple[float, float, float],
@@ -286,7 +270,7 @@ def _load_view(
         rgb = resize(rgb, (width, height))
         alpha = None if alpha is None else resize(alpha, (width, height)).reshape(height, width, 1)
         mask = None if mask is None else resize(mask.astype(np.uint8), (width, height), nearest=True) > 0
-        depth = None if depth is None else _downscale_depth(depth, (width, height))
+        depth = None if depth is None else resize_depth(depth, (width, height))
         fx, fy, cx, cy = fx * sx, fy * sy, cx * sx, cy * sy
     w2c = opengl_c2w_to_opencv_w2c(pose)
     camera = Camera(w2c, float(fx), float(fy), float(cx), float(cy), width, height, time=fr.time)
