@@ -64,10 +64,22 @@ def build_cpu_extension() -> ModuleType:
     )
 
 
+def _default_arch_list() -> str:
+    """The visible GPU's compute capability (the kernels must run on it); else $TORCH_CUDA_ARCH_LIST, else 8.0."""
+    import torch
+
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        return f"{major}.{minor}"
+    return os.environ.get("TORCH_CUDA_ARCH_LIST") or "8.0"
+
+
 def build_cuda_extension(arch_list: Optional[str] = None) -> ModuleType:
     """Compile and import the CUDA rasterizer; works without a GPU (needs nvcc and CUDA_HOME).
 
-    `arch_list` sets TORCH_CUDA_ARCH_LIST (default: the environment's value, else "8.0").
+    `arch_list` (e.g. "8.0" or "8.6;9.0") defaults to the visible GPU's capability, else $TORCH_CUDA_ARCH_LIST, else
+    "8.0". Each arch list gets its own build folder and module, so a compile check for 8.0 never shadows the build a
+    GPU needs; the environment is restored afterwards.
     """
     os.environ.setdefault("CUDA_HOME", "/usr/local/cuda")
     from torch.utils import cpp_extension
@@ -75,16 +87,22 @@ def build_cuda_extension(arch_list: Optional[str] = None) -> ModuleType:
     # torch caches CUDA_HOME when cpp_extension is first imported (e.g. by the CPU build, maybe before CUDA_HOME was
     # set, guessing /usr/local from nvcc's location); point it at the real toolkit.
     cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"]
-    if arch_list is not None:
-        os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
-    else:
-        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0")
+    arch_list = arch_list or _default_arch_list()
+    tag = "".join(ch if ch.isalnum() else "_" for ch in arch_list.replace(".", ""))
     cu = _CSRC / "cuda"
-    return _load(
-        "splatforge_cuda_rasterizer",
-        [cu / "bindings.cpp", cu / "project.cu", cu / "raster.cu"],
-        "splatforge: compiling the CUDA rasterizer (first use, a few minutes)...",
-        extra_cflags=["-O3"],
-        extra_cuda_cflags=["-O3", "--use_fast_math", "-lineinfo"],
-        extra_include_paths=[str(_CSRC)],
-    )
+    saved = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list  # read by cpp_extension when it writes the nvcc flags
+    try:
+        return _load(
+            f"splatforge_cuda_rasterizer_sm{tag}",
+            [cu / "bindings.cpp", cu / "project.cu", cu / "raster.cu"],
+            f"splatforge: compiling the CUDA rasterizer for compute capability {arch_list} (first use, a few minutes)...",
+            extra_cflags=["-O3"],
+            extra_cuda_cflags=["-O3", "--use_fast_math", "-lineinfo"],
+            extra_include_paths=[str(_CSRC)],
+        )
+    finally:
+        if saved is None:
+            os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
+        else:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = saved

@@ -87,7 +87,8 @@ def render(backend, scene, view, width, height, backward: bool):
     cam_center = -view[:3, :3].T @ view[:3, 3]
     colors = torch.clamp_min(backend.eval_sh(3, params["sh"], params["means"].detach() - cam_center) + 0.5, 0.0)
     comp = backend.rasterize_to_pixels(
-        proj.means2d, proj.conics, colors, proj.opacities, proj.depths, proj.radii, width, height, torch.zeros(3)
+        proj.means2d, proj.conics, colors, proj.opacities, proj.depths, proj.radii, width, height,
+        torch.zeros(3, device=colors.device),
     )
     if backward:
         (comp.colors.sum() + comp.alphas.sum()).backward()

@@ -1,4 +1,7 @@
 // Torch bindings of the CUDA backend (float32 only): allocation, checks, stream; kernels live in the .cu files.
+// Every launch is followed by C10_CUDA_KERNEL_LAUNCH_CHECK so that a launch error (e.g. "no kernel image is
+// available" for a GPU the build did not target) fails at its call, not as garbage sizes later.
+#include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 
@@ -43,6 +46,7 @@ Tensor covar_fwd(Tensor q, Tensor s, int64_t) {
   q = c(q); s = c(s);
   auto out = torch::empty({q.size(0), 3, 3}, q.options());
   sf_cuda::covar_fwd(p<float>(q), p<float>(s), q.size(0), p<float>(out), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
 
@@ -50,6 +54,7 @@ std::vector<Tensor> covar_bwd(Tensor q, Tensor s, Tensor vc, int64_t) {
   q = c(q); s = c(s); vc = c(vc);
   auto vq = torch::empty_like(q), vs = torch::empty_like(s);
   sf_cuda::covar_bwd(p<float>(q), p<float>(s), p<float>(vc), q.size(0), p<float>(vq), p<float>(vs), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {vq, vs};
 }
 
@@ -64,6 +69,7 @@ std::vector<Tensor> project_fwd(Tensor means, Tensor covars, Tensor opac, Tensor
   sf_cuda::project_fwd(cam, p<float>(means), p<float>(covars), p<float>(opac), n, float(near), float(far),
                        float(eps2d), aa, p<float>(m2d), p<float>(conics), p<float>(depths), p<int32_t>(radii),
                        p<float>(op), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {m2d, conics, depths, radii, op};
 }
 
@@ -77,6 +83,7 @@ std::vector<Tensor> project_bwd(Tensor means, Tensor covars, Tensor opac, Tensor
   sf_cuda::project_bwd(cam, p<float>(means), p<float>(covars), p<float>(opac), p<int32_t>(radii), means.size(0),
                        float(eps2d), aa, p<float>(v_m2d), p<float>(v_conics), p<float>(v_depths), p<float>(v_opac),
                        p<float>(vm), p<float>(vc), p<float>(vo), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {vm, vc, vo};
 }
 
@@ -85,6 +92,7 @@ Tensor sh_fwd(int64_t degree, Tensor coeffs, Tensor dirs, int64_t) {
   const int64_t n = coeffs.size(0), k = coeffs.size(1), ch = coeffs.size(2);
   auto out = torch::empty({n, ch}, coeffs.options());
   sf_cuda::sh_fwd(int(degree), p<float>(coeffs), n, int(k), int(ch), p<float>(dirs), p<float>(out), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return out;
 }
 
@@ -93,6 +101,7 @@ Tensor sh_bwd(int64_t degree, Tensor v_out, int64_t k, Tensor dirs, int64_t) {
   const int64_t n = v_out.size(0), ch = v_out.size(1);
   auto vc = torch::zeros({n, k, ch}, v_out.options());
   sf_cuda::sh_bwd(int(degree), p<float>(v_out), n, int(k), int(ch), p<float>(dirs), p<float>(vc), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return vc;
 }
 
@@ -110,12 +119,14 @@ py::tuple raster_fwd(Tensor m2d, Tensor conics, Tensor colors, Tensor opac, Tens
   auto offsets = torch::empty({std::max<int64_t>(n, 1)}, io);
   const int64_t m = sf_cuda::tile_offsets(p<float>(m2d), p<int32_t>(radii), n, int(width), int(height),
                                           p<int32_t>(offsets), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   auto keys = torch::empty({m}, m2d.options().dtype(torch::kInt64)), keys_sorted = torch::empty_like(keys);
   auto ids = torch::empty({m}, io), ids_sorted = torch::empty_like(ids);
   auto ranges = torch::empty({tiles, 2}, io);
   sf_cuda::sort_intersections(p<float>(m2d), p<int32_t>(radii), p<float>(depths), p<int32_t>(offsets), n, m,
                               int(width), int(height), keys.data_ptr<int64_t>(), p<int32_t>(ids),
                               keys_sorted.data_ptr<int64_t>(), p<int32_t>(ids_sorted), p<int32_t>(ranges), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   auto o = m2d.options();
   auto out_c = torch::empty({height, width, ch}, o), out_a = torch::empty({height, width, 1}, o);
   auto out_d = torch::empty({height, width, 1}, o), out_t = torch::empty({height, width, 1}, o);
@@ -124,6 +135,7 @@ py::tuple raster_fwd(Tensor m2d, Tensor conics, Tensor colors, Tensor opac, Tens
                       p<float>(opac), p<float>(depths), p<int32_t>(radii), bg.defined() ? p<float>(bg) : nullptr,
                       int(ch), int(width), int(height), p<float>(out_c), p<float>(out_a), p<float>(out_d),
                       p<float>(out_t), p<int32_t>(last_pos), p<int32_t>(last_id), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   auto bins = std::make_shared<Bins>(Bins{ranges, ids_sorted});
   return py::make_tuple(out_c, out_a, out_d, out_t, last_id, last_pos, bins, int64_t(-1));
 }
@@ -145,6 +157,7 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor m2d, Tensor co
                       p<float>(trans), p<int32_t>(last_pos), p<float>(v_colors), p<float>(v_alphas),
                       p<float>(v_depths), p<float>(vm), p<float>(vcon), p<float>(vcol), p<float>(vo), p<float>(vd),
                       p<float>(ag), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {vm, vcon, vcol, vo, vd, ag};
 }
 

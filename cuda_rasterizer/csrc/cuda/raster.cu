@@ -25,6 +25,12 @@ __device__ inline bool tile_rect(const float* m2d, const int32_t* radii, int64_t
   return true;
 }
 
+// Order-preserving 32-bit key of a float depth (negative depths sort first; -0 ties +0), as the CPU radix sort.
+__device__ inline uint32_t depth_key(float d) {
+  const uint32_t b = __float_as_uint(d == 0.f ? 0.f : d);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
 __global__ void count_k(const float* m2d, const int32_t* radii, int64_t n, int w, int h, int32_t* counts) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
@@ -39,7 +45,7 @@ __global__ void duplicate_k(const float* m2d, const int32_t* radii, const float*
   int r[4];
   if (!tile_rect(m2d, radii, i, w, h, r)) return;
   int64_t e = i == 0 ? 0 : offsets[i - 1];
-  const uint32_t dbits = __float_as_uint(depths[i]);  // depth > near > 0: bit order == value order
+  const uint32_t dbits = depth_key(depths[i]);
   for (int y = r[2]; y <= r[3]; ++y)
     for (int x = r[0]; x <= r[1]; ++x) {
       keys[e] = (int64_t(y * tiles_x + x) << 32) | int64_t(dbits);
