@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import resource
 import sys
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import psutil
 import torch
@@ -102,15 +103,35 @@ def timed(fn, repeats: int) -> float:
 
 def timed_cpu(fn, repeats: int) -> Tuple[float, float]:
     """(best wall ms, process CPU ms of that run)."""
-    fn()  # warm-up (and JIT build)
-    best = (float("inf"), float("inf"))
-    for _ in range(repeats):
-        c0, t0 = time.process_time(), time.perf_counter()
+    return timed_interleaved({0: fn}, repeats, lambda _: None)[0]
+
+
+def timed_interleaved(fns: Dict[int, Callable[[], object]], repeats: int,
+                      set_threads: Callable[[int], None]) -> Dict[int, Tuple[float, float]]:
+    """Best (wall ms, CPU ms) per thread count, the counts taking turns within each repeat.
+
+    This VM's speed drifts by tens of percent over minutes; alternating 1- and 2-thread runs puts both under the same
+    conditions, so their ratio is not an artefact of when each was measured.
+    """
+    for threads, fn in fns.items():  # warm-up (and JIT build)
+        set_threads(threads)
         fn()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        if wall < best[0] / 1000.0:
-            best = (1000.0 * wall, 1000.0 * cpu)
+    best = {threads: (float("inf"), float("inf")) for threads in fns}
+    for _ in range(repeats):
+        for threads, fn in fns.items():
+            set_threads(threads)
+            c0, t0 = time.process_time(), time.perf_counter()
+            fn()
+            wall, cpu = 1000.0 * (time.perf_counter() - t0), 1000.0 * (time.process_time() - c0)
+            if wall < best[threads][0]:
+                best[threads] = (wall, cpu)
     return best
+
+
+def use_threads(threads: int) -> None:
+    """Thread count of our kernels and of torch's own ops (its idle pool would otherwise compete with 1 thread)."""
+    cpu_backend.set_num_threads(threads)
+    torch.set_num_threads(threads)
 
 
 def run_case(case: Case, cfg: BenchConfig) -> Dict[str, object]:
@@ -118,33 +139,32 @@ def run_case(case: Case, cfg: BenchConfig) -> Dict[str, object]:
     views = [camera(i) for i in range(case.cameras)]
     proc = psutil.Process()
     result: Dict[str, object] = dict(n=case.n, width=case.width, height=case.height, cameras=case.cameras)
-    for threads in cfg.threads:
-        cpu_backend.set_num_threads(threads)
-        torch.set_num_threads(threads)  # torch's idle OpenMP pool would otherwise compete with a 1-thread run
-        rss0 = proc.memory_info().rss
-        fwd, fwd_cpu = timed_cpu(
-            lambda: [render(cpu_backend, scene, v, case.width, case.height, False) for v in views], cfg.repeats
-        )
-        stats = dict(cpu_backend.last_stats)
-        entry = dict(forward_ms=fwd, forward_cpu_ms=fwd_cpu)
-        if case.backward:
-            fb, fb_cpu = timed_cpu(
-                lambda: [render(cpu_backend, scene, v, case.width, case.height, True) for v in views], cfg.repeats
-            )
-            entry.update(forward_backward_ms=fb, forward_backward_cpu_ms=fb_cpu)
-        entry["rss_delta_mb"] = (proc.memory_info().rss - rss0) / 2**20
-        # blend-only throughput: time the rasterize stage alone on the last camera
-        covars = cpu_backend.quat_scale_to_covar(scene["quats"], scene["scales"])
-        proj = cpu_backend.project(scene["means"], covars, scene["opacities"], views[-1], scene["K"], case.width, case.height)
-        colors = torch.rand(case.n, 3)
-        blend_ms, blend_cpu_ms = timed_cpu(
-            lambda: cpu_backend.rasterize_to_pixels(
-                proj.means2d, proj.conics, colors, proj.opacities, proj.depths, proj.radii, case.width, case.height
-            ),
-            cfg.repeats,
-        )
-        evals = cpu_backend.last_stats["evaluations"]
-        entry.update(
+    entries: Dict[int, Dict[str, object]] = {t: {} for t in cfg.threads}
+    rss0 = proc.memory_info().rss
+    frame = lambda backward: [render(cpu_backend, scene, v, case.width, case.height, backward) for v in views]  # noqa: E731
+    for threads, (wall, cpu) in timed_interleaved({t: lambda: frame(False) for t in cfg.threads}, cfg.repeats,
+                                                  use_threads).items():
+        entries[threads].update(forward_ms=wall, forward_cpu_ms=cpu)
+    stats = dict(cpu_backend.last_stats)
+    if case.backward:
+        for threads, (wall, cpu) in timed_interleaved({t: lambda: frame(True) for t in cfg.threads}, cfg.repeats,
+                                                      use_threads).items():
+            entries[threads].update(forward_backward_ms=wall, forward_backward_cpu_ms=cpu)
+    rss_delta_mb = (proc.memory_info().rss - rss0) / 2**20
+    result["peak_rss_mb_so_far"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # process peak (monotone)
+    # blend-only throughput: the rasterize stage alone on the last camera
+    use_threads(max(cfg.threads))
+    covars = cpu_backend.quat_scale_to_covar(scene["quats"], scene["scales"])
+    proj = cpu_backend.project(scene["means"], covars, scene["opacities"], views[-1], scene["K"], case.width, case.height)
+    colors = torch.rand(case.n, 3)
+    blend = lambda: cpu_backend.rasterize_to_pixels(  # noqa: E731
+        proj.means2d, proj.conics, colors, proj.opacities, proj.depths, proj.radii, case.width, case.height
+    )
+    blend_times = timed_interleaved({t: blend for t in cfg.threads}, cfg.repeats, use_threads)
+    evals = cpu_backend.last_stats["evaluations"]
+    for threads, (blend_ms, blend_cpu_ms) in blend_times.items():
+        entries[threads].update(
+            rss_delta_mb=rss_delta_mb,
             blend_ms=blend_ms,
             intersections=stats.get("intersections"),
             evaluations=evals,
@@ -152,10 +172,11 @@ def run_case(case: Case, cfg: BenchConfig) -> Dict[str, object]:
             evals_per_s_per_core=evals / (blend_ms / 1000.0) / threads,
             evals_per_cpu_s=evals / (blend_cpu_ms / 1000.0),
         )
-        result[f"threads_{threads}"] = entry
+        result[f"threads_{threads}"] = entries[threads]
     if 1 in cfg.threads and 2 in cfg.threads:
         key = "forward_backward_ms" if case.backward else "forward_ms"
         result["speedup_2_vs_1"] = result["threads_1"][key] / result["threads_2"][key]
+        result["blend_speedup_2_vs_1"] = result["threads_1"]["blend_ms"] / result["threads_2"]["blend_ms"]
     return result
 
 
@@ -164,7 +185,7 @@ def reference_speedup(cfg: BenchConfig) -> Dict[str, object]:
     n, w, h = 2000, 128, 128
     scene = make_scene(n, w, h, cfg.seed)
     view = camera(0)
-    cpu_backend.set_num_threads(max(cfg.threads))
+    use_threads(max(cfg.threads))
     ref_ms = timed(lambda: render(reference, scene, view, w, h, True), 1)
     cpu_ms = timed(lambda: render(cpu_backend, scene, view, w, h, True), cfg.repeats)
     return dict(n=n, width=w, height=h, reference_fwd_bwd_ms=ref_ms, cpu_fwd_bwd_ms=cpu_ms, speedup=ref_ms / cpu_ms)
