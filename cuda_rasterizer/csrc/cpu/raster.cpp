@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <memory>
 
 #include "api.h"
 #include "binning.h"
@@ -18,8 +19,11 @@ double cpu_now() {  // CPU time of the calling thread: with 1 thread, robust to 
 }
 }  // namespace
 
+// What the forward leaves for the backward: the tile bins and the packed per-primitive records (the backward blends
+// the same records, so it does not gather them again; type-erased because the record type depends on T and FP).
 struct BinsHandle {
   TileBins bins;
+  std::shared_ptr<const void> packed;
 };
 
 void free_bins(BinsHandle* h) { delete h; }
@@ -35,7 +39,10 @@ BinsHandle* raster_fwd(const T* means2d, const T* conics, const T* colors, const
   const double t1 = omp_get_wtime(), c1 = cpu_now();
   RasterInputs<T> in{means2d, conics, colors, opacities, depths, radii, background, n, channels, width, height, tile};
   RasterOutputs<T> out{out_colors, out_alphas, out_depths, out_trans, out_last_id, out_last_pos, n_evals};
-  render_forward<T, sf::GaussianFootprint<T>>(in, h->bins, nthreads, out);
+  using FP = sf::GaussianFootprint<T>;
+  auto packed = std::make_shared<const Packed<T, FP>>(pack_primitives<T, FP>(in, h->bins, nthreads));
+  h->packed = packed;
+  render_forward<T, FP>(in, h->bins, *packed, nthreads, out);
   if (std::getenv("SPLATFORGE_PROFILE"))
     std::fprintf(stderr, "splatforge cpu fwd: bin %.2f ms (cpu %.2f), blend %.2f ms (cpu %.2f) (%d threads)\n",
                  1e3 * (t1 - t0), 1e3 * (c1 - c0), 1e3 * (omp_get_wtime() - t1), 1e3 * (cpu_now() - c1), nthreads);
@@ -52,7 +59,9 @@ void raster_bwd(const BinsHandle* h, const T* means2d, const T* conics, const T*
   RasterGradIn<T> gin{v_colors_px, v_alphas_px, v_depths_px, trans, last_pos};
   RasterGradOut<T> out{v_means2d, v_conics, v_colors, v_opacities, v_depths, absgrad};
   const double t0 = omp_get_wtime(), c0 = cpu_now();
-  render_backward<T, sf::GaussianFootprint<T>>(in, h->bins, gin, nthreads, out);
+  using FP = sf::GaussianFootprint<T>;
+  const auto& packed = *std::static_pointer_cast<const Packed<T, FP>>(h->packed);
+  render_backward<T, FP>(in, h->bins, packed, gin, nthreads, out);
   if (std::getenv("SPLATFORGE_PROFILE"))
     std::fprintf(stderr, "splatforge cpu bwd: %.2f ms (cpu %.2f) (%d threads)\n", 1e3 * (omp_get_wtime() - t0),
                  1e3 * (cpu_now() - c0), nthreads);

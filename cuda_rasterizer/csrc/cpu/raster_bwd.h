@@ -272,15 +272,14 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
 }
 
 template <typename T, typename FP>
-void render_backward(const RasterInputs<T>& in, const TileBins& bins, const RasterGradIn<T>& gin, int nthreads,
-                     const RasterGradOut<T>& out) {
+void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk,
+                     const RasterGradIn<T>& gin, int nthreads, const RasterGradOut<T>& out) {
   const int tiles_x = (in.width + in.tile - 1) / in.tile, tiles_y = (in.height + in.tile - 1) / in.tile;
   const int64_t n_tiles = int64_t(tiles_x) * tiles_y;
   const int C = in.channels, row = grad_row<FP>(C);
   constexpr int KP = FP::kParams;
   const int64_t m = bins.tile_start[n_tiles];
   std::vector<T> G(size_t(m) * row, T(0));
-  const Packed<T, FP> pk = pack_primitives<T, FP>(in, bins, nthreads);
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<T> scratch;

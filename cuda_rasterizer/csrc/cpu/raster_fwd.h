@@ -54,6 +54,15 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
   pk.data.resize(size_t(nv) * pk.stride);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t r = 0; r < nv; ++r) {
+    if (r + kGatherAhead < nv) {  // depth order is a random walk through the inputs: keep several misses in flight
+      const int64_t q = bins.order[r + kGatherAhead];
+      __builtin_prefetch(in.means2d + 2 * q);
+      __builtin_prefetch(in.radii + 2 * q);
+      __builtin_prefetch(in.opacities + q);
+      __builtin_prefetch(in.depths + q);
+      __builtin_prefetch(in.fp_params + q * FP::kParams);
+      __builtin_prefetch(in.colors + q * in.channels);
+    }
     const int64_t p = bins.order[r];
     T* d = pk.data.data() + r * pk.stride;
     d[P::MX] = in.means2d[2 * p];
@@ -306,11 +315,11 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, cons
 }
 
 template <typename T, typename FP>
-void render_forward(const RasterInputs<T>& in, const TileBins& bins, int nthreads, const RasterOutputs<T>& out) {
+void render_forward(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk, int nthreads,
+                    const RasterOutputs<T>& out) {
   const int tiles_x = (in.width + in.tile - 1) / in.tile, tiles_y = (in.height + in.tile - 1) / in.tile;
   const int64_t n_tiles = int64_t(tiles_x) * tiles_y;
   int64_t evals = 0;
-  const Packed<T, FP> pk = pack_primitives<T, FP>(in, bins, nthreads);
   const bool fixed = in.tile <= kLanes, rgb = in.channels == 3;
 #pragma omp parallel num_threads(nthreads) reduction(+ : evals)
   {
