@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "buffer_pool.h"
+
 namespace sf_cpu {
 
 // How far ahead (in primitives) the rank-order passes prefetch their random per-primitive reads: far enough to keep
@@ -30,17 +32,17 @@ template <typename T, typename R> inline void pixel_span(T m, R r, int size, int
 // order; the primitive is order[r]) and emit[] the matching emission index. Primitive order[r] (r-th valid primitive by depth) owns emissions
 // prim_offset[r] .. prim_offset[r+1]; the backward sums a primitive's rows in that fixed order.
 struct TileBins {
-  std::vector<int64_t> tile_start, prim_offset;
-  std::vector<int32_t> ids, emit, order;
+  PooledVector<int64_t> tile_start, prim_offset;
+  PooledVector<int32_t> ids, emit, order;
 };
 
 // Ids p with live[p], sorted by (depths[p], p) (depths finite; -0 and +0 are equal).
-template <typename T> std::vector<int32_t> sort_by_depth(const T* depths, const std::vector<uint8_t>& live) {
+template <typename T> PooledVector<int32_t> sort_by_depth(const T* depths, const PooledVector<uint8_t>& live) {
   using Key = typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type;
   constexpr int kBits = 11, kBuckets = 1 << kBits, kPasses = (8 * int(sizeof(Key)) + kBits - 1) / kBits;
   const int64_t n = int64_t(live.size());
-  std::vector<int32_t> ids, tmp_ids;
-  std::vector<Key> keys, tmp_keys;
+  PooledVector<int32_t> ids, tmp_ids;
+  PooledVector<Key> keys, tmp_keys;
   ids.reserve(n);
   keys.reserve(n);
   for (int64_t p = 0; p < n; ++p)
@@ -93,8 +95,8 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
   const int tx = (width + tile - 1) / tile, ty = (height + tile - 1) / tile;
   const int64_t n_tiles = int64_t(tx) * ty;
   TileBins bins;
-  std::vector<int32_t> rect(4 * n);
-  std::vector<uint8_t> live(n, 0);
+  PooledVector<int32_t> rect(4 * n);
+  PooledVector<uint8_t> live(n, 0);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t p = 0; p < n; ++p) {
     int32_t* rc = &rect[4 * p];
@@ -110,12 +112,12 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
   }
   // (depth, id) order of the live primitives: a stable LSD radix sort of order-preserving depth keys over ids taken
   // in increasing order, so equal depths keep id order. Deterministic and independent of the thread count.
-  std::vector<int32_t> order = sort_by_depth(depths, live);
+  PooledVector<int32_t> order = sort_by_depth(depths, live);
   const int64_t nv = int64_t(order.size());
   bins.prim_offset.assign(nv + 1, 0);
   bins.order.resize(nv);
   // Tile rectangles in rank order: the one random gather (prefetched ahead), so the emission pass reads them in order.
-  std::vector<int32_t> rect_r(4 * nv);
+  PooledVector<int32_t> rect_r(4 * nv);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t r = 0; r < nv; ++r) {
     if (r + kGatherAhead < nv) __builtin_prefetch(&rect[4 * int64_t(order[r + kGatherAhead])]);
@@ -129,7 +131,7 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
   for (int64_t r = 0; r < nv; ++r) bins.prim_offset[r + 1] += bins.prim_offset[r];
   const int64_t m = bins.prim_offset[nv];
   if (m >= (int64_t(1) << 31)) throw std::runtime_error("splatforge: too many tile intersections (>= 2^31)");
-  std::vector<int32_t> tile_of(m), rank_of(m);
+  PooledVector<int32_t> tile_of(m), rank_of(m);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t r = 0; r < nv; ++r) {
     int64_t e = bins.prim_offset[r];
@@ -142,7 +144,7 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
   }
   // Stable counting sort by tile: per-thread histograms over fixed chunks of emissions.
   const int nt = std::max(1, nthreads);
-  std::vector<int64_t> hist(size_t(nt) * n_tiles, 0);
+  PooledVector<int64_t> hist(size_t(nt) * n_tiles, 0);
   auto chunk = [&](int t, int64_t& lo, int64_t& hi) {
     lo = m * t / nt;
     hi = m * (t + 1) / nt;

@@ -279,7 +279,7 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
   const int C = in.channels, row = grad_row<FP>(C);
   constexpr int KP = FP::kParams;
   const int64_t m = bins.tile_start[n_tiles];
-  std::vector<T> G(size_t(m) * row, T(0));
+  PooledVector<T> G(size_t(m) * row, T(0));
 #pragma omp parallel num_threads(nthreads)
   {
     std::vector<T> scratch;

@@ -41,7 +41,7 @@ template <typename T, typename FP> struct Packed {
   static constexpr int MX = 0, MY = 1, RX = 2, RY = 3, OP = 4, DEP = 5, LEV = 6, RSL = 7, FPP = 8,
                        COL = 8 + FP::kParams;
   int stride;
-  std::vector<T> data;
+  PooledVector<T> data;
   const T* rec(int64_t r) const { return data.data() + r * stride; }
 };
 
