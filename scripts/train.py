@@ -8,6 +8,7 @@ import tyro
 
 from trainers.config import TrainConfig
 from trainers.data import load_dataset
+from trainers.device import describe_device, resolve_device
 from trainers.trainer import Trainer
 
 from ._cli import run_cli
@@ -43,12 +44,13 @@ def attach_viewer(trainer: Trainer):
 
 def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
     """Load the data, train, print the metrics; with `config.viewer`, serve live and (if `keep_serving`) after."""
+    resolve_device(config.device)  # an unavailable --device fails before the dataset loads
     data = load_dataset(config.data, downscale=config.downscale, background=config.background)
     for note in data.notes:
         print(f"[data] {note}")
     print(f"[data] {len(data.train_views)} train / {len(data.test_views)} test views from {data.source}")
     trainer = Trainer(config, data)
-    print(f"[train] {len(trainer.scene)} Gaussians, run folder {trainer.run_dir}")
+    print(f"[train] {len(trainer.scene)} Gaussians on {describe_device(trainer.device)}, run folder {trainer.run_dir}")
     server = attach_viewer(trainer) if config.viewer else None
     try:
         metrics = trainer.train()

@@ -73,6 +73,9 @@ class TrainConfig:
     resume: Optional[Path] = None
     """Continue from this checkpoint (same config and seed give the same result as an uninterrupted run)."""
     backend: str = "auto"
+    device: str = "auto"
+    """Where the scene trains: "auto" = cuda when torch.cuda.is_available() else cpu; or "cpu" / "cuda" /
+    "cuda:1". Checkpoints are written with CPU tensors, so one trained on a GPU resumes or loads anywhere."""
     seed: int = 0
     eval_every: int = 0
     """Evaluate on the test views every this many steps (0: only at the end)."""

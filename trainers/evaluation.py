@@ -16,6 +16,12 @@ from .losses import psnr, ssim
 from .lpips_metric import lpips_status, make_lpips
 
 
+def _scene_device(scene) -> torch.device:
+    """The device of a scene's means (cpu for scene-like objects without them)."""
+    means = getattr(scene, "means", None)
+    return means.device if torch.is_tensor(means) else torch.device("cpu")
+
+
 @torch.no_grad()
 def evaluate(
     scene,
@@ -25,21 +31,29 @@ def evaluate(
     save_dir: Optional[Path] = None,
     max_saved: int = 8,
 ) -> Dict[str, object]:
-    """Render every view; optionally save (render | ground truth) side by side for the first `max_saved`."""
+    """Render every view; optionally save (render | ground truth) side by side for the first `max_saved`.
+
+    Metrics are computed on the device the scene renders on (each view's image is copied there); PNGs are written
+    from CPU copies.
+    """
     per_image: List[Dict[str, object]] = []
     render_seconds = 0.0
-    lpips_fn = make_lpips()
+    lpips_fn = make_lpips(_scene_device(scene))
     for i, view in enumerate(views):
         start = time.perf_counter()
         out = render(scene, view.camera, background=background, backend=backend)
+        if out.rgb.is_cuda:
+            torch.cuda.synchronize(out.rgb.device)  # kernels run asynchronously: time the render, not its launch
         render_seconds += time.perf_counter() - start
         image = out.rgb.clamp(0, 1)
-        record = {"name": view.name, "psnr": psnr(image, view.image), "ssim": float(ssim(image, view.image))}
+        target = view.image.to(image.device)
+        record = {"name": view.name, "psnr": psnr(image, target), "ssim": float(ssim(image, target))}
         if lpips_fn is not None:
-            record["lpips"] = lpips_fn(image, view.image)
+            record["lpips"] = lpips_fn(image, target)
         per_image.append(record)
         if save_dir is not None and i < max_saved:
-            write_image(Path(save_dir) / f"{i:03d}_{Path(view.name).stem}.png", torch.cat([image, view.image], dim=1))
+            side_by_side = torch.cat([image, target], dim=1).cpu()
+            write_image(Path(save_dir) / f"{i:03d}_{Path(view.name).stem}.png", side_by_side)
     count = max(len(per_image), 1)
     lpips_ok, lpips_reason = lpips_status()
     return {

@@ -10,11 +10,13 @@ import torch.nn.functional as F
 
 
 @lru_cache(maxsize=8)
-def _gaussian_window(size: int, sigma: float, channels: int, dtype: torch.dtype) -> torch.Tensor:
+def _gaussian_window(size: int, sigma: float, channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Depthwise (channels, 1, size, size) Gaussian kernel on `device`, computed in float64 on the CPU (so every
+    device gets the same weights), cached per device."""
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
     g = g / g.sum()
-    return (g[:, None] @ g[None, :]).to(dtype).expand(channels, 1, size, size).contiguous()
+    return (g[:, None] @ g[None, :]).to(dtype).expand(channels, 1, size, size).contiguous().to(device)
 
 
 def ssim(img: torch.Tensor, ref: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -22,10 +24,10 @@ def ssim(img: torch.Tensor, ref: torch.Tensor, window_size: int = 11, sigma: flo
     if img.shape != ref.shape:
         raise ValueError(f"ssim: image shapes differ: {tuple(img.shape)} vs {tuple(ref.shape)}")
     x = img.permute(2, 0, 1)
-    y = ref.permute(2, 0, 1)
+    y = ref.to(img.device).permute(2, 0, 1)
     c = x.shape[0]
     # One depthwise convolution blurs all five maps (faster than five calls, and than separable 1D passes here).
-    window = _gaussian_window(window_size, sigma, 5 * c, img.dtype).to(img.device)
+    window = _gaussian_window(window_size, sigma, 5 * c, img.dtype, img.device)
     maps = torch.cat([x, y, x * x, y * y, x * y])[None]
     blurred = F.conv2d(maps, window, padding=window_size // 2, groups=5 * c)[0]
     mu_x, mu_y, xx, yy, xy = blurred.split(c)
@@ -36,12 +38,14 @@ def ssim(img: torch.Tensor, ref: torch.Tensor, window_size: int = 11, sigma: flo
 
 
 def psnr(img: torch.Tensor, ref: torch.Tensor) -> float:
-    mse = F.mse_loss(img.detach().clamp(0, 1), ref.detach()).item()
+    """Peak signal-to-noise ratio in dB of `img` (clamped to [0, 1]) against `ref`, on `img`'s device."""
+    mse = F.mse_loss(img.detach().clamp(0, 1), ref.detach().to(img.device)).item()
     return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 
 def photometric_loss(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
-    """(1 - w) L1 + w (1 - SSIM), the 3DGS training loss."""
+    """(1 - w) L1 + w (1 - SSIM), the 3DGS training loss (on `img`'s device; keep `ref` there to avoid copies)."""
+    ref = ref.to(img.device)
     l1 = (img - ref).abs().mean()
     if ssim_weight == 0:
         return l1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Tuple, Union
 
 import torch
 
@@ -31,19 +31,19 @@ def lpips_status() -> Tuple[bool, str]:
     return True, "lpips (alex) with local weights"
 
 
-def make_lpips() -> Optional[Callable[[torch.Tensor, torch.Tensor], float]]:
-    """A function (img, ref) -> LPIPS for (H, W, 3) images in [0, 1], or None when unavailable."""
+def make_lpips(device: Union[str, torch.device] = "cpu") -> Optional[Callable[[torch.Tensor, torch.Tensor], float]]:
+    """A function (img, ref) -> LPIPS for (H, W, 3) images in [0, 1] (network on `device`), or None when unavailable."""
     available, _ = lpips_status()
     if not available:
         return None
     import lpips
 
     os.environ.setdefault("TORCH_HOME", str(Path(torch.hub.get_dir()).parent))
-    net = lpips.LPIPS(net="alex", verbose=False).eval()
+    net = lpips.LPIPS(net="alex", verbose=False).eval().to(device)
 
     @torch.no_grad()
     def score(img: torch.Tensor, ref: torch.Tensor) -> float:
-        to_nchw = lambda t: t.permute(2, 0, 1)[None] * 2 - 1  # noqa: E731
+        to_nchw = lambda t: t.to(device).permute(2, 0, 1)[None] * 2 - 1  # noqa: E731
         return float(net(to_nchw(img.float()), to_nchw(ref.float())).item())
 
     return score

@@ -10,7 +10,7 @@ import resource
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -23,7 +23,8 @@ from scenes.atomic import atomic_path
 
 from .config import TrainConfig
 from .curves import plot_training_curves
-from .data.dataset import SceneData
+from .data.dataset import SceneData, View
+from .device import describe_device, optimizer_state_to_params, peak_gpu_memory_mb, resolve_device, tensors_to
 from .evaluation import evaluate
 from .initialise import initial_scene
 from .losses import depth_l1, photometric_loss, psnr
@@ -49,12 +50,21 @@ class Trainer:
     def __init__(self, config: TrainConfig, data: SceneData, scene: Optional[GaussianScene] = None):
         self.config = config
         self.data = data
+        self.device = resolve_device(config.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)  # the CUDA rasterizer launches on the current device
         torch.manual_seed(config.seed)
-        self.scene = scene or initial_scene(
-            data, config.sh_degree, config.init_opacity, config.init_random_points, config.max_init_points, config.seed,
-            config.init_random_extent,
-        )
-        self.background = torch.tensor(config.background if config.background is not None else data.background, dtype=torch.float32)
+        if scene is None:
+            scene = initial_scene(
+                data, config.sh_degree, config.init_opacity, config.init_random_points, config.max_init_points,
+                config.seed, config.init_random_extent,
+            )
+        self.scene = scene.to(self.device)
+        background = config.background if config.background is not None else data.background
+        self.background = torch.tensor(background, dtype=torch.float32, device=self.device)
+        # Training views' tensors on the device, uploaded on first use (the dataset itself stays on the CPU).
+        self._device_views: Dict[int, View] = {}
+        self._depth_targets: Dict[Tuple[int, int], torch.Tensor] = {}
         self.scene_scale = data.scene_scale
         self.optimizers = make_optimizers(self.scene, config.lr, self.scene_scale)
         self.strategy = copy.deepcopy(config.strategy)
@@ -81,10 +91,11 @@ class Trainer:
         for key in ("optimizers", "step", "rng", "strategy"):
             if key not in payload:
                 raise ValueError(f"{path}: checkpoint has no {key!r} entry, so training cannot resume from it")
-        self.scene = GaussianScene.from_state(payload["scene"])
+        self.scene = GaussianScene.from_state(payload["scene"]).to(self.device)
         self.optimizers = make_optimizers(self.scene, self.config.lr, self.scene_scale)
         for name, state in payload["optimizers"].items():
             self.optimizers[name].load_state_dict(state)
+            optimizer_state_to_params(self.optimizers[name])
         self.strategy.initialise(self.scene, self.scene_scale)
         self.strategy.load_state_dict(payload["strategy"])
         self.step = int(payload["step"])
@@ -94,16 +105,51 @@ class Trainer:
         torch.set_rng_state(payload["rng"]["torch"])
         self.history = list(payload.get("history", []))
 
+    def _train_view(self, index: int) -> View:
+        """Training view `index` with the tensors training reads on the device, uploaded once and cached.
+
+        Alpha and depth are only carried when random backgrounds or the depth loss use them. On the CPU the copy
+        shares the dataset's tensors.
+        """
+        cached = self._device_views.get(index)
+        if cached is None:
+            view = self.data.train_views[index]
+            cfg = self.config
+
+            def upload(tensor: Optional[torch.Tensor], needed: bool = True) -> Optional[torch.Tensor]:
+                return tensor.to(self.device) if tensor is not None and needed else None
+
+            cached = dataclasses.replace(
+                view,
+                image=upload(view.image),
+                mask=upload(view.mask),
+                alpha=upload(view.alpha, cfg.random_background),
+                depth=upload(view.depth, cfg.depth_weight > 0),
+            )
+            self._device_views[index] = cached
+        return cached
+
+    def _depth_target(self, index: int, factor: int) -> torch.Tensor:
+        """Training view `index`'s depth map at 1/factor resolution on the device (downsampled once per factor)."""
+        key = (index, factor)
+        if key not in self._depth_targets:
+            if factor == 1:
+                self._depth_targets[key] = self._train_view(index).depth
+            else:  # downsample_depth works on the CPU: start from the dataset's copy
+                self._depth_targets[key] = downsample_depth(self.data.train_views[index].depth, factor).to(self.device)
+        return self._depth_targets[key]
+
     def train_step(self) -> Dict[str, float]:
         """One optimisation step on a random training view."""
         cfg = self.config
-        view = self.data.train_views[int(self._rng.integers(len(self.data.train_views)))]
+        index = int(self._rng.integers(len(self.data.train_views)))
+        view = self._train_view(index)
         self.scene.active_sh_degree = min(self.scene.sh_degree, self.step // max(cfg.sh_degree_interval, 1))
         for group in self.optimizers["means"].param_groups:
             group["lr"] = means_lr_at(self.step, cfg.max_steps, cfg.lr.means * self.scene_scale, cfg.lr.means_final_ratio)
         background, target = self.background, view.image
         if cfg.random_background and view.alpha is not None:
-            background = torch.from_numpy(self._rng.random(3)).float()
+            background = torch.from_numpy(self._rng.random(3)).float().to(self.device)
             target = view.on_background(self.background, background)
         factor = resolution_factor(self.step, self.resolution_schedule)
         camera, target, mask = downsample_view(view.camera, target, view.mask, factor)
@@ -114,7 +160,7 @@ class Trainer:
             image = torch.where(mask, image, target)
         loss = photometric_loss(image, target, cfg.ssim_weight) + self.strategy.regularisation(self.scene)
         if cfg.depth_weight > 0 and view.depth is not None:
-            depth_target = downsample_depth(view.depth, factor)
+            depth_target = self._depth_target(index, factor)
             if mask is not None:  # masked-out pixels carry no supervision, depth included
                 depth_target = torch.where(mask, depth_target, torch.zeros_like(depth_target))
             loss = loss + cfg.depth_weight * depth_l1(out.depth, out.alpha, depth_target)
@@ -134,6 +180,9 @@ class Trainer:
         return stats
 
     def _check_parameters(self) -> None:
+        finite = torch.stack([torch.isfinite(param).all() for param in self.scene.params.values()])
+        if bool(finite.all()):  # one device sync per step instead of one per parameter
+            return
         for name, param in self.scene.params.items():
             if not torch.isfinite(param).all():
                 kept = f"; the last good checkpoint is {self._last_good_checkpoint}" if self._last_good_checkpoint else ""
@@ -207,12 +256,14 @@ class Trainer:
         return record
 
     def save_checkpoint(self) -> Path:
+        """Write step_NNNNNN.pt and latest.pt with CPU tensors only (a GPU run's checkpoint loads without a GPU)."""
         path = self.run_dir / "checkpoints" / f"step_{self.step:06d}.pt"
+        cpu = torch.device("cpu")
         payload = {
             "scene": self.scene.state(),
             "step": self.step,
-            "optimizers": {k: v.state_dict() for k, v in self.optimizers.items()},
-            "strategy": self.strategy.state_dict(),
+            "optimizers": {k: tensors_to(v.state_dict(), cpu) for k, v in self.optimizers.items()},
+            "strategy": tensors_to(self.strategy.state_dict(), cpu),
             "rng": {"numpy": self._rng.bit_generator.state, "torch": torch.get_rng_state()},
             "history": self.history,
             "evaluations": self.evaluations,
@@ -238,8 +289,11 @@ class Trainer:
             steps_per_second=self.step / max(train_seconds, 1e-9),
             dataset=str(self.data.source),
             peak_memory_mb=peak_memory_mb(),
+            device=describe_device(self.device),
             evaluations=self.evaluations,
         )
+        if self.device.type == "cuda":
+            metrics["peak_gpu_memory_mb"] = peak_gpu_memory_mb(self.device)
         write_json(self.run_dir / "metrics.json", metrics)
         write_json(self.run_dir / "history.json", self.history)
         if self.history:

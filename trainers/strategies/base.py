@@ -31,7 +31,8 @@ class Strategy:
             means2d.retain_grad()
 
     def regularisation(self, scene: GaussianScene) -> torch.Tensor:
-        return torch.zeros(())
+        """A loss term on the scene's device (none here)."""
+        return torch.zeros((), device=scene.means.device)
 
     def post_backward(self, scene: GaussianScene, optimizers: Optimizers, meta: Dict[str, torch.Tensor], step: int, image_size) -> None:
         """Gather statistics from the gradients. The base strategy keeps a fixed count and gathers none."""

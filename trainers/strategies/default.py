@@ -41,12 +41,13 @@ class DefaultStrategy(Strategy):
 
     def initialise(self, scene: GaussianScene, scene_scale: float) -> None:
         self.scene_scale = scene_scale
-        self._reset_stats(len(scene))
-        self._gen = torch.Generator().manual_seed(self.seed)
+        self._reset_stats(scene)
+        self._gen = torch.Generator().manual_seed(self.seed)  # CPU: the same draws on every device
 
-    def _reset_stats(self, n: int) -> None:
-        self.grad2d = torch.zeros(n)
-        self.count = torch.zeros(n)
+    def _reset_stats(self, scene: GaussianScene) -> None:
+        """Zero the gradient statistics, one entry per Gaussian, on the scene's device."""
+        self.grad2d = torch.zeros(len(scene), device=scene.means.device)
+        self.count = torch.zeros(len(scene), device=scene.means.device)
 
     def post_backward(self, scene, optimizers, meta, step, image_size) -> None:
         means2d = meta.get("means2d")
@@ -67,7 +68,7 @@ class DefaultStrategy(Strategy):
         if step % self.refine_every == 0:
             report.update(self._grow(scene, optimizers))
             report.update(self._prune(scene, optimizers, step))
-            self._reset_stats(len(scene))
+            self._reset_stats(scene)
         if step % self.reset_every == 0:
             self.reset_opacity(scene, optimizers)
             report["opacity_reset"] = 1
@@ -90,7 +91,7 @@ class DefaultStrategy(Strategy):
         if n_clone:
             ops.append(scene, optimizers, ops.gather(scene, clone))
         if n_split:
-            split = torch.cat([split, torch.zeros(n_clone, dtype=torch.bool)])
+            split = torch.cat([split, torch.zeros(n_clone, dtype=torch.bool, device=split.device)])
             self.split(scene, optimizers, split)
         return {"cloned": n_clone, "split": n_split}
 
@@ -102,7 +103,7 @@ class DefaultStrategy(Strategy):
         rot = quat_to_rotmat(source["quats"])
         children = []
         for _ in range(2):
-            offset = torch.randn(scales.shape, generator=self._gen) * scales
+            offset = torch.randn(scales.shape, generator=self._gen).to(scales.device) * scales
             child = dict(source)
             child["means"] = source["means"] + (rot @ offset[..., None])[..., 0]
             child["log_scales"] = torch.log(scales / 1.6)
@@ -124,12 +125,14 @@ class DefaultStrategy(Strategy):
     def reset_opacity(self, scene: GaussianScene, optimizers: Optimizers) -> None:
         """Clamp every opacity to at most twice the pruning threshold."""
         ceiling = _logit(2 * self.prune_opacity)
-        index = torch.arange(len(scene))
+        index = torch.arange(len(scene), device=scene.means.device)
         ops.overwrite(scene, optimizers, index, {"opacity_logits": scene.params["opacity_logits"].detach().clamp(max=ceiling)})
 
     def state_dict(self) -> Dict[str, object]:
         return {"grad2d": self.grad2d.clone(), "count": self.count.clone(), "generator": self._gen.get_state()}
 
     def load_state_dict(self, state: Dict[str, object]) -> None:
-        self.grad2d, self.count = state["grad2d"].clone(), state["count"].clone()
+        """Restore statistics (onto the device `initialise` saw) and the generator."""
+        device = self.grad2d.device
+        self.grad2d, self.count = state["grad2d"].clone().to(device), state["count"].clone().to(device)
         self._gen.set_state(state["generator"])

@@ -58,7 +58,7 @@ class MCMCStrategy(Strategy):
 
     def initialise(self, scene: GaussianScene, scene_scale: float) -> None:
         self.scene_scale = scene_scale
-        self._gen = torch.Generator().manual_seed(self.seed)
+        self._gen = torch.Generator().manual_seed(self.seed)  # CPU: the same draws on every device
 
     def regularisation(self, scene: GaussianScene) -> torch.Tensor:
         return self.opacity_reg * scene.opacities.mean() + self.scale_reg * scene.scales.mean()
@@ -72,8 +72,10 @@ class MCMCStrategy(Strategy):
         return report
 
     def _sample_by_opacity(self, scene: GaussianScene, candidates: torch.Tensor, count: int) -> torch.Tensor:
-        probs = scene.opacities.detach()[candidates]
-        return candidates[torch.multinomial(probs, count, replacement=True, generator=self._gen)]
+        """`count` candidates drawn with replacement, proportional to opacity (drawn on the CPU generator)."""
+        probs = scene.opacities.detach()[candidates].cpu()
+        picks = torch.multinomial(probs, count, replacement=True, generator=self._gen)
+        return candidates[picks.to(candidates.device)]
 
     @torch.no_grad()
     def _share(self, scene: GaussianScene, optimizers: Optimizers, sources: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -103,7 +105,7 @@ class MCMCStrategy(Strategy):
         n_new = max(0, min(self.cap_max, int(self.growth * n)) - n)
         if n_new == 0:
             return 0
-        sources = self._sample_by_opacity(scene, torch.arange(n), n_new)
+        sources = self._sample_by_opacity(scene, torch.arange(n, device=scene.means.device), n_new)
         ops.append(scene, optimizers, self._share(scene, optimizers, sources))
         return n_new
 
@@ -112,7 +114,7 @@ class MCMCStrategy(Strategy):
         """Jitter low-opacity Gaussians along their own covariance (the SGLD noise term)."""
         covars = quat_scale_to_covar(scene.quats.detach(), scene.scales.detach())
         gate = torch.sigmoid(100.0 * ((1 - scene.opacities.detach()) - 0.995))
-        noise = torch.randn(scene.means.shape, generator=self._gen) * gate[:, None] * scale
+        noise = torch.randn(scene.means.shape, generator=self._gen).to(gate.device) * gate[:, None] * scale
         scene.params["means"].add_((covars @ noise[..., None])[..., 0])
 
     def state_dict(self) -> Dict[str, object]:

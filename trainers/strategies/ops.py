@@ -30,6 +30,7 @@ def _edit(scene: GaussianScene, optimizers: Optimizers, param_fn: Callable, stat
 @torch.no_grad()
 def keep(scene: GaussianScene, optimizers: Optimizers, mask: torch.Tensor) -> None:
     """Keep only the primitives where `mask` is True."""
+    mask = mask.to(scene.means.device)
     _edit(scene, optimizers, lambda _, p: p[mask], lambda m: m[mask])
 
 
@@ -48,6 +49,7 @@ def append(scene: GaussianScene, optimizers: Optimizers, new_params: Dict[str, t
 @torch.no_grad()
 def overwrite(scene: GaussianScene, optimizers: Optimizers, index: torch.Tensor, values: Dict[str, torch.Tensor]) -> None:
     """Set the named parameters of primitives `index` to `values` and zero those rows' Adam moments."""
+    index = index.to(scene.means.device)
 
     def set_rows(name: str, p: torch.Tensor) -> torch.Tensor:
         p = p.clone()
@@ -63,4 +65,6 @@ def overwrite(scene: GaussianScene, optimizers: Optimizers, index: torch.Tensor,
 
 
 def gather(scene: GaussianScene, index: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Copies of the parameter rows `index` (a mask or indices), on the scene's device."""
+    index = index.to(scene.means.device)
     return {name: p.detach()[index].clone() for name, p in scene.params.items()}
