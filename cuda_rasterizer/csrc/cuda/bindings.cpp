@@ -2,6 +2,7 @@
 // Every launch is followed by C10_CUDA_KERNEL_LAUNCH_CHECK so that a launch error (e.g. "no kernel image is
 // available" for a GPU the build did not target) fails at its call, not as garbage sizes later.
 #include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/extension.h>
 
@@ -25,6 +26,11 @@ Tensor c(const Tensor& t) {
   return t.contiguous();
 }
 template <typename T> T* p(const Tensor& t) { return t.data_ptr<T>(); }
+// The GPU holding `t`: kernels launch and the stream is taken there, not on the current device (several GPUs).
+// A CPU tensor gives no device, so the check in c() reports it.
+c10::optional<c10::Device> gpu_of(const Tensor& t) {
+  return t.is_cuda() ? c10::optional<c10::Device>(t.device()) : c10::nullopt;
+}
 cudaStream_t stream() { return c10::cuda::getCurrentCUDAStream().stream(); }
 
 sf::Camera make_camera(const Tensor& viewmat, const Tensor& K, int64_t width, int64_t height) {
@@ -43,6 +49,7 @@ sf::Camera make_camera(const Tensor& viewmat, const Tensor& K, int64_t width, in
 }
 
 Tensor covar_fwd(Tensor q, Tensor s, int64_t) {
+  const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(q));
   q = c(q); s = c(s);
   auto out = torch::empty({q.size(0), 3, 3}, q.options());
   sf_cuda::covar_fwd(p<float>(q), p<float>(s), q.size(0), p<float>(out), stream());
@@ -51,6 +58,7 @@ Tensor covar_fwd(Tensor q, Tensor s, int64_t) {
 }
 
 std::vector<Tensor> covar_bwd(Tensor q, Tensor s, Tensor vc, int64_t) {
+  const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(q));
   q = c(q); s = c(s); vc = c(vc);
   auto vq = torch::empty_like(q), vs = torch::empty_like(s);
   sf_cuda::covar_bwd(p<float>(q), p<float>(s), p<float>(vc), q.size(0), p<float>(vq), p<float>(vs), stream());
@@ -60,6 +68,7 @@ std::vector<Tensor> covar_bwd(Tensor q, Tensor s, Tensor vc, int64_t) {
 
 std::vector<Tensor> project_fwd(Tensor means, Tensor covars, Tensor opac, Tensor viewmat, Tensor K, int64_t width,
                                 int64_t height, double near, double far, double eps2d, bool aa, int64_t) {
+  const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(means));
   means = c(means); covars = c(covars); opac = c(opac);
   const int64_t n = means.size(0);
   auto cam = make_camera(viewmat, K, width, height);
@@ -76,6 +85,7 @@ std::vector<Tensor> project_fwd(Tensor means, Tensor covars, Tensor opac, Tensor
 std::vector<Tensor> project_bwd(Tensor means, Tensor covars, Tensor opac, Tensor viewmat, Tensor K, int64_t width,
                                 int64_t height, Tensor radii, double eps2d, bool aa, Tensor v_m2d, Tensor v_conics,
                                 Tensor v_depths, Tensor v_opac, int64_t) {
+  const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(means));
   means = c(means); covars = c(covars); opac = c(opac); radii = c(radii);
   v_m2d = c(v_m2d); v_conics = c(v_conics); v_depths = c(v_depths); v_opac = c(v_opac);
   auto cam = make_camera(viewmat, K, width, height);
@@ -88,6 +98,7 @@ std::vector<Tensor> project_bwd(Tensor means, Tensor covars, Tensor opac, Tensor
 }
 
 Tensor sh_fwd(int64_t degree, Tensor coeffs, Tensor dirs, int64_t) {
+  const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(coeffs));
   coeffs = c(coeffs); dirs = c(dirs);
   const int64_t n = coeffs.size(0), k = coeffs.size(1), ch = coeffs.size(2);
   auto out = torch::empty({n, ch}, coeffs.options());
@@ -97,6 +108,7 @@ Tensor sh_fwd(int64_t degree, Tensor coeffs, Tensor dirs, int64_t) {
 }
 
 Tensor sh_bwd(int64_t degree, Tensor v_out, int64_t k, Tensor dirs, int64_t) {
+  const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(v_out));
   v_out = c(v_out); dirs = c(dirs);
   const int64_t n = v_out.size(0), ch = v_out.size(1);
   auto vc = torch::zeros({n, k, ch}, v_out.options());
@@ -107,6 +119,7 @@ Tensor sh_bwd(int64_t degree, Tensor v_out, int64_t k, Tensor dirs, int64_t) {
 
 py::tuple raster_fwd(Tensor m2d, Tensor conics, Tensor colors, Tensor opac, Tensor depths, Tensor radii,
                      c10::optional<Tensor> background, int64_t width, int64_t height, int64_t tile, int64_t) {
+  const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(m2d));
   TORCH_CHECK(tile == sf_cuda::kTile, "splatforge cuda backend: tile size is fixed at ", sf_cuda::kTile);
   m2d = c(m2d); conics = c(conics); colors = c(colors); opac = c(opac); depths = c(depths);
   radii = c(radii.to(torch::kInt32));
@@ -144,6 +157,7 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor m2d, Tensor co
                                Tensor depths, Tensor radii, c10::optional<Tensor> background, int64_t width,
                                int64_t height, int64_t, int64_t, Tensor trans, Tensor last_pos, Tensor v_colors,
                                Tensor v_alphas, Tensor v_depths) {
+  const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(m2d));
   m2d = c(m2d); conics = c(conics); colors = c(colors); opac = c(opac); depths = c(depths);
   radii = c(radii.to(torch::kInt32)); trans = c(trans); last_pos = c(last_pos);
   v_colors = c(v_colors); v_alphas = c(v_alphas); v_depths = c(v_depths);

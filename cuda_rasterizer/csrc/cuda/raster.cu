@@ -133,17 +133,29 @@ __global__ void __launch_bounds__(kBlock)
   last_id[pix] = last >= 0 ? ids[last] : -1;
 }
 
-template <typename FP>
+__device__ inline float warp_sum(float v) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// Backward, one thread per pixel walking its tile's list back to front from the tile's last contributor. All threads
+// of a block visit the same primitive at the same time, so per-pixel gradients are summed across each warp with
+// shuffles first and only lane 0 issues the atomics (32x fewer atomics on the same addresses).
+// CC > 0: compile-time channel count (arrays stay in registers); CC == 0: `C` at run time.
+template <typename FP, int CC>
 __global__ void __launch_bounds__(kBlock)
     render_bwd_k(const int32_t* __restrict__ ranges, const int32_t* __restrict__ ids, const float* __restrict__ m2d,
                  const float* __restrict__ fp_params, const float* __restrict__ colors,
                  const float* __restrict__ opac, const float* __restrict__ depths, const int32_t* __restrict__ radii,
-                 const float* __restrict__ bg, int C, int W, int H, int tiles_x, const float* __restrict__ trans,
+                 const float* __restrict__ bg, int C_rt, int W, int H, int tiles_x, const float* __restrict__ trans,
                  const int32_t* __restrict__ last_pos, const float* __restrict__ v_c, const float* __restrict__ v_a,
                  const float* __restrict__ v_d, float* g_m2d, float* g_params, float* g_colors, float* g_opac,
                  float* g_depths, float* g_abs) {
+  constexpr int kCh = CC > 0 ? CC : kMaxChannels;
+  const int C = CC > 0 ? CC : C_rt;
   const int tile = blockIdx.y * tiles_x + blockIdx.x;
   const int tid = threadIdx.y * kTile + threadIdx.x;
+  const int lane = tid & 31;
   const int px = blockIdx.x * kTile + threadIdx.x, py = blockIdx.y * kTile + threadIdx.y;
   const bool inside = px < W && py < H;
   const float fx = px + 0.5f, fy = py + 0.5f;
@@ -164,9 +176,10 @@ __global__ void __launch_bounds__(kBlock)
   __shared__ float s_p[kBlock * FP::kParams];
   const float T_final = inside ? trans[pix] : 1.f;
   float T = T_final;
-  float vcol[kMaxChannels], behind[kMaxChannels];
+  float vcol[kCh], behind[kCh];
   float bgdot = 0.f;
-  for (int c = 0; c < kMaxChannels; ++c) {
+#pragma unroll
+  for (int c = 0; c < kCh; ++c) {
     vcol[c] = (inside && c < C) ? v_c[pix * C + c] : 0.f;
     behind[c] = 0.f;
     if (bg && c < C) bgdot += bg[c] * vcol[c];
@@ -187,44 +200,64 @@ __global__ void __launch_bounds__(kBlock)
     }
     __syncthreads();
     for (int j = 0; j < cnt; ++j) {
-      const int pos = b_end - 1 - j;
-      if (pos > last) continue;
+      // Every lane reaches the warp reduction below: a lane that does not contribute adds zeros.
       const float dx = s_m[j].x - fx, dy = s_m[j].y - fy;
-      if (fabsf(dx) > s_r[j].x || fabsf(dy) > s_r[j].y) continue;
       const FP fp = FP::load(s_p, j);
-      const float sigma = fp.sigma(dx, dy);
-      if (sigma < 0.f) continue;
-      const float ex = sf::sf_exp_neg(-sigma);
+      bool valid = b_end - 1 - j <= last && fabsf(dx) <= s_r[j].x && fabsf(dy) <= s_r[j].y;
+      const float sigma = valid ? fp.sigma(dx, dy) : -1.f;
+      valid = valid && sigma >= 0.f;
+      const float ex = valid ? sf::sf_exp_neg(-sigma) : 0.f;
       const float raw = s_o[j] * ex;
       const float alpha = fminf(float(sf::MAX_ALPHA), raw);
-      if (alpha < float(sf::ALPHA_THRESHOLD)) continue;
+      valid = valid && alpha >= float(sf::ALPHA_THRESHOLD);
+      if (!__any_sync(0xffffffffu, valid)) continue;  // warp-uniform
       const int32_t id = s_id[j];
-      const float ra = 1.f / (1.f - alpha);
-      T *= ra;
-      const float w = alpha * T;
-      float v_alpha = T_final * ra * vA;
-      for (int c = 0; c < C; ++c) {
-        const float col = colors[int64_t(id) * C + c];
-        v_alpha += (col * T - behind[c] * ra) * vcol[c];
-        behind[c] += col * w;
-        atomicAdd(&g_colors[int64_t(id) * C + c], w * vcol[c]);
+      float g_col[kCh], g_dep = 0.f, g_op = 0.f, vp[FP::kParams], vmx = 0.f, vmy = 0.f;
+#pragma unroll
+      for (int c = 0; c < kCh; ++c) g_col[c] = 0.f;
+#pragma unroll
+      for (int q = 0; q < FP::kParams; ++q) vp[q] = 0.f;
+      if (valid) {
+        const float ra = 1.f / (1.f - alpha);
+        T *= ra;
+        const float w = alpha * T;
+        float v_alpha = T_final * ra * vA;
+#pragma unroll
+        for (int c = 0; c < kCh; ++c) {
+          if (c >= C) break;
+          const float col = colors[int64_t(id) * C + c];
+          v_alpha += (col * T - behind[c] * ra) * vcol[c];
+          behind[c] += col * w;
+          g_col[c] = w * vcol[c];
+        }
+        const float dep = depths[id];
+        v_alpha += (dep * T - behind_d * ra) * vD;
+        behind_d += dep * w;
+        g_dep = w * vD;
+        if (raw <= float(sf::MAX_ALPHA)) {  // the MAX_ALPHA clamp has no gradient
+          g_op = ex * v_alpha;
+          fp.sigma_vjp(dx, dy, -raw * v_alpha, vp, 1, vmx, vmy);
+        }
       }
-      const float dep = depths[id];
-      v_alpha += (dep * T - behind_d * ra) * vD;
-      behind_d += dep * w;
-      atomicAdd(&g_depths[id], w * vD);
-      if (raw <= float(sf::MAX_ALPHA)) {
-        const float v_sigma = -raw * v_alpha;
-        atomicAdd(&g_opac[id], ex * v_alpha);
-        float vp[FP::kParams];
-        for (int q = 0; q < FP::kParams; ++q) vp[q] = 0.f;
-        float vmx, vmy;
-        fp.sigma_vjp(dx, dy, v_sigma, vp, 1, vmx, vmy);
+      const float amx = warp_sum(fabsf(vmx)), amy = warp_sum(fabsf(vmy));
+      vmx = warp_sum(vmx);
+      vmy = warp_sum(vmy);
+      g_dep = warp_sum(g_dep);
+      g_op = warp_sum(g_op);
+#pragma unroll
+      for (int q = 0; q < FP::kParams; ++q) vp[q] = warp_sum(vp[q]);
+#pragma unroll
+      for (int c = 0; c < kCh; ++c)
+        if (c < C) g_col[c] = warp_sum(g_col[c]);
+      if (lane == 0) {
+        for (int c = 0; c < C; ++c) atomicAdd(&g_colors[int64_t(id) * C + c], g_col[c]);
+        atomicAdd(&g_depths[id], g_dep);
+        atomicAdd(&g_opac[id], g_op);
         for (int q = 0; q < FP::kParams; ++q) atomicAdd(&g_params[int64_t(id) * FP::kParams + q], vp[q]);
         atomicAdd(&g_m2d[2 * id], vmx);
         atomicAdd(&g_m2d[2 * id + 1], vmy);
-        atomicAdd(&g_abs[2 * id], fabsf(vmx));
-        atomicAdd(&g_abs[2 * id + 1], fabsf(vmy));
+        atomicAdd(&g_abs[2 * id], amx);
+        atomicAdd(&g_abs[2 * id + 1], amy);
       }
     }
   }
@@ -286,9 +319,16 @@ void render_bwd(const int32_t* ranges, const int32_t* ids, const float* m2d, con
                 float* g_m2d, float* g_conics, float* g_colors, float* g_opac, float* g_depths, float* g_abs,
                 cudaStream_t s) {
   const int tiles_x = (W + kTile - 1) / kTile, tiles_y = (H + kTile - 1) / kTile;
-  render_bwd_k<sf::GaussianFootprint<float>><<<dim3(tiles_x, tiles_y), dim3(kTile, kTile), 0, s>>>(
-      ranges, ids, m2d, conics, colors, opac, depths, radii, bg, C, W, H, tiles_x, trans, last_pos, v_c, v_a, v_d,
-      g_m2d, g_conics, g_colors, g_opac, g_depths, g_abs);
+  const dim3 grid(tiles_x, tiles_y), block(kTile, kTile);
+  using FP = sf::GaussianFootprint<float>;
+  if (C == 3)
+    render_bwd_k<FP, 3><<<grid, block, 0, s>>>(ranges, ids, m2d, conics, colors, opac, depths, radii, bg, C, W, H,
+                                                tiles_x, trans, last_pos, v_c, v_a, v_d, g_m2d, g_conics, g_colors,
+                                                g_opac, g_depths, g_abs);
+  else
+    render_bwd_k<FP, 0><<<grid, block, 0, s>>>(ranges, ids, m2d, conics, colors, opac, depths, radii, bg, C, W, H,
+                                                tiles_x, trans, last_pos, v_c, v_a, v_d, g_m2d, g_conics, g_colors,
+                                                g_opac, g_depths, g_abs);
 }
 
 }  // namespace sf_cuda
