@@ -191,10 +191,28 @@ def reference_speedup(cfg: BenchConfig) -> Dict[str, object]:
     return dict(n=n, width=w, height=h, reference_fwd_bwd_ms=ref_ms, cpu_fwd_bwd_ms=cpu_ms, speedup=ref_ms / cpu_ms)
 
 
+def host_speed_gflops() -> float:
+    """One-thread float32 matmul GFLOP/s (best of 20): this VM's speed drifts by tens of percent over minutes, so
+    runs taken at different times are comparable only next to this figure, measured at the start and end of each."""
+    a, b = torch.rand(512, 512), torch.rand(512, 512)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    best = min(_wall_s(lambda: torch.mm(a, b)) for _ in range(20))
+    torch.set_num_threads(threads)
+    return 2 * 512**3 / best / 1e9
+
+
+def _wall_s(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 def main(cfg: BenchConfig) -> None:
     torch.set_num_threads(max(cfg.threads))
     results: Dict[str, object] = dict(
-        machine=dict(cores=os.cpu_count(), torch=torch.__version__, loadavg_at_start=os.getloadavg()),
+        machine=dict(cores=os.cpu_count(), torch=torch.__version__, loadavg_at_start=os.getloadavg(),
+                     host_gflops_at_start=host_speed_gflops()),
         quick=cfg.quick,
         evaluations_note="box-clipped primitive x pixel-row lanes evaluated in the forward blend kernel (counted)",
     )
@@ -207,6 +225,9 @@ def main(cfg: BenchConfig) -> None:
         print(name, json.dumps(results[name], indent=1), flush=True)
     results["reference_comparison"] = reference_speedup(cfg)
     results["machine"]["loadavg_at_end"] = os.getloadavg()
+    results["machine"]["host_gflops_at_end"] = host_speed_gflops()
+    print("host speed (1-thread matmul GFLOP/s): start %.1f, end %.1f"
+          % (results["machine"]["host_gflops_at_start"], results["machine"]["host_gflops_at_end"]))
     print("reference", json.dumps(results["reference_comparison"], indent=1))
     if cfg.out:
         with open(cfg.out, "w") as f:
