@@ -29,11 +29,12 @@ template <typename T, typename R> inline void pixel_span(T m, R r, int size, int
 }
 
 // Intersections grouped by tile: ids[tile_start[t] .. tile_start[t+1]) are depth ranks r (ascending, i.e. (depth, id)
-// order; the primitive is order[r]) and emit[] the matching emission index. Primitive order[r] (r-th valid primitive by depth) owns emissions
-// prim_offset[r] .. prim_offset[r+1]; the backward sums a primitive's rows in that fixed order.
+// order; the primitive is order[r]). Primitive order[r] (the r-th valid primitive by depth) owns emissions
+// prim_offset[r] .. prim_offset[r+1), one per tile of its rectangle, and slot[e] is emission e's position in ids;
+// the backward writes one gradient row per position and sums a primitive's rows in emission order.
 struct TileBins {
   PooledVector<int64_t> tile_start, prim_offset;
-  PooledVector<int32_t> ids, emit, order;
+  PooledVector<int32_t> ids, slot, order;
 };
 
 // Ids p with live[p], sorted by (depths[p], p) (depths finite; -0 and +0 are equal).
@@ -167,7 +168,7 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
     }
   }
   bins.tile_start[n_tiles] = run;
-  bins.emit.resize(m);
+  bins.slot.resize(m);
   bins.ids.resize(m);
 #pragma omp parallel for schedule(static, 1) num_threads(nt)
   for (int t = 0; t < nt; ++t) {
@@ -176,7 +177,7 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
     int64_t* h = &hist[size_t(t) * n_tiles];
     for (int64_t e = lo; e < hi; ++e) {
       const int64_t pos = h[tile_of[e]]++;
-      bins.emit[pos] = static_cast<int32_t>(e);
+      bins.slot[e] = static_cast<int32_t>(pos);
       bins.ids[pos] = rank_of[e];
     }
   }

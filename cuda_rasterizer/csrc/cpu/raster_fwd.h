@@ -89,6 +89,63 @@ template <typename T> struct TileScratch {
   std::vector<T> acc;                        // (C + 1) x row lanes when the channel count is not compile-time
 };
 
+// Pre-pass of a tile: for every row r, the local indices j (front to back) of the primitives whose footprint may
+// reach it, in sc.row_buf[r * count .. + row_n[r]); also sc.recs[j], each primitive's packed record. Shared by the
+// forward and the backward, so both walk the same lists. kSixteenLaneRows: the rows are 16-lane float rows, where
+// all (at most 16) rows of a primitive are tested at once.
+template <typename T, typename FP, bool kSixteenLaneRows>
+inline void list_tile_rows(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk, int64_t s,
+                           int count, int x0, int y0, int tw, int th, TileScratch<T>& sc, int* row_n) {
+  using P = Packed<T, FP>;
+  // pre-pass: which rows each primitive may touch (box span, then the conservative footprint test)
+  sc.recs.resize(count);
+  if (sc.row_buf.size() < size_t(th) * count) sc.row_buf.resize(size_t(th) * count);
+  int32_t* row_buf = sc.row_buf.data();
+  for (int r = 0; r < th; ++r) row_n[r] = 0;
+  const T dx_lo_off = T(x0 + tw - 1) + T(0.5) + T(1), dx_hi_off = T(x0) + T(0.5) - T(1);
+  constexpr bool kVectorRows = RowAlpha<T, FP>::kVector && kSixteenLaneRows;
+#if defined(__AVX512F__)
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512 row_centres = _mm512_add_ps(_mm512_set1_ps(float(y0) + 0.5f), _mm512_cvtepi32_ps(lane));
+  const __m512i row_base = _mm512_mullo_epi32(lane, _mm512_set1_epi32(count));
+  __m512i row_fill = _mm512_setzero_si512();
+#endif
+  for (int j = 0; j < count; ++j) {
+    if (j + kPrefetch < count) __builtin_prefetch(pk.rec(bins.ids[s + j + kPrefetch]));
+    const T* d = pk.rec(bins.ids[s + j]);
+    sc.recs[j] = d;
+    const T mx = d[P::MX], my = d[P::MY], ry = d[P::RY], level = d[P::LEV], slope = d[P::RSL];
+    const FP fp = FP::load(d + P::FPP, 0);
+    int r0, r1;
+    pixel_span(my, ry, in.height, r0, r1);
+    r0 = std::max(r0 - y0, 0);
+    r1 = std::min(r1 - y0, th - 1);
+    const T dx_lo = mx - dx_lo_off, dx_hi = mx - dx_hi_off;
+#if defined(__AVX512F__)
+    if constexpr (kVectorRows) {  // all (at most 16) rows at once, appended with one masked scatter
+      if (r1 < r0) continue;
+      const __mmask16 span = static_cast<__mmask16>((0xFFFFu >> (15 - (r1 - r0))) << r0);
+      const __m512 dy = _mm512_sub_ps(_mm512_set1_ps(my), row_centres);
+      const __mmask16 hit = RowAlpha<T, FP>::row_hits(fp, dy, level, slope, dx_lo, dx_hi, span);
+      _mm512_mask_i32scatter_epi32(row_buf, hit, _mm512_add_epi32(row_base, row_fill), _mm512_set1_epi32(j), 4);
+      row_fill = _mm512_mask_add_epi32(row_fill, hit, row_fill, _mm512_set1_epi32(1));
+      continue;
+    }
+#endif
+    for (int r = r0; r <= r1; ++r) {  // branch-free append: the test outcome is unpredictable
+      row_buf[size_t(r) * count + row_n[r]] = j;
+      row_n[r] += fp.row_may_hit(my - (T(y0 + r) + T(0.5)), level, slope, dx_lo, dx_hi) ? 1 : 0;
+    }
+  }
+#if defined(__AVX512F__)
+  if constexpr (kVectorRows) {
+    alignas(64) int32_t fill[16];
+    _mm512_store_si512(fill, row_fill);
+    for (int r = 0; r < th; ++r) row_n[r] = fill[r];
+  }
+#endif
+}
+
 #if defined(__AVX512F__)
 // One 16-pixel row of a tile, hand-vectorised (float, 3 channels, a footprint with a RowAlpha kernel): the row's
 // transmittance, colours, depth, alive mask and last contributor stay in registers while its primitive list is
@@ -220,54 +277,9 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, cons
   const int nl = LW > 0 ? LW : tw;
   const int64_t s = bins.tile_start[tile_index], e = bins.tile_start[tile_index + 1];
   const int count = int(e - s);
-  // pre-pass: which rows each primitive may touch (box span, then the conservative footprint test)
-  sc.recs.resize(count);
-  if (sc.row_buf.size() < size_t(th) * count) sc.row_buf.resize(size_t(th) * count);
-  int32_t* row_buf = sc.row_buf.data();
   int row_n[64];
-  for (int r = 0; r < th; ++r) row_n[r] = 0;
-  const T dx_lo_off = T(x0 + tw - 1) + T(0.5) + T(1), dx_hi_off = T(x0) + T(0.5) - T(1);
-  constexpr bool kVectorRows = RowAlpha<T, FP>::kVector && LW == 16 && CC == 3;  // the rows use blend_row_avx512
-#if defined(__AVX512F__)
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512 row_centres = _mm512_add_ps(_mm512_set1_ps(float(y0) + 0.5f), _mm512_cvtepi32_ps(lane));
-  const __m512i row_base = _mm512_mullo_epi32(lane, _mm512_set1_epi32(count));
-  __m512i row_fill = _mm512_setzero_si512();
-#endif
-  for (int j = 0; j < count; ++j) {
-    if (j + kPrefetch < count) __builtin_prefetch(pk.rec(bins.ids[s + j + kPrefetch]));
-    const T* d = pk.rec(bins.ids[s + j]);
-    sc.recs[j] = d;
-    const T mx = d[P::MX], my = d[P::MY], ry = d[P::RY], level = d[P::LEV], slope = d[P::RSL];
-    const FP fp = FP::load(d + P::FPP, 0);
-    int r0, r1;
-    pixel_span(my, ry, in.height, r0, r1);
-    r0 = std::max(r0 - y0, 0);
-    r1 = std::min(r1 - y0, th - 1);
-    const T dx_lo = mx - dx_lo_off, dx_hi = mx - dx_hi_off;
-#if defined(__AVX512F__)
-    if constexpr (kVectorRows) {  // all (at most 16) rows at once, appended with one masked scatter
-      if (r1 < r0) continue;
-      const __mmask16 span = static_cast<__mmask16>((0xFFFFu >> (15 - (r1 - r0))) << r0);
-      const __m512 dy = _mm512_sub_ps(_mm512_set1_ps(my), row_centres);
-      const __mmask16 hit = RowAlpha<T, FP>::row_hits(fp, dy, level, slope, dx_lo, dx_hi, span);
-      _mm512_mask_i32scatter_epi32(row_buf, hit, _mm512_add_epi32(row_base, row_fill), _mm512_set1_epi32(j), 4);
-      row_fill = _mm512_mask_add_epi32(row_fill, hit, row_fill, _mm512_set1_epi32(1));
-      continue;
-    }
-#endif
-    for (int r = r0; r <= r1; ++r) {  // branch-free append: the test outcome is unpredictable
-      row_buf[size_t(r) * count + row_n[r]] = j;
-      row_n[r] += fp.row_may_hit(my - (T(y0 + r) + T(0.5)), level, slope, dx_lo, dx_hi) ? 1 : 0;
-    }
-  }
-#if defined(__AVX512F__)
-  if constexpr (kVectorRows) {
-    alignas(64) int32_t fill[16];
-    _mm512_store_si512(fill, row_fill);
-    for (int r = 0; r < th; ++r) row_n[r] = fill[r];
-  }
-#endif
+  list_tile_rows<T, FP, LW == 16 && CC == 3>(in, bins, pk, s, count, x0, y0, tw, th, sc, row_n);
+  const int32_t* row_buf = sc.row_buf.data();
   if (CC == 0) sc.acc.resize(size_t(C + 1) * nl);
   alignas(64) T px[kMaxLanes];
   for (int x = 0; x < nl; ++x) px[x] = T(x0 + x) + T(0.5);

@@ -59,6 +59,16 @@ template <> struct RowAlpha<float, sf::GaussianFootprint<float>> {
     ok = _mm512_mask_cmp_ps_mask(ok, _mm512_abs_ps(dx), _mm512_set1_ps(rx), _CMP_LE_OQ);
     return _mm512_maskz_mov_ps(ok, alpha);
   }
+  // sf::GaussianFootprint::sigma_vjp on 16 lanes: d(sigma)/d(conic) * v_sigma and d(sigma)/d(mean2d) * v_sigma.
+  static inline void sigma_vjp(const sf::GaussianFootprint<float>& fp, __m512 dx, float dy, __m512 v_sigma,
+                               __m512 v_params[3], __m512& v_mx, __m512& v_my) {
+    const __m512 dyv = _mm512_set1_ps(dy), half_vs = _mm512_mul_ps(_mm512_set1_ps(0.5f), v_sigma);
+    v_params[0] = _mm512_mul_ps(_mm512_mul_ps(half_vs, dx), dx);
+    v_params[1] = _mm512_mul_ps(_mm512_mul_ps(v_sigma, dx), dyv);
+    v_params[2] = _mm512_mul_ps(half_vs, _mm512_set1_ps(dy * dy));
+    v_mx = _mm512_mul_ps(v_sigma, _mm512_fmadd_ps(_mm512_set1_ps(fp.a), dx, _mm512_set1_ps(fp.b * dy)));
+    v_my = _mm512_mul_ps(v_sigma, _mm512_fmadd_ps(_mm512_set1_ps(fp.b), dx, _mm512_set1_ps(fp.c * dy)));
+  }
   // sf::GaussianFootprint::row_may_hit for 16 rows at once (dy per lane), restricted to the rows in `span`.
   static inline __mmask16 row_hits(const sf::GaussianFootprint<float>& fp, __m512 dy, float level, float slope,
                                    float dx_lo, float dx_hi, __mmask16 span) {
