@@ -64,8 +64,10 @@ def tensors_to(tree: Any, device: torch.device) -> Any:
 
 def optimizer_state_to_params(optimizer: torch.optim.Optimizer) -> None:
     """Move each parameter's optimiser moments (tensors with dim > 0, e.g. Adam's exp_avg) onto that parameter's
-    device; scalar entries such as Adam's `step` stay where the optimiser keeps them."""
+    device; scalar entries such as Adam's `step` stay where the optimiser keeps them, except for fused optimisers,
+    which read them on the parameter's device too."""
+    fused = any(group.get("fused") for group in optimizer.param_groups)
     for param, state in optimizer.state.items():
         for key, value in state.items():
-            if torch.is_tensor(value) and value.dim() > 0 and value.device != param.device:
+            if torch.is_tensor(value) and (value.dim() > 0 or fused) and value.device != param.device:
                 state[key] = value.to(param.device)

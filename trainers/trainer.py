@@ -180,8 +180,10 @@ class Trainer:
         return stats
 
     def _check_parameters(self) -> None:
-        finite = torch.stack([torch.isfinite(param).all() for param in self.scene.params.values()])
-        if bool(finite.all()):  # one device sync per step instead of one per parameter
+        # Fast path: a NaN or Inf anywhere makes a parameter's sum non-finite, so one reduction per parameter and one
+        # device sync per step suffice; only then (or on an overflowing sum) look element by element.
+        sums = torch.stack([param.detach().sum() for param in self.scene.params.values()])
+        if bool(torch.isfinite(sums).all()):
             return
         for name, param in self.scene.params.items():
             if not torch.isfinite(param).all():
