@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cuda_rasterizer import cpu_backend, cuda_backend, reference  # noqa: E402
 from scripts.bench_rasterizer import CASES, camera, make_scene, render  # noqa: E402
+from trainers.device import tensors_to  # noqa: E402
 
 
 @dataclass
@@ -58,14 +59,10 @@ def _wall(fn: Callable[[], object]) -> float:
     return 1000.0 * (time.perf_counter() - t0)
 
 
-def to_device(scene: Dict[str, torch.Tensor], device: str) -> Dict[str, torch.Tensor]:
-    return {k: v.to(device) for k, v in scene.items()}
-
-
 def run_case(name: str, cfg: CudaBenchConfig) -> Dict[str, object]:
     case = CASES[name]
     cpu_scene = make_scene(case.n, case.width, case.height, cfg.seed)
-    scene = to_device(cpu_scene, "cuda")
+    scene = tensors_to(cpu_scene, torch.device("cuda"))
     views = [camera(i).cuda() for i in range(case.cameras)]
     frame = lambda backward: [render(cuda_backend, scene, v, case.width, case.height, backward) for v in views]  # noqa: E731
     result: Dict[str, object] = dict(n=case.n, width=case.width, height=case.height, cameras=case.cameras)
@@ -100,7 +97,7 @@ def run_case(name: str, cfg: CudaBenchConfig) -> Dict[str, object]:
 def reference_comparison(cfg: CudaBenchConfig) -> Dict[str, object]:
     """The dense reference and the CUDA backend on the same GPU, on a scene the reference can hold (2k, 128x128)."""
     n, w, h = 2000, 128, 128
-    scene = to_device(make_scene(n, w, h, cfg.seed), "cuda")
+    scene = tensors_to(make_scene(n, w, h, cfg.seed), torch.device("cuda"))
     view = camera(0).cuda()
     ref_ms, _ = gpu_timed(lambda: render(reference, scene, view, w, h, True), 3)
     cuda_ms, _ = gpu_timed(lambda: render(cuda_backend, scene, view, w, h, True), cfg.repeats)
