@@ -21,7 +21,7 @@ import tyro
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cuda_rasterizer import cpu_backend, cuda_backend, reference  # noqa: E402
-from scripts.bench_rasterizer import CASES, camera, make_scene, render  # noqa: E402
+from scripts.bench_rasterizer import CASES, camera, make_scene, render, timed  # noqa: E402
 from trainers.device import tensors_to  # noqa: E402
 
 
@@ -46,17 +46,6 @@ def gpu_timed(fn: Callable[[], object], repeats: int) -> Tuple[float, float]:
         torch.cuda.synchronize()
         times.append(1000.0 * (time.perf_counter() - t0))
     return statistics.median(times), min(times)
-
-
-def cpu_timed(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    return min(_wall(fn) for _ in range(repeats))
-
-
-def _wall(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return 1000.0 * (time.perf_counter() - t0)
 
 
 def run_case(name: str, cfg: CudaBenchConfig) -> Dict[str, object]:
@@ -89,7 +78,7 @@ def run_case(name: str, cfg: CudaBenchConfig) -> Dict[str, object]:
         ]
         key = "forward_backward_ms" if case.backward else "forward_ms"
         result["cpu_threads"] = torch.get_num_threads()
-        result["cpu_" + key] = cpu_timed(cpu_frame, 3)
+        result["cpu_" + key] = timed(cpu_frame, 3)
         result["speedup_vs_cpu"] = result["cpu_" + key] / result[key]
     return result
 

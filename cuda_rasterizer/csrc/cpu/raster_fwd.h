@@ -168,26 +168,20 @@ inline int64_t blend_row_avx512(const RasterInputs<float>& in, const TileBins& b
   alignas(64) float alphas[kBatch][16];
   for (int b0 = 0; b0 < n_list; b0 += kBatch) {
     const int nb = std::min(kBatch, n_list - b0);
-    int i0 = 0;
-    for (; i0 + 1 < nb; i0 += 2) {  // two at a time: written side by side, the two exp chains interleave (~5%)
-      const float* d0 = recs[list[b0 + i0]];
-      const float* d1 = recs[list[b0 + i0 + 1]];
-      const FP fp0 = FP::load(d0 + P::FPP, 0), fp1 = FP::load(d1 + P::FPP, 0);
-      const __m512 dx0 = _mm512_sub_ps(_mm512_set1_ps(d0[P::MX]), px);
-      const __m512 dx1 = _mm512_sub_ps(_mm512_set1_ps(d1[P::MX]), px);
-      __m512 ex0, ex1;
-      const __m512 a0 = RowAlpha<float, FP>::eval(fp0, dx0, d0[P::MY] - dy_off, d0[P::OP], d0[P::RX], ex0);
-      const __m512 a1 = RowAlpha<float, FP>::eval(fp1, dx1, d1[P::MY] - dy_off, d1[P::OP], d1[P::RX], ex1);
-      _mm512_store_ps(alphas[i0], a0);
-      _mm512_store_ps(alphas[i0 + 1], a1);
-    }
-    for (int i = i0; i < nb; ++i) {
+    auto alpha_of = [&](int i) {
       const float* d = recs[list[b0 + i]];
       const FP fp = FP::load(d + P::FPP, 0);
       const __m512 dx = _mm512_sub_ps(_mm512_set1_ps(d[P::MX]), px);
       __m512 ex;
-      _mm512_store_ps(alphas[i], RowAlpha<float, FP>::eval(fp, dx, d[P::MY] - dy_off, d[P::OP], d[P::RX], ex));
+      return RowAlpha<float, FP>::eval(fp, dx, d[P::MY] - dy_off, d[P::OP], d[P::RX], ex);
+    };
+    int i0 = 0;
+    for (; i0 + 1 < nb; i0 += 2) {  // two at a time: side by side, the two exp chains interleave (~5%)
+      const __m512 a0 = alpha_of(i0), a1 = alpha_of(i0 + 1);
+      _mm512_store_ps(alphas[i0], a0);
+      _mm512_store_ps(alphas[i0 + 1], a1);
     }
+    if (i0 < nb) _mm512_store_ps(alphas[i0], alpha_of(i0));
     // Fast path: when no alive pixel can reach the stop threshold within this batch (transmittance only falls, so
     // checking it after the whole batch suffices), the batch's transmittances are prefix products independent of
     // each other, and the blend has no loop-carried compare -> mask -> select chain per primitive.
