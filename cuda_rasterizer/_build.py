@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sys
@@ -25,6 +26,21 @@ def cache_dir(name: str) -> Path:
     return path
 
 
+def build_key(sources: List[Path], flags: List[str]) -> str:
+    """Short hash of every source and header under csrc/ plus the compile flags.
+
+    Keys the build folder, so two checkouts (or a checkout and an installed copy) with different sources keep
+    separate builds instead of evicting each other's, and identical sources share one build.
+    """
+    digest = hashlib.sha256()
+    files = sorted({*map(Path, sources), *_CSRC.rglob("*.h"), *_CSRC.rglob("*.cuh")})
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    digest.update("\0".join(flags).encode())
+    return digest.hexdigest()[:12]
+
+
 def _require_cxx() -> None:
     cxx = os.environ.get("CXX", "c++")
     if shutil.which(cxx) is None and shutil.which("g++") is None:
@@ -41,7 +57,9 @@ def _load(name: str, sources: List[Path], message: str, **kwargs) -> ModuleType:
         if name in _CACHE:
             return _CACHE[name]
         _require_cxx()
-        build = cache_dir(name)
+        flags = [*kwargs.get("extra_cflags", []), *kwargs.get("extra_cuda_cflags", []), *kwargs.get("extra_ldflags", [])]
+        flags.append(os.environ.get("TORCH_CUDA_ARCH_LIST", ""))
+        build = cache_dir(f"{name}_{build_key(sources, flags)}")
         if not any(build.glob("*.so")):
             print(message, file=sys.stderr, flush=True)
         module = cpp_extension.load(
