@@ -66,6 +66,68 @@ def as_matrix(value: Any, where: str, field: str, shapes: Sequence[Tuple[int, in
     return mat
 
 
+def check_rotation(rot: Any, where: str, field: str, tol: float = 1e-2) -> None:
+    """Raise unless `rot` (3x3) is a proper rotation, possibly uniformly scaled (some datasets store scaled poses)."""
+    rot = np.asarray(rot, dtype=np.float64)
+    sv = np.linalg.svd(rot, compute_uv=False) if np.isfinite(rot).all() else np.zeros(3)
+    if sv[0] <= 0 or sv[2] <= 1e-9 * sv[0]:
+        what = "all zeros" if not np.any(rot) else f"singular values {', '.join(f'{v:.3g}' for v in sv)}"
+        raise ValueError(
+            f"{where}: field '{field}' is singular: its rotation part (upper-left 3x3) is not invertible ({what}); "
+            f"it must be a camera-to-world pose with a rotation"
+        )
+    if sv[2] < (1.0 - tol) * sv[0]:
+        raise ValueError(
+            f"{where}: field '{field}' is not a rotation: its upper-left 3x3 scales the axes unequally "
+            f"(singular values {', '.join(f'{v:.4g}' for v in sv)}); fix or remove this pose"
+        )
+    if np.linalg.det(rot) < 0:
+        raise ValueError(f"{where}: field '{field}' is a reflection (determinant < 0), not a rotation; fix this pose")
+
+
+def as_pose(value: Any, where: str, field: str) -> np.ndarray:
+    """as_matrix (4x4 or 3x4 -> 4x4) plus pose checks: bottom row [0, 0, 0, 1] and a (scaled) rotation part."""
+    mat = as_matrix(value, where, field)
+    check_rotation(mat[:3, :3], where, field)
+    if not np.allclose(mat[3], [0.0, 0.0, 0.0, 1.0], atol=1e-6):
+        raise ValueError(f"{where}: field '{field}' has bottom row {mat[3].tolist()}, expected [0, 0, 0, 1]")
+    return mat
+
+
+def missing_frames(frames: Sequence[Any], base: Path, suffixes: Sequence[str] = ()) -> List[int]:
+    """Indices of frames whose string 'file_path' names no file under `base` (also trying `suffixes`)."""
+    out = []
+    for i, frame in enumerate(frames):
+        rel = frame.get("file_path") if isinstance(frame, dict) else None
+        if isinstance(rel, str) and rel:
+            path = base / rel
+            if not (path.is_file() or any(path.with_name(path.name + s).is_file() for s in suffixes)):
+                out.append(i)
+    return out
+
+
+def name_list(items: Sequence[str], cap: int = 10) -> str:
+    """'a, b, c' with at most `cap` items, then '(and N more)'."""
+    head = ", ".join(items[:cap])
+    return head + (f" (and {len(items) - cap} more)" if len(items) > cap else "")
+
+
+def skip_or_raise_missing(json_path: Path, frames: Sequence[Any], missing: Sequence[int], skip: bool) -> Optional[str]:
+    """Error listing the frames whose images are missing, or (skip) a note; raises if skipping would leave none."""
+    if not missing:
+        return None
+    listed = name_list([f"frames[{i}] ({frames[i]['file_path']})" for i in missing])
+    head = f"{json_path}: {len(missing)} of {len(frames)} frames name missing images (field 'file_path')"
+    if not skip:
+        raise FileNotFoundError(
+            f"{head}: {listed}; fix the paths, or pass skip_missing_frames=True (sf-train --skip-missing-frames) "
+            f"to train on the other frames"
+        )
+    if len(missing) == len(frames):
+        raise FileNotFoundError(f"{head}: no frame is left to load after skipping them: {listed}")
+    return f"skipped {len(missing)} of {len(frames)} frames of {json_path.name} whose images are missing: {listed}"
+
+
 def resolve_file(base: Path, rel: Any, where: str, field: str, suffixes: Sequence[str] = ()) -> Path:
     """`base / rel`, trying extra suffixes when the bare path does not exist; error names the field if missing."""
     if not isinstance(rel, str) or not rel:

@@ -6,6 +6,8 @@
 - RGBA is composited on white by default. D-NeRF's per-frame `time` is kept on `Camera.time`.
 - Split: train = transforms_train, test = transforms_test (val is not used). No seed points unless a
   `points3d.ply` lies beside the JSON files.
+- Every image must have the same size; frames naming missing images are an error, or skipped (with a note) when
+  `skip_missing_frames=True`.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from render.conventions import opengl_c2w_to_opencv_w2c
 
 from ._io import (
     as_float,
-    as_matrix,
+    as_pose,
     check_downscale,
     downscaled_size,
     load_image,
+    missing_frames,
     parallel_map,
     parse_background,
     read_json,
@@ -34,6 +37,7 @@ from ._io import (
     require,
     resize,
     resolve_file,
+    skip_or_raise_missing,
     to_rgb,
 )
 from .dataset import SceneData, View
@@ -44,19 +48,21 @@ POINTS_FILES = ("points3d.ply", "points3D.ply")
 
 def _load_frame(
     folder: Path, json_path: Path, angle_x: float, frame: Any, index: int, bg: Tuple[float, float, float], downscale: int
-) -> View:
+) -> Tuple[View, Tuple[int, int], str]:
+    """(view, (width, height) of the image as stored, where) for one frame."""
     where = f"{json_path}: frames[{index}]"
     if not isinstance(frame, dict):
         raise ValueError(f"{where}: must be a JSON object")
     file_path = require(frame, "file_path", where)
     image_path = resolve_file(folder, file_path, where, "file_path", suffixes=(".png",))
     where = f"{json_path}: frames[{index}] ({file_path})"
-    c2w = as_matrix(require(frame, "transform_matrix", where), where, "transform_matrix")
+    c2w = as_pose(require(frame, "transform_matrix", where), where, "transform_matrix")
     time = as_float(frame["time"], where, "time") if "time" in frame else None
 
     img = load_image(image_path, where, "file_path")
     rgb, alpha = to_rgb(img, bg)
     height, width = rgb.shape[:2]
+    stored = (width, height)
     focal = 0.5 * width / math.tan(0.5 * angle_x)
     if downscale > 1:
         new_w, new_h = downscaled_size(width, height, downscale)
@@ -70,12 +76,13 @@ def _load_frame(
     image = torch.from_numpy(np.ascontiguousarray(np.clip(rgb, 0.0, 1.0), dtype=np.float32))
     name = os.path.relpath(image_path, folder).replace(os.sep, "/")
     alpha_t = None if alpha is None else torch.from_numpy(np.ascontiguousarray(np.clip(alpha, 0.0, 1.0), dtype=np.float32))
-    return View(camera=camera, image=image, name=name, alpha=alpha_t)
+    return View(camera=camera, image=image, name=name, alpha=alpha_t), stored, where
 
 
 def _load_split(
-    folder: Path, split: str, bg: Tuple[float, float, float], downscale: int, limit: Optional[int] = None
-) -> List[View]:
+    folder: Path, split: str, bg: Tuple[float, float, float], downscale: int, limit: Optional[int] = None,
+    skip_missing: bool = False, notes: Optional[List[str]] = None,
+) -> List[Tuple[View, Tuple[int, int], str]]:
     json_path = folder / SPLIT_FILES[split]
     meta: Dict[str, Any] = read_json(json_path)
     angle_x = as_float(require(meta, "camera_angle_x", str(json_path)), str(json_path), "camera_angle_x", positive=True)
@@ -86,15 +93,40 @@ def _load_split(
         raise ValueError(f"{json_path}: field 'frames' must be a list")
     if limit is not None:
         frames = frames[:limit]
-    return parallel_map(lambda item: _load_frame(folder, json_path, angle_x, item[1], item[0], bg, downscale), list(enumerate(frames)))
+    missing = missing_frames(frames, folder, suffixes=(".png",))
+    note = skip_or_raise_missing(json_path, frames, missing, skip_missing)
+    if note is not None and notes is not None:
+        notes.append(note)
+    skip = set(missing)
+    items = [(i, f) for i, f in enumerate(frames) if i not in skip]
+    return parallel_map(lambda item: _load_frame(folder, json_path, angle_x, item[1], item[0], bg, downscale), items)
+
+
+def _check_sizes(loaded: List[Tuple[View, Tuple[int, int], str]]) -> None:
+    """Raise naming the first frame whose stored image size differs from the most common one."""
+    sizes = [size for _, size, _ in loaded]
+    expected = max(set(sizes), key=sizes.count)
+    for view, size, where in loaded:
+        if size != expected:
+            raise ValueError(
+                f"{where}: image {view.name} is {size[0]}x{size[1]} (width x height) but expected "
+                f"{expected[0]}x{expected[1]} like {sizes.count(expected)} of the {len(sizes)} frames; "
+                f"all images of a Blender dataset must have the same size "
+                f"(resize or remove this frame)"
+            )
 
 
 def load_blender(
-    path: Path, downscale: int = 1, background: Optional[Sequence[float]] = None, limit: Optional[int] = None
+    path: Path,
+    downscale: int = 1,
+    background: Optional[Sequence[float]] = None,
+    limit: Optional[int] = None,
+    skip_missing_frames: bool = False,
 ) -> SceneData:
     """Read a Blender / D-NeRF folder into a SceneData (train = transforms_train, test = transforms_test).
 
     `limit` keeps only the first `limit` frames of each split (quick previews and smoke tests).
+    `skip_missing_frames` skips frames whose image file is missing (noted) instead of failing.
     """
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit must be >= 1, got {limit!r}")
@@ -103,9 +135,14 @@ def load_blender(
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: dataset folder not found")
     bg = parse_background(background, (1.0, 1.0, 1.0))
-    train = _load_split(folder, "train", bg, downscale, limit)
-    test = _load_split(folder, "test", bg, downscale, limit) if (folder / SPLIT_FILES["test"]).exists() else []
+    skipped: List[str] = []
+    train_l = _load_split(folder, "train", bg, downscale, limit, skip_missing_frames, skipped)
+    has_test = (folder / SPLIT_FILES["test"]).exists()
+    test_l = _load_split(folder, "test", bg, downscale, limit, skip_missing_frames, skipped) if has_test else []
+    _check_sizes(train_l + test_l)
+    train, test = [v for v, _, _ in train_l], [v for v, _, _ in test_l]
     notes = [f"blender dataset {folder}", f"split: {len(train)} train / {len(test)} test (transforms_test.json)"]
+    notes += skipped
     if any(v.camera.time is not None for v in train):
         notes.append("D-NeRF: per-frame time kept on Camera.time")
     if downscale > 1:

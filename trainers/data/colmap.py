@@ -7,11 +7,14 @@ Conventions (see DESIGN.md section 6):
   error naming cameras.* and the model. Images of cameras with non-zero distortion are undistorted with cv2 onto
   a pinhole camera with the SAME K (focal and principal point kept); pixels that sample outside the source image
   are marked invalid in View.mask.
-- `images_N` downscales: `downscale=N` loads `images_N/` when it exists, else resizes `images/` by N (INTER_AREA).
+- `images_N` downscales: `downscale=N` loads `images_N/` when it exists, else the nearest larger `images_k/` with k
+  dividing N resized by N/k (noted), else resizes `images/` by N (INTER_AREA).
   Intrinsics are scaled per axis from the COLMAP camera size to the size actually loaded (sx = W_loaded / W_colmap).
-  Files are found by the COLMAP image name (also with another image suffix); when a folder uses other names but
-  holds exactly one file per image, files are matched to COLMAP images in sorted-name order (noted).
-- Seed points: points3D xyz and rgb / 255. Split: every `test_every`-th image of the sorted names is a test view.
+  Files are found by the COLMAP image name (also with another image suffix); only when NO name matches and the
+  folder holds exactly one file per image are files matched in sorted-name order (noted). Some names missing is an
+  error listing them, or with `skip_missing_frames=True` those images are skipped (noted).
+- Seed points: points3D xyz and rgb / 255 (none: a note says training starts from random points).
+  Split: every `test_every`-th image of the sorted names is a test view.
 - World normalisation (normalize.py) is applied by default, as gsplat's COLMAP parser does; see SceneData.notes.
 """
 
@@ -28,7 +31,16 @@ import torch
 
 from render import Camera
 
-from ._io import check_downscale, downscaled_size, load_image, parallel_map, parse_background, resize, to_rgb
+from ._io import (
+    check_downscale,
+    downscaled_size,
+    load_image,
+    name_list,
+    parallel_map,
+    parse_background,
+    resize,
+    to_rgb,
+)
 from .dataset import SceneData, View
 from .normalize import normalize_scene
 
@@ -440,18 +452,24 @@ def undistort_image(
 # ------------------------------------------------------------------------------------------- images
 
 
-def pick_image_folder(root: Path, downscale: int, images_folder: Optional[str]) -> Tuple[Path, int]:
-    """(folder to read, extra resize factor): `images_folder` as given, else images_N, else images resized by N."""
+def pick_image_folder(root: Path, downscale: int, images_folder: Optional[str]) -> Tuple[Path, int, Optional[str]]:
+    """(folder to read, extra resize factor, note or None): `images_folder` as given, else images_N, else the
+    nearest larger images_k with k dividing N (resized by N/k), else images resized by N."""
     root = Path(root)
     if images_folder is not None:
         folder = root / images_folder
         if not folder.is_dir():
             raise FileNotFoundError(f"{root}: images folder {folder} does not exist")
-        return folder, 1
+        return folder, 1, None
     if downscale > 1 and (root / f"images_{downscale}").is_dir():
-        return root / f"images_{downscale}", 1
+        return root / f"images_{downscale}", 1, None
+    for k in range(downscale - 1, 1, -1):
+        if downscale % k == 0 and (root / f"images_{k}").is_dir():
+            by = downscale // k
+            note = f"downscale {downscale}: no images_{downscale}/, so images_{k}/ resized by 1/{by}"
+            return root / f"images_{k}", by, note
     if (root / "images").is_dir():
-        return root / "images", downscale
+        return root / "images", downscale, None
     have = sorted(p.name for p in root.glob("images_*") if p.is_dir())
     raise FileNotFoundError(
         f"{root}: no images folder for downscale={downscale} (looked for "
@@ -464,28 +482,53 @@ def list_images(folder: Path) -> List[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in (".png", ".jpg", ".jpeg"))
 
 
-def match_image_files(folder: Path, names: Sequence[str], where: str) -> Tuple[List[Path], str]:
-    """Files for COLMAP image names: same name, same stem with another suffix, else sorted order if counts match."""
-    out: List[Optional[Path]] = []
-    for name in names:
-        path = folder / name
-        if not path.is_file():
-            stem = path.with_suffix("")
-            path = next((stem.with_name(stem.name + s) for s in IMAGE_SUFFIXES if stem.with_name(stem.name + s).is_file()), None)
-        out.append(path)
-    if all(p is not None for p in out):
-        return out, "by name"  # type: ignore[return-value]
+def _find_image(folder: Path, name: str) -> Optional[Path]:
+    path = folder / name
+    if path.is_file():
+        return path
+    stem = path.with_suffix("")
+    return next((p for p in (stem.with_name(stem.name + s) for s in IMAGE_SUFFIXES) if p.is_file()), None)
+
+
+def match_image_files(
+    folder: Path, names: Sequence[str], where: str, skip_missing: bool = False
+) -> Tuple[List[Optional[Path]], str]:
+    """Files for COLMAP image names: same name or same stem with another suffix; sorted order only when NO name
+    matches and the counts agree. Some names missing -> error listing them, or None for them when `skip_missing`."""
+    out = [_find_image(folder, name) for name in names]
+    missing = [name for name, p in zip(names, out) if p is None]
+    if not missing:
+        return out, "by name"
     files = list_images(folder)
-    if len(files) == len(names):
-        order = np.argsort(np.array(names, dtype=object))
-        matched: List[Path] = [Path()] * len(names)
-        for rank, idx in enumerate(order):
-            matched[idx] = files[rank]
-        return matched, f"by sorted order ({folder.name} uses other file names)"
-    missing = next(n for n, p in zip(names, out) if p is None)
+    if len(missing) == len(names):
+        if len(files) == len(names):
+            order = np.argsort(np.array(names, dtype=object))
+            matched: List[Optional[Path]] = [None] * len(names)
+            for rank, idx in enumerate(order):
+                matched[idx] = files[rank]
+            return matched, f"by sorted order ({folder.name} uses other file names)"
+        raise FileNotFoundError(
+            f"{where}: none of the {len(names)} image names is in {folder} ({len(files)} image files there, so they "
+            f"cannot be paired by order either); point images_folder at the folder the model was built from"
+        )
+    if skip_missing:
+        return out, f"by name ({len(missing)} missing skipped)"
     raise FileNotFoundError(
-        f"{where}: image {missing!r} not found in {folder} (and {len(files)} files there != {len(names)} images)"
+        f"{where}: {len(missing)} of {len(names)} images not found in {folder}: "
+        f"{name_list([repr(n) for n in missing])}; "
+        f"restore them, or pass skip_missing_frames=True (sf-train --skip-missing-frames) to train on the others"
     )
+
+
+def check_image_poses(images: Sequence[ColmapImage], where: str) -> None:
+    """Raise naming the first image whose quaternion is zero / not finite or whose translation is not finite."""
+    for im in images:
+        q, t = np.asarray(im.qvec, np.float64), np.asarray(im.tvec, np.float64)
+        if not (np.isfinite(q).all() and np.isfinite(t).all()) or np.linalg.norm(q) < 1e-9:
+            raise ValueError(
+                f"{where}: image {im.name!r} (id {im.id}) has an invalid pose: quaternion QW QX QY QZ = {q.tolist()} "
+                f"(must be finite and non-zero), translation {t.tolist()} (must be finite); re-run or fix the model"
+            )
 
 
 @dataclass
@@ -535,12 +578,14 @@ def load_colmap(
     test_every: int = TEST_EVERY,
     normalize: bool = True,
     align_axes: bool = False,
+    skip_missing_frames: bool = False,
 ) -> SceneData:
     """Read a COLMAP dataset (root with `images*/` and `sparse/0` or `sparse/`) into a SceneData.
 
     `images_folder` overrides the folder choice (relative to the root); `downscale=N` prefers `images_N/`.
     RGBA images are composited on `background` (default black). `normalize` applies normalize.normalize_scene
-    (with `align_axes`) and records the transform in notes.
+    (with `align_axes`) and records the transform in notes. `skip_missing_frames` skips images whose file is
+    missing (noted) instead of failing.
     """
     downscale = check_downscale(downscale)
     root = Path(path)
@@ -558,12 +603,16 @@ def load_colmap(
     for cam in model.cameras.values():
         if cam.model not in SUPPORTED_MODELS:
             pinhole_and_distortion(cam, cam_file)  # raises, naming the file and model
-    folder, resize_by = pick_image_folder(root, downscale, images_folder)
+    folder, resize_by, folder_note = pick_image_folder(root, downscale, images_folder)
+    img_file = str(sparse / f"images{model.ext}")
     imgs = sorted(model.images.values(), key=lambda im: im.name)
-    files, how_matched = match_image_files(folder, [im.name for im in imgs], str(sparse / f"images{model.ext}"))
+    check_image_poses(imgs, img_file)
+    files, how_matched = match_image_files(folder, [im.name for im in imgs], img_file, skip_missing_frames)
+    skipped = [im.name for im, f in zip(imgs, files) if f is None]
     jobs = [
         _Job(im.name, f, im.world_to_camera(), model.cameras[im.camera_id], cam_file)
         for im, f in zip(imgs, files)
+        if f is not None
     ]
     bg = parse_background(background, (0.0, 0.0, 0.0))
     train_idx, test_idx = split_every([j.name for j in jobs], test_every)
@@ -579,12 +628,25 @@ def load_colmap(
         + (f", resized by 1/{resize_by} (INTER_AREA)" if resize_by > 1 else "")
         + "; intrinsics scaled per axis from the COLMAP camera size to the loaded size",
     ]
+    if folder_note:
+        notes.append(folder_note)
+    if skipped:
+        notes.append(
+            f"skipped {len(skipped)} of {len(imgs)} images of {Path(img_file).name} whose files are missing from "
+            f"{folder.name}/: {name_list(skipped)}"
+        )
     if any(np.any(pinhole_and_distortion(c, cam_file)[4] != 0) for c in model.cameras.values()):
         notes.append("distorted cameras undistorted with cv2 onto the same K; invalid border pixels masked")
     points = colors = None
     if len(model.points.ids):
         points, colors = model.points.xyz.copy(), model.points.rgb.astype(np.float64) / 255.0
         notes.append(f"{len(points)} seed points from points3D{model.ext}")
+    else:
+        state = "is empty" if (sparse / f"points3D{model.ext}").is_file() else "is absent"
+        notes.append(
+            f"the COLMAP model has no 3D points (points3D{model.ext} {state}): training starts from random "
+            f"points around the cameras (random initialisation) unless a starting scene is given"
+        )
     scene = SceneData(train, test, root, points=points, point_colors=colors, background=bg, notes=notes)
     if normalize:
         scene, _ = normalize_scene(scene, align_axes=align_axes)

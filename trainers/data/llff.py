@@ -4,7 +4,10 @@
   columns are the camera's [down, right, back] axes in world coordinates; OpenCV's [right, down, forward] are
   therefore columns (1, 0, -2). Row i belongs to the i-th image file in name order.
 - Intrinsics: f scaled by W_loaded / W_pose (fy by H_loaded / H_pose), principal point at the image centre.
-- `downscale=N` loads `images_N/` when present, else resizes `images/`; `images_folder` overrides the choice.
+- `downscale=N` loads `images_N/` when present, else the nearest larger `images_k/` (k dividing N) resized by N/k,
+  else resizes `images/`; `images_folder` overrides the choice.
+- Rows have no file names, so `skip_missing_frames` is accepted (as by every reader) but cannot pair a shorter
+  folder with the rows: a count mismatch stays an error.
 - Seed points: none in the npy. When a COLMAP model lies beside it (sparse/0 or sparse) its points3D are used:
   LLFF poses are COLMAP's poses with the camera axes permuted, so both share the world frame.
 - Split: every `test_every`-th image of the sorted names is a test view. World normalisation on by default.
@@ -20,7 +23,16 @@ import torch
 
 from render import Camera
 
-from ._io import check_downscale, downscaled_size, load_image, parallel_map, parse_background, resize, to_rgb
+from ._io import (
+    check_downscale,
+    check_rotation,
+    downscaled_size,
+    load_image,
+    parallel_map,
+    parse_background,
+    resize,
+    to_rgb,
+)
 from .colmap import (
     TEST_EVERY,
     find_sparse_dir,
@@ -63,6 +75,8 @@ def read_poses_bounds(path: Path) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     hwf = poses[:, :, 4]
     if (hwf <= 0).any():
         raise ValueError(f"{path}: the (H, W, f) column must be positive")
+    for i, pose in enumerate(poses):
+        check_rotation(llff_to_opencv_c2w(pose)[:3, :3], f"{path}: row {i}", "pose rotation (columns 0-2 of the 3x5)")
     return poses, hwf, arr[:, 15:17]
 
 
@@ -89,8 +103,10 @@ def load_llff(
     normalize: bool = True,
     align_axes: bool = False,
     colmap_points: bool = True,
+    skip_missing_frames: bool = False,
 ) -> SceneData:
     """Read an LLFF folder into a SceneData (see the module docstring for conventions and options)."""
+    del skip_missing_frames  # rows carry no file names: a missing file shows as a count mismatch (an error)
     downscale = check_downscale(downscale)
     root = Path(path)
     if root.is_file() and root.name == "poses_bounds.npy":
@@ -99,10 +115,13 @@ def load_llff(
         raise FileNotFoundError(f"{root}: dataset folder not found")
     npy = root / "poses_bounds.npy"
     poses, hwf, bounds = read_poses_bounds(npy)
-    folder, resize_by = pick_image_folder(root, downscale, images_folder)
+    folder, resize_by, folder_note = pick_image_folder(root, downscale, images_folder)
     files = list_images(folder)
     if len(files) != len(poses):
-        raise ValueError(f"{npy}: {len(poses)} poses but {len(files)} images in {folder}")
+        raise ValueError(
+            f"{npy}: {len(poses)} poses but {len(files)} images in {folder} (rows pair with the sorted files, so "
+            f"every image must be present; skip_missing_frames cannot help here)"
+        )
     bg = parse_background(background, (0.0, 0.0, 0.0))
     train_idx, test_idx = split_every([f.name for f in files], test_every)
 
@@ -116,7 +135,7 @@ def load_llff(
         if test_every else f"split: {len(train)} train / 0 test (test_every=0)",
         f"images from {folder.name}/" + (f" resized by 1/{resize_by} (INTER_AREA)" if resize_by > 1 else "")
         + "; focal scaled by W_loaded / W_pose, principal point at the image centre",
-    ]
+    ] + ([folder_note] if folder_note else [])
     points = colors = None
     sparse = find_sparse_dir(root) if colmap_points else None
     if sparse is not None and sparse != root:

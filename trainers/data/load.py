@@ -18,15 +18,23 @@ FORMATS = ("nerfstudio", "blender", "colmap", "llff")
 def detect_format(path: Path) -> str:
     """'nerfstudio', 'blender', 'colmap' (sparse/0 or sparse/ with cameras.bin/.txt) or 'llff' (poses_bounds.npy).
 
-    A folder with both a COLMAP model and poses_bounds.npy is 'colmap'. Unknown folders -> error naming the folder.
+    A folder with both a COLMAP model and poses_bounds.npy is 'colmap'. Unknown folders or files, and missing
+    paths -> errors naming the path and what is expected.
     """
     path = Path(path)
     if path.is_file() and path.suffix == ".json":
         return "blender" if path.name.startswith("transforms_") else "nerfstudio"
     if path.is_file() and path.name == "poses_bounds.npy":
         return "llff"
+    if path.is_file():
+        raise ValueError(
+            f"{path}: is a file, not a dataset; expected a dataset folder, or a transforms*.json "
+            f"(nerfstudio / Blender) or poses_bounds.npy (LLFF) file"
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found (no such dataset folder or file)")
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: dataset folder not found")
+        raise ValueError(f"{path}: is not a folder; expected a dataset folder")
     if (path / "transforms.json").is_file():
         return "nerfstudio"
     if (path / "transforms_train.json").is_file():
@@ -54,7 +62,8 @@ def load_dataset(
     """Load any supported dataset folder, auto-detecting its format unless `format` is given.
 
     `normalize` (normalize.normalize_scene) defaults to True for COLMAP/LLFF (as gsplat does) and False for
-    Blender/nerfstudio. Extra keyword `options` go to the format's reader (e.g. images_folder, test_every).
+    Blender/nerfstudio. Extra keyword `options` go to the format's reader (e.g. images_folder, test_every,
+    skip_missing_frames, which every reader accepts).
     """
     path = Path(path)
     fmt = detect_format(path) if format is None else format

@@ -17,6 +17,7 @@ Conventions (see DESIGN.md section 6):
   neighbour, 0 outside) and are downscaled with a validity-aware area mean (see `_io.resize_depth`). Rigid
   `applied_transform`s leave z-depth unchanged; a scaled one with `original_coordinates=True` is refused when
   depth is present (the cameras would no longer be rigid, so "scene units" would be ambiguous).
+- Frames naming missing images: an error listing them, or skipped (noted) with `skip_missing_frames=True`.
 - Not read: `applied_scale` (poses, points and depth are used as saved; nerfstudio folds it only into its own
   dataparser scale) and a per-frame `depth_unit_scale_factor` (only the top-level key is read).
 """
@@ -38,10 +39,12 @@ from render.conventions import opengl_c2w_to_opencv_w2c
 from ._io import (
     as_float,
     as_matrix,
+    as_pose,
     check_downscale,
     check_size,
     downscaled_size,
     load_image,
+    missing_frames,
     parallel_map,
     parse_background,
     read_json,
@@ -50,6 +53,7 @@ from ._io import (
     resize,
     resize_depth,
     resolve_file,
+    skip_or_raise_missing,
     to_rgb,
 )
 from .dataset import SceneData, View
@@ -96,7 +100,7 @@ def _parse_frame(meta: Dict[str, Any], frame: Any, index: int, json_path: Path) 
     file_path = require(frame, "file_path", where)
     image_path = resolve_file(json_path.parent, file_path, where, "file_path")
     where = f"{json_path}: frames[{index}] ({file_path})"
-    c2w = as_matrix(require(frame, "transform_matrix", where), where, "transform_matrix")
+    c2w = as_pose(require(frame, "transform_matrix", where), where, "transform_matrix")
 
     def field(key: str) -> Any:
         if key in frame:
@@ -130,8 +134,10 @@ def _parse_frame(meta: Dict[str, Any], frame: Any, index: int, json_path: Path) 
     )
 
 
-def _split(frames: List[_Frame], meta: Dict[str, Any], json_path: Path) -> Tuple[List[_Frame], List[_Frame], str]:
-    """(train, test, description) from the explicit lists, else every 8th sorted frame is test."""
+def _split(
+    frames: List[_Frame], meta: Dict[str, Any], json_path: Path, skipped: Sequence[str] = ()
+) -> Tuple[List[_Frame], List[_Frame], str]:
+    """(train, test, description) from the explicit lists (names in `skipped` dropped), else every 8th sorted frame."""
     by_name = {f.name: f for f in frames}
 
     def named(key: str) -> Optional[List[_Frame]]:
@@ -143,6 +149,8 @@ def _split(frames: List[_Frame], meta: Dict[str, Any], json_path: Path) -> Tuple
         out = []
         for name in names:
             norm = _norm_name(str(name))
+            if norm in skipped:
+                continue
             if norm not in by_name:
                 raise ValueError(f"{json_path}: field '{key}' names {name!r}, which is no frame's file_path")
             out.append(by_name[norm])
@@ -286,6 +294,7 @@ def load_nerfstudio(
     downscale: int = 1,
     background: Optional[Sequence[float]] = None,
     original_coordinates: bool = False,
+    skip_missing_frames: bool = False,
 ) -> SceneData:
     """Read a nerfstudio dataset (folder with transforms.json, or the json itself) into a SceneData.
 
@@ -294,7 +303,8 @@ def load_nerfstudio(
     full-size images, intrinsics scaled by the actual size ratio). `original_coordinates` undoes
     `applied_transform` on poses and points. Per-frame `depth_file_path` maps become View.depth (camera-axis z in
     scene units, 0 = no measurement; see the module docstring for formats, units and resampling); frames without
-    one get None. `applied_scale` is not read.
+    one get None. `applied_scale` is not read. Frames naming missing images are an error listing them all, or
+    with `skip_missing_frames` are skipped (noted; error if none remain).
     """
     downscale = check_downscale(downscale)
     json_path = _json_path(Path(path))
@@ -302,13 +312,18 @@ def load_nerfstudio(
     frames_raw = require(meta, "frames", str(json_path))
     if not isinstance(frames_raw, list) or not frames_raw:
         raise ValueError(f"{json_path}: field 'frames' must be a non-empty list")
-    frames = [_parse_frame(meta, f, i, json_path) for i, f in enumerate(frames_raw)]
-    notes: List[str] = [f"nerfstudio dataset {json_path}"]
+    missing = missing_frames(frames_raw, json_path.parent)
+    note = skip_or_raise_missing(json_path, frames_raw, missing, skip_missing_frames)
+    skipped, skip_idx = {_norm_name(frames_raw[i]["file_path"]) for i in missing}, set(missing)
+    frames = [_parse_frame(meta, f, i, json_path) for i, f in enumerate(frames_raw) if i not in skip_idx]
+    notes: List[str] = [f"nerfstudio dataset {json_path}"] + ([note] if note else [])
 
     undo = np.eye(4)
     if "applied_transform" in meta:
         applied = as_matrix(meta["applied_transform"], str(json_path), "applied_transform")
         if original_coordinates:
+            if abs(np.linalg.det(applied)) < 1e-12:
+                raise ValueError(f"{json_path}: field 'applied_transform' is singular, so it cannot be undone")
             undo = np.linalg.inv(applied)
             notes.append("applied_transform undone: poses and points in the original data coordinates")
         else:
@@ -335,7 +350,7 @@ def load_nerfstudio(
             unit = f"x {DEFAULT_DEPTH_UNIT_SCALE:g} (default depth_unit_scale_factor; float .npy as saved)"
         notes.append(f"depth maps for {len(depth_frames)} of {len(frames)} frames (depth_file_path {unit})")
 
-    train, test, how = _split(frames, meta, json_path)
+    train, test, how = _split(frames, meta, json_path, skipped)
     bg = parse_background(background, (1.0, 1.0, 1.0))
     train_views, test_views, any_alpha = [], [], False
 
