@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from .camera import Camera
+from .system_libs import import_open3d
 
 
 def unit(v) -> np.ndarray:
@@ -30,7 +31,7 @@ def light_basis(to_light) -> np.ndarray:
 
 def raycasting_scene(meshes: Sequence):
     """An open3d RaycastingScene holding every mesh's world-space triangles (geometry id = list index)."""
-    import open3d as o3d
+    o3d = import_open3d()
 
     scene = o3d.t.geometry.RaycastingScene()
     for mesh in meshes:
@@ -43,7 +44,7 @@ def raycasting_scene(meshes: Sequence):
 
 def cast(scene, origins: np.ndarray, directions: np.ndarray) -> dict:
     """Cast rays (N, 3) + (N, 3); returns numpy arrays (t_hit in units of |direction|, inf on a miss)."""
-    import open3d as o3d
+    o3d = import_open3d()
 
     rays = np.concatenate([np.broadcast_to(origins, directions.shape), directions], axis=1).astype(np.float32)
     out = scene.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays)))

@@ -3,12 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "[setup] installing Debian chromium for the browser tests"
-  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi
-fi
-echo "[setup] installing splatforge with its test extras"
-python3 -m pip install -q -e ".[dev]"
+bash scripts/setup.sh --test
 # gsplat's PyTorch references are an independent check of our projection and SH (pure Python install; its
 # CUDA kernels are never built here). --no-deps keeps it from touching our torch.
 python3 -m pip install -q --no-deps "gsplat>=1.5" jaxtyping || echo "[setup] gsplat unavailable: its cross-check tests will skip"

@@ -27,6 +27,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from render.conventions import look_at_w2c, opencv_w2c_to_opengl_c2w
+from render.system_libs import import_open3d
 
 GENERATOR_VERSION = 1
 MARKER_FILE = "demo_scene.json"
@@ -220,7 +221,7 @@ def _torus_normal(q: np.ndarray) -> np.ndarray:
 
 def _build_objects() -> List[_Object]:
     """The still-life: ground slab, sphere, standing torus, rotated box, cone and a marble pillar."""
-    import open3d as o3d
+    o3d = import_open3d()
 
     G = o3d.geometry.TriangleMesh
     slab = G.create_box(3.0, 3.0, 0.1).translate((-1.5, -1.5, -0.1))
@@ -292,7 +293,7 @@ def _intrinsics(config: DemoSceneConfig) -> Tuple[float, float, float]:
 
 def _render_view(scene, objects, noise, w2c: np.ndarray, config: DemoSceneConfig) -> np.ndarray:
     """RGBA float image (straight alpha = coverage) for one OpenCV world-to-camera."""
-    import open3d as o3d
+    o3d = import_open3d()
 
     focal, cx, cy = _intrinsics(config)
     s, w, h = config.supersample, config.width, config.height
@@ -374,7 +375,7 @@ def _write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> None:
 
 def _write_dataset(folder: Path, config: DemoSceneConfig) -> None:
     """Render every view and write transforms.json, images/, points3D.ply and the marker into `folder`."""
-    import open3d as o3d
+    o3d = import_open3d()
 
     rng = np.random.default_rng(config.seed)
     noise = _ValueNoise(rng)
