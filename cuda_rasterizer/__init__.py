@@ -13,7 +13,7 @@ import shutil
 
 import torch
 
-from .backends import available_backends, register_backend, resolve_backend
+from .backends import available_backends, prepare_backend, register_backend, resolve_backend
 from .rasterize import RasterizeOutput, rasterize_gaussians
 
 # Native backends load (and compile on first use) lazily: importing the package builds nothing.
@@ -28,4 +28,11 @@ register_backend(
     lambda: torch.cuda.is_available(),
 )
 
-__all__ = ["RasterizeOutput", "rasterize_gaussians", "available_backends", "register_backend", "resolve_backend"]
+__all__ = [
+    "RasterizeOutput",
+    "rasterize_gaussians",
+    "available_backends",
+    "prepare_backend",
+    "register_backend",
+    "resolve_backend",
+]

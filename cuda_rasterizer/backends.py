@@ -48,3 +48,17 @@ def get_backend(name: str) -> ModuleType:
     if name not in _LOADERS:
         raise ValueError(f"unknown rasterizer backend {name!r}; choose from {list(_LOADERS)}")
     return _LOADERS[name]()
+
+
+def prepare_backend(name: str, device: torch.device) -> str:
+    """Resolve `name` for `device` and build/load it now (a native backend compiles on first use).
+
+    Callers that time their work (training clocks, benchmarks) call this first, so a one-off compile is not
+    counted as the first step's time. Returns the resolved backend name.
+    """
+    resolved = resolve_backend(name, device)
+    module = get_backend(resolved)
+    ensure_built = getattr(module, "_ext", None)
+    if callable(ensure_built):
+        ensure_built()
+    return resolved

@@ -1,6 +1,6 @@
 """Cameras, render(), compositing and writers."""
 
 from .camera import Camera
-from .render import RenderOutput, render
+from .render import RenderOutput, prepare_renderer, render
 
-__all__ = ["Camera", "RenderOutput", "render"]
+__all__ = ["Camera", "RenderOutput", "prepare_renderer", "render"]

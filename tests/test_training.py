@@ -162,3 +162,27 @@ def test_demo_main_job_writes_its_outputs(tmp_path):
     for name in ("scene.ply", "orbit.mp4", "metrics.json", "training_curves.png", "checkpoints/latest.pt"):
         assert (run / name).is_file(), name
     assert trainer.step == 20 and (tmp_path / "scene" / "transforms.json").is_file()
+
+
+def test_training_clock_starts_after_the_backend_is_built(tiny_demo, tmp_path, monkeypatch):
+    """A first-use compile (simulated: a 1.5 s build) must not show up as the first step's wall time."""
+    import time
+
+    import trainers.trainer as trainer_module
+
+    real_prepare = trainer_module.prepare_renderer
+    calls = []
+
+    def slow_prepare(backend, device):
+        calls.append(backend)
+        time.sleep(1.5)
+        return real_prepare(backend, device)
+
+    monkeypatch.setattr(trainer_module, "prepare_renderer", slow_prepare)
+    data = load_dataset(tiny_demo)
+    config = TrainConfig(data=tiny_demo, output_dir=tmp_path, run_name="clock", max_steps=3, progress=False, video=False)
+    trainer = Trainer(config, data)
+    trainer.train()
+    assert calls == ["auto"]
+    first = trainer.history[0]["seconds"]
+    assert first < 1.0, f"first step logged at {first:.2f} s of training: the build was counted"

@@ -15,7 +15,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from render import render
+from render import prepare_renderer, render
 from render.paths import orbit_cameras
 from render.writers import write_video
 from scenes import GaussianScene, load_checkpoint, save_checkpoint
@@ -195,6 +195,7 @@ class Trainer:
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_json(self.run_dir / "config.json", dataclasses.asdict(cfg))
+        prepare_renderer(cfg.backend, self.device)  # a first-use compile must not count as training time
         started = time.perf_counter() - self.train_seconds  # training time counts across resumes
         eval_seconds = 0.0
         pending_marks = sorted(m for m in cfg.eval_at_seconds if m > self.train_seconds)
