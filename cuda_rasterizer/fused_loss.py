@@ -42,9 +42,19 @@ def reference_ssim(img: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
 
 def reference_l1_ssim(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """(loss, mean SSIM) in PyTorch; loss = (1 - w) mean|img - ref| + w (1 - SSIM)."""
+    loss, s, _ = reference_photometric(img, ref, ssim_weight)
+    return loss, s
+
+
+def reference_photometric(
+    img: torch.Tensor, ref: torch.Tensor, ssim_weight: float
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, mean SSIM, mean squared error of the image clamped to [0, 1]) in PyTorch."""
     ref = ref.to(img.device)
     s = reference_ssim(img, ref)
-    return (1 - ssim_weight) * (img - ref).abs().mean() + ssim_weight * (1 - s), s.detach()
+    loss = (1 - ssim_weight) * (img - ref).abs().mean() + ssim_weight * (1 - s)
+    mse = ((img.detach().clamp(0, 1) - ref) ** 2).mean()
+    return loss, s.detach(), mse
 
 
 def native_available(device: torch.device) -> bool:
@@ -83,12 +93,12 @@ class _FusedL1SSIM(torch.autograd.Function):
         stats, grad = _native_call(img.detach(), ref, ssim_weight, ctx.needs_input_grad[0])
         ctx.save_for_backward(grad)
         loss = (1 - ssim_weight) * stats[0] + ssim_weight * (1 - stats[1])
-        ssim_value = stats[1].to(img.dtype)
-        ctx.mark_non_differentiable(ssim_value)
-        return loss.to(img.dtype), ssim_value
+        ssim_value, mse = stats[1].to(img.dtype), stats[2].to(img.dtype)
+        ctx.mark_non_differentiable(ssim_value, mse)
+        return loss.to(img.dtype), ssim_value, mse
 
     @staticmethod
-    def backward(ctx, v_loss: torch.Tensor, v_ssim: torch.Tensor):
+    def backward(ctx, v_loss: torch.Tensor, v_ssim: torch.Tensor, v_mse: torch.Tensor):
         (grad,) = ctx.saved_tensors
         return v_loss * grad, None, None
 
@@ -98,11 +108,12 @@ def _check(img: torch.Tensor, ref: torch.Tensor) -> None:
         raise ValueError(f"l1_ssim: images must be (H, W, C) of one shape, got {tuple(img.shape)} and {tuple(ref.shape)}")
 
 
-def l1_ssim_loss(
+def photometric_terms(
     img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2, native: bool = True
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(loss, mean SSIM) of (H, W, C) `img` against `ref`; the loss is differentiable with respect to `img`.
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(loss, mean SSIM, MSE of `img` clamped to [0, 1]) of (H, W, C) `img` against `ref`, in one pass.
 
+    Only the loss is differentiable (with respect to `img`); the MSE gives PSNR without another pass.
     `native=False` (or an unsupported dtype/device: CUDA is float32 only) uses the PyTorch reference.
     """
     _check(img, ref)
@@ -110,8 +121,16 @@ def l1_ssim_loss(
     cuda_ok = img.device.type != "cuda" or img.dtype == torch.float32
     supported = cuda_ok and img.dtype in (torch.float32, torch.float64) and native_available(img.device)
     if not native or not supported:
-        return reference_l1_ssim(img, ref, ssim_weight)
+        return reference_photometric(img, ref, ssim_weight)
     return _FusedL1SSIM.apply(img.contiguous(), ref, float(ssim_weight))
+
+
+def l1_ssim_loss(
+    img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2, native: bool = True
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(loss, mean SSIM) of (H, W, C) `img` against `ref`; the loss is differentiable with respect to `img`."""
+    loss, s, _ = photometric_terms(img, ref, ssim_weight, native)
+    return loss, s
 
 
 @torch.no_grad()

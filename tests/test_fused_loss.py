@@ -113,3 +113,15 @@ def test_cuda_kernel_matches_cpu():
     gpu_loss, gpu_s, gpu_grad = _grads(l1_ssim_loss, img.cuda(), ref.cuda(), 0.2)
     assert abs(float(gpu_loss.cpu() - cpu_loss)) < 1e-6 and abs(float(gpu_s.cpu() - cpu_s)) < 1e-6
     assert torch.allclose(gpu_grad.cpu(), cpu_grad, rtol=1e-4, atol=1e-10)
+
+
+def test_one_pass_also_gives_the_psnr_error():
+    from cuda_rasterizer.fused_loss import photometric_terms
+    from trainers.losses import psnr, psnr_from_mse
+
+    img, ref = _pair(40, 50, 3, seed=8)
+    img = img * 1.3 - 0.1  # values outside [0, 1]: PSNR measures the image as displayed (clamped)
+    _, _, mse = photometric_terms(img, ref, 0.2)
+    _, _, ref_mse = photometric_terms(img, ref, 0.2, native=False)
+    assert abs(float(mse) - float(ref_mse)) < 1e-7
+    assert psnr_from_mse(float(mse)) == pytest.approx(psnr(img, ref), abs=1e-4)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 
-from cuda_rasterizer.fused_loss import WINDOW_SIGMA, WINDOW_SIZE, l1_ssim_loss, ssim_value
+from cuda_rasterizer.fused_loss import WINDOW_SIGMA, WINDOW_SIZE, photometric_terms, ssim_value
 
 
 def ssim(img: torch.Tensor, ref: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
@@ -47,8 +48,7 @@ def _gaussian_window(size: int, sigma: float, channels: int, dtype: torch.dtype,
 
 def psnr(img: torch.Tensor, ref: torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB of `img` (clamped to [0, 1]) against `ref`, on `img`'s device."""
-    mse = F.mse_loss(img.detach().clamp(0, 1), ref.detach().to(img.device)).item()
-    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+    return psnr_from_mse(F.mse_loss(img.detach().clamp(0, 1), ref.detach().to(img.device)).item())
 
 
 def photometric_loss(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2, native: bool = True) -> torch.Tensor:
@@ -57,11 +57,24 @@ def photometric_loss(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 
     One fused native call computes the loss and its gradient (cuda_rasterizer.fused_loss); `native=False` builds
     the PyTorch graph instead (same value within float32 round-off).
     """
+    return photometric_loss_and_mse(img, ref, ssim_weight, native)[0]
+
+
+def photometric_loss_and_mse(
+    img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2, native: bool = True
+) -> Tuple[torch.Tensor, float]:
+    """(photometric_loss, mean squared error of `img` clamped to [0, 1] as a float): training logs PSNR from the
+    same pass that computes the loss."""
     ref = ref.to(img.device)
     if ssim_weight == 0:
-        return (img - ref).abs().mean()
-    loss, _ = l1_ssim_loss(img, ref, ssim_weight, native=native)
-    return loss
+        return (img - ref).abs().mean(), float(F.mse_loss(img.detach().clamp(0, 1), ref))
+    loss, _, mse = photometric_terms(img, ref, ssim_weight, native=native)
+    return loss, float(mse)
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB for images in [0, 1] from their mean squared error."""
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 
 def depth_l1(rendered_depth: torch.Tensor, rendered_alpha: torch.Tensor, target_depth: torch.Tensor) -> torch.Tensor:

@@ -27,8 +27,9 @@ from .data.dataset import SceneData, View
 from .device import describe_device, optimizer_state_to_params, peak_gpu_memory_mb, resolve_device, tensors_to
 from .evaluation import evaluate
 from .initialise import initial_scene
-from .losses import depth_l1, photometric_loss, psnr
+from .losses import depth_l1, photometric_loss_and_mse, psnr_from_mse
 from .optim import make_optimizers, means_lr_at
+from .stage_timer import StageTimer
 from .resolution import check_schedule, downsample_depth, downsample_view, resolution_factor
 
 StepCallback = Callable[["Trainer", int, Dict[str, float]], None]
@@ -51,6 +52,7 @@ class Trainer:
         self.config = config
         self.data = data
         self.device = resolve_device(config.device)
+        self.stages = StageTimer(enabled=False, device=self.device)  # per-stage timing for benchmarks (off: free)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # the CUDA rasterizer launches on the current device
         torch.manual_seed(config.seed)
@@ -153,28 +155,37 @@ class Trainer:
             target = view.on_background(self.background, background)
         factor = resolution_factor(self.step, self.resolution_schedule)
         camera, target, mask = downsample_view(view.camera, target, view.mask, factor)
-        out = render(self.scene, camera, background=background, backend=cfg.backend)
+        stage = self.stages
+        with stage("render"):
+            out = render(self.scene, camera, background=background, backend=cfg.backend)
         self.strategy.pre_backward(out.meta)
-        image = out.rgb
-        if mask is not None:
-            image = torch.where(mask, image, target)
-        loss = photometric_loss(image, target, cfg.ssim_weight) + self.strategy.regularisation(self.scene)
-        if cfg.depth_weight > 0 and view.depth is not None:
-            depth_target = self._depth_target(index, factor)
-            if mask is not None:  # masked-out pixels carry no supervision, depth included
-                depth_target = torch.where(mask, depth_target, torch.zeros_like(depth_target))
-            loss = loss + cfg.depth_weight * depth_l1(out.depth, out.alpha, depth_target)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {self.step} (view {view.name})")
-        loss.backward()
-        self.strategy.post_backward(self.scene, self.optimizers, out.meta, self.step, (camera.width, camera.height))
-        for opt in self.optimizers.values():
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        with stage("loss"):
+            image = out.rgb
+            if mask is not None:
+                image = torch.where(mask, image, target)
+            loss, mse = photometric_loss_and_mse(image, target, cfg.ssim_weight)
+            loss = loss + self.strategy.regularisation(self.scene)
+            if cfg.depth_weight > 0 and view.depth is not None:
+                depth_target = self._depth_target(index, factor)
+                if mask is not None:  # masked-out pixels carry no supervision, depth included
+                    depth_target = torch.where(mask, depth_target, torch.zeros_like(depth_target))
+                loss = loss + cfg.depth_weight * depth_l1(out.depth, out.alpha, depth_target)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {self.step} (view {view.name})")
+        with stage("backward"):
+            loss.backward()
+        with stage("strategy"):
+            self.strategy.post_backward(self.scene, self.optimizers, out.meta, self.step, (camera.width, camera.height))
+        with stage("optimiser"):
+            for opt in self.optimizers.values():
+                opt.step()
+                opt.zero_grad(set_to_none=True)
         self.step += 1
-        changes = self.strategy.post_step(self.scene, self.optimizers, self.step)
-        self._check_parameters()
-        stats = {"loss": loss.item(), "psnr": psnr(image, target), "num_gaussians": float(len(self.scene)), **changes}
+        with stage("strategy"):
+            changes = self.strategy.post_step(self.scene, self.optimizers, self.step)
+        with stage("checks"):
+            self._check_parameters()
+        stats = {"loss": loss.item(), "psnr": psnr_from_mse(mse), "num_gaussians": float(len(self.scene)), **changes}
         if factor > 1:
             stats["resolution_factor"] = float(factor)
         return stats

@@ -85,8 +85,8 @@ inline void vertical_taps(int r, int height, int& lo, int& hi) {
 }  // namespace
 
 template <typename T>
-void l1_ssim(const T* x, const T* y, int height, int width, int channels, T* grad, double* l1_mean,
-             double* ssim_mean, double ssim_weight, int nthreads) {
+void l1_ssim(const T* x, const T* y, int height, int width, int channels, T* grad, double* stats,
+             double ssim_weight, int nthreads) {
   double wd[kTaps];
   sf_ssim::window(wd);
   T w[kTaps];
@@ -96,7 +96,7 @@ void l1_ssim(const T* x, const T* y, int height, int width, int channels, T* gra
   const bool want_grad = grad != nullptr;
   PooledVector<T> hb(5 * plane);
   PooledVector<T> partials(want_grad ? 3 * plane : 0);
-  std::vector<double> row_ssim(height), row_l1(height);
+  std::vector<double> row_ssim(height), row_l1(height), row_sq(height);
 
   horizontal_stats(x, y, height, row_len, channels, w, hb.data(), nthreads);
   const T* h = hb.data();
@@ -109,8 +109,8 @@ void l1_ssim(const T* x, const T* y, int height, int width, int channels, T* gra
     T* d_mu = want_grad ? partials.data() + size_t(r) * row_len : nullptr;
     T* d_sxx = want_grad ? d_mu + plane : nullptr;
     T* d_sxy = want_grad ? d_mu + 2 * plane : nullptr;
-    T sum_s = 0, sum_l1 = 0;
-#pragma omp simd reduction(+ : sum_s, sum_l1)
+    T sum_s = 0, sum_l1 = 0, sum_sq = 0;
+#pragma omp simd reduction(+ : sum_s, sum_l1, sum_sq)
     for (int j = 0; j < row_len; ++j) {
       T m[5] = {0, 0, 0, 0, 0};
       for (int t = lo; t < hi; ++t) {
@@ -123,15 +123,19 @@ void l1_ssim(const T* x, const T* y, int height, int width, int channels, T* gra
       sum_s += s;
       const T diff = xr[j] - yr[j];
       sum_l1 += diff < T(0) ? -diff : diff;
+      const T shown = std::min(std::max(xr[j], T(0)), T(1)) - yr[j];  // PSNR's error: the image as displayed
+      sum_sq += shown * shown;
     }
     row_ssim[r] = double(sum_s);
     row_l1[r] = double(sum_l1);
+    row_sq[r] = double(sum_sq);
   }
-  double total_s = 0.0, total_l1 = 0.0;  // fixed order: identical for any thread count
-  for (int r = 0; r < height; ++r) { total_s += row_ssim[r]; total_l1 += row_l1[r]; }
+  double total_s = 0.0, total_l1 = 0.0, total_sq = 0.0;  // fixed order: identical for any thread count
+  for (int r = 0; r < height; ++r) { total_s += row_ssim[r]; total_l1 += row_l1[r]; total_sq += row_sq[r]; }
   const double count = double(plane);
-  *ssim_mean = total_s / count;
-  *l1_mean = total_l1 / count;
+  stats[0] = total_l1 / count;
+  stats[1] = total_s / count;
+  stats[2] = total_sq / count;
   if (!want_grad) return;
 
   // dL/dx = (1-w)/N sign(x-y) + g [B(dS/dmu) + 2 x B(dS/dsxx) + y B(dS/dsxy)], g = -w/N.
@@ -156,7 +160,7 @@ void l1_ssim(const T* x, const T* y, int height, int width, int channels, T* gra
   }
 }
 
-template void l1_ssim<float>(const float*, const float*, int, int, int, float*, double*, double*, double, int);
-template void l1_ssim<double>(const double*, const double*, int, int, int, double*, double*, double*, double, int);
+template void l1_ssim<float>(const float*, const float*, int, int, int, float*, double*, double, int);
+template void l1_ssim<double>(const double*, const double*, int, int, int, double*, double*, double, int);
 
 }  // namespace sf_cpu

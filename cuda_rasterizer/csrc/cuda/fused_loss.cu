@@ -66,7 +66,7 @@ __global__ void vertical_ssim_kernel(const float* x, const float* y, const float
   const int row_len = width * channels;
   const long long plane = (long long)height * row_len;
   const long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-  float s = 0.f, l1 = 0.f;
+  float s = 0.f, l1 = 0.f, sq = 0.f;
   if (idx < plane) {
     const int r = int(idx / row_len);
     float m[5] = {0.f, 0.f, 0.f, 0.f, 0.f};
@@ -80,24 +80,33 @@ __global__ void vertical_ssim_kernel(const float* x, const float* y, const float
     s = sf_ssim::pixel(m[0], m[1], m[2], m[3], m[4], &dm, &dxx, &dxy);
     if (partials != nullptr) { partials[idx] = dm; partials[plane + idx] = dxx; partials[2 * plane + idx] = dxy; }
     l1 = fabsf(x[idx] - y[idx]);
+    const float shown = fminf(fmaxf(x[idx], 0.f), 1.f) - y[idx];  // PSNR's error: the image as displayed
+    sq = shown * shown;
   }
   // Block reduction in double (fixed order inside a block); blocks are summed on the host side of the launch.
-  __shared__ double ss[256], sl[256];
-  ss[threadIdx.x] = s; sl[threadIdx.x] = l1;
+  __shared__ double ss[256], sl[256], sq2[256];
+  ss[threadIdx.x] = s; sl[threadIdx.x] = l1; sq2[threadIdx.x] = sq;
   __syncthreads();
   for (int stride = blockDim.x / 2; stride > 0; stride >>= 1) {
-    if (threadIdx.x < stride) { ss[threadIdx.x] += ss[threadIdx.x + stride]; sl[threadIdx.x] += sl[threadIdx.x + stride]; }
+    if (threadIdx.x < stride) {
+      ss[threadIdx.x] += ss[threadIdx.x + stride];
+      sl[threadIdx.x] += sl[threadIdx.x + stride];
+      sq2[threadIdx.x] += sq2[threadIdx.x + stride];
+    }
     __syncthreads();
   }
-  if (threadIdx.x == 0) { block_sums[2 * blockIdx.x] = ss[0]; block_sums[2 * blockIdx.x + 1] = sl[0]; }
+  if (threadIdx.x == 0) {
+    block_sums[3 * blockIdx.x] = ss[0]; block_sums[3 * blockIdx.x + 1] = sl[0]; block_sums[3 * blockIdx.x + 2] = sq2[0];
+  }
 }
 
 // Sum the per-block sums in a fixed order (one thread: a few thousand values) and write the means.
 __global__ void finish_sums_kernel(const double* block_sums, int blocks, double count, double* stats) {
-  double s = 0.0, l1 = 0.0;
-  for (int b = 0; b < blocks; ++b) { s += block_sums[2 * b]; l1 += block_sums[2 * b + 1]; }
+  double s = 0.0, l1 = 0.0, sq = 0.0;
+  for (int b = 0; b < blocks; ++b) { s += block_sums[3 * b]; l1 += block_sums[3 * b + 1]; sq += block_sums[3 * b + 2]; }
   stats[0] = l1 / count;
   stats[1] = s / count;
+  stats[2] = sq / count;
 }
 
 // Vertical pass of the blurred partials and the final gradient.
