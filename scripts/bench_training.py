@@ -46,6 +46,9 @@ class BenchTrainingConfig:
     default_steps: int = 500
     """Steps of the lego200-default workload (timed from the first step: densification changes the cost)."""
     device: str = "cpu"
+    baseline_torch_loss: bool = True
+    """Also run each fixed workload with the PyTorch L1 + SSIM graph instead of the fused native loss (the
+    baseline of the same run), and report the ratio."""
     out: Optional[Path] = None
     """Also write the results as JSON here."""
 
@@ -71,7 +74,31 @@ def _workload(name: str, cfg: BenchTrainingConfig, out_dir: Path):
     raise ValueError(f"unknown workload {name!r}; choose from fern, lego400, lego200-default")
 
 
-def run_workload(name: str, cfg: BenchTrainingConfig, out_dir: Path) -> Dict[str, object]:
+def _torch_loss_trainer():
+    """A context in which training steps build the PyTorch L1 + SSIM graph instead of the fused native loss."""
+    import contextlib
+    import functools
+
+    import trainers.trainer as trainer_module
+
+    @contextlib.contextmanager
+    def patched():
+        original = trainer_module.photometric_loss_and_mse
+        trainer_module.photometric_loss_and_mse = functools.partial(original, native=False)
+        try:
+            yield
+        finally:
+            trainer_module.photometric_loss_and_mse = original
+
+    return patched()
+
+
+def run_workload(name: str, cfg: BenchTrainingConfig, out_dir: Path, torch_loss: bool = False) -> Dict[str, object]:
+    if torch_loss:
+        with _torch_loss_trainer():
+            result = run_workload(name, cfg, out_dir)
+        result["workload"] = f"{name} (PyTorch loss baseline)"
+        return result
     data, train_cfg, steps, warmup = _workload(name, cfg, out_dir)
     trainer = Trainer(train_cfg, data)
     prepare_renderer(train_cfg.backend, trainer.device)
@@ -115,6 +142,13 @@ def main(cfg: BenchTrainingConfig) -> Dict[str, object]:
                 continue
             results["workloads"][name] = result
             print(json.dumps(result), flush=True)
+            if cfg.baseline_torch_loss and name != "lego200-default":
+                base = run_workload(name, cfg, Path(tmp), torch_loss=True)
+                results["workloads"][f"{name}-torch-loss"] = base
+                print(json.dumps(base), flush=True)
+                print(f"{name}: fused loss step {1000 * result['seconds_per_step']:.1f} ms vs PyTorch loss "
+                      f"{1000 * base['seconds_per_step']:.1f} ms ({base['seconds_per_step'] / result['seconds_per_step']:.2f}x)",
+                      flush=True)
     results["machine"]["loadavg_at_end"] = os.getloadavg()
     results["machine"]["host_gflops_at_end"] = host_speed_gflops()
     print("host speed (1-thread matmul GFLOP/s): start %.1f, end %.1f"
