@@ -129,3 +129,11 @@ def test_ranks_with_different_configs_refuse_to_start(tiny_demo, tmp_path):
     for r in range(2):
         message = (tmp_path / f"rank{r}.err").read_text()
         assert "different training configs" in message and "same arguments" in message, message
+
+
+def test_distributed_flag_without_torchrun_says_how_to_start():
+    from trainers.distributed import init_distributed
+
+    with pytest.raises(ValueError, match=r"torchrun --nproc-per-node N -m scripts.train --distributed"):
+        init_distributed(True, "cpu", 10.0)
+    assert not init_distributed(False, "cpu", 10.0).enabled  # plain sf-train: no process group
