@@ -55,7 +55,9 @@ def read_gaussian_ply(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], 
     if not path.is_file():
         raise FileNotFoundError(f"Gaussian PLY not found: {path}")
     try:
-        ply = PlyData.read(str(path), mmap=False)  # never keep the file mapped: it may be overwritten
+        # Memory-mapped: plyfile's unmapped reader decodes value by value (16 s for 100k Gaussians, 40 ms mapped).
+        # Every column is copied out below and the mapping dropped, so the file is never held open.
+        ply = PlyData.read(str(path), mmap="r")
     except Exception as exc:  # plyfile raises several types for malformed headers and bodies
         raise ValueError(f"{path}: not a readable PLY file ({exc})") from exc
     if "vertex" not in [el.name for el in ply.elements]:
@@ -75,7 +77,7 @@ def read_gaussian_ply(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], 
         raise ValueError(f"{path}: {len(rest_names)} f_rest_* properties do not match an SH degree 0..3")
 
     def column(name: str) -> np.ndarray:
-        return np.asarray(vertex[name], dtype=np.float32)
+        return np.array(vertex[name], dtype=np.float32)  # a copy, never a view of the mapping
 
     n = len(vertex.data)
     rest = np.stack([column(name) for name in rest_names], axis=1) if rest_names else np.zeros((n, 0), np.float32)
@@ -87,6 +89,7 @@ def read_gaussian_ply(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], 
         "sh_dc": np.stack([column(f"f_dc_{i}") for i in range(3)], axis=1)[:, None, :],
         "sh_rest": rest.reshape(n, 3, num_rest).transpose(0, 2, 1),
     }
+    del vertex, ply  # release the mapping
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}
     for name, tensor in tensors.items():
         if not torch.isfinite(tensor).all():

@@ -186,3 +186,19 @@ def test_bad_splat_and_spz_files_name_the_file(tmp_path):
             load_scene(tmp_path / name)
     with pytest.raises(FileNotFoundError, match="missing.spz"):
         load_scene(tmp_path / "missing.spz")
+
+
+def test_ply_reader_copies_out_of_the_file_and_rejects_truncation(tmp_path):
+    """The PLY reader maps the file for speed: what it returns must not change when the file does."""
+    scene = _scene(n=50, degree=1)
+    path = tmp_path / "scene.ply"
+    scene.save_ply(path)
+    loaded = GaussianScene.from_ply(path)
+    data = bytearray(path.read_bytes())
+    data[-200:] = bytes(200)  # overwrite the tail in place (same inode)
+    with open(path, "r+b") as handle:
+        handle.write(data)
+    assert torch.equal(loaded.params["quats"], scene.params["quats"].detach())
+    path.write_bytes(bytes(data[:-100]))
+    with pytest.raises(ValueError, match=r"scene\.ply"):
+        GaussianScene.from_ply(path)
