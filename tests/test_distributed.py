@@ -137,3 +137,26 @@ def test_distributed_flag_without_torchrun_says_how_to_start():
     with pytest.raises(ValueError, match=r"torchrun --nproc-per-node N -m scripts.train --distributed"):
         init_distributed(True, "cpu", 10.0)
     assert not init_distributed(False, "cpu", 10.0).enabled  # plain sf-train: no process group
+
+
+def test_torchrun_command_from_the_readme(tiny_demo, tmp_path):
+    """The documented launch: torchrun -m scripts.train --distributed; rank 0 logs the batch scaling and writes metrics."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+        "--master-port", str(free_port()), "-m", "scripts.train", "--distributed", "--data", str(tiny_demo),
+        "--output-dir", str(tmp_path), "--run-name", "tr", "--max-steps", "8", "--no-video", "--no-progress",
+        "--num-test-renders", "1", "--backend", "cpu", "--device", "cpu", "strategy:fixed",
+    ]
+    result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "[dist] 2 processes x 1 view(s) per step" in result.stdout
+    assert "[batch] max_steps 8 -> 4" in result.stdout
+    assert result.stdout.count("[eval]") == 1  # rank 0 only
+    metrics = json.loads((tmp_path / "tr" / "metrics.json").read_text())
+    assert (metrics["world_size"], metrics["global_batch"], metrics["steps"]) == (2, 2, 4)
