@@ -15,6 +15,7 @@ from scenes import load_scene
 from trainers.config import TrainConfig
 from trainers.data import DemoSceneConfig, generate_demo_scene, load_dataset
 from trainers.distributed import config_hash, scale_schedule
+from trainers.strategies import MCMCStrategy
 from trainers.trainer import Trainer
 
 
@@ -73,17 +74,30 @@ def test_schedule_scales_with_the_global_batch():
     assert config_hash(config) != config_hash(TrainConfig(max_steps=3001, sh_degree_interval=1000))
 
 
-def test_two_processes_match_one_process_with_two_views(tiny_demo, tmp_path):
+STRATEGIES = {
+    "default": {},
+    "mcmc": {"strategy": MCMCStrategy(refine_start=4, refine_every=4, cap_max=700)},
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_two_processes_match_one_process_with_two_views(tiny_demo, tmp_path, strategy):
+    overrides = STRATEGIES[strategy]
     # One process, 2 views per step (in this test process).
-    single = Trainer(tiny_config(tiny_demo, tmp_path / "single", "one", batch_size=2), load_dataset(tiny_demo))
+    single = Trainer(tiny_config(tiny_demo, tmp_path / "single", "one", batch_size=2, **overrides), load_dataset(tiny_demo))
     initial = len(single.scene)
-    single.train()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank: the CPU kernels' per-thread partial sums depend on the thread count
+    try:
+        single.train()
+    finally:
+        torch.set_num_threads(threads)
     assert single.config.max_steps == 12 and single.config.strategy.refine_every == 2  # schedules / global batch 2
-    grew = [h for h in single.history if h.get("cloned", 0) + h.get("split", 0) > 0]
+    grew = [h for h in single.history if h.get("cloned", 0) + h.get("split", 0) + h.get("added", 0) > 0]
     assert grew and len(single.scene) != initial, "densification must act in this run for the test to mean anything"
 
     # Two gloo processes, 1 view each.
-    codes, _ = run_ranks(tiny_demo, tmp_path / "dist", [{}, {}])
+    codes, _ = run_ranks(tiny_demo, tmp_path / "dist", [overrides, overrides])
     errors = {p.name: p.read_text() for p in (tmp_path / "dist").glob("*.err")}
     assert codes == [0, 0], errors
     states = [torch.load(tmp_path / "dist" / f"rank{r}.pt")["scene"]["params"] for r in range(2)]
@@ -92,7 +106,8 @@ def test_two_processes_match_one_process_with_two_views(tiny_demo, tmp_path):
     expected = single.scene.state()["params"]
     assert states[0]["means"].shape == expected["means"].shape, "densification differed"
     for name, value in expected.items():
-        assert torch.allclose(states[0][name], value, atol=2e-5, rtol=1e-4), (name, (states[0][name] - value).abs().max())
+        # Bitwise equal on this machine (per-view backward keeps the same sums); allow round-off elsewhere.
+        assert torch.allclose(states[0][name], value, atol=1e-6, rtol=1e-5), (name, (states[0][name] - value).abs().max())
     # Only rank 0 wrote the run folder, and it is complete.
     run = tmp_path / "dist" / "dist"
     assert (run / "metrics.json").is_file() and len(load_scene(run / "scene.ply")) == len(single.scene)

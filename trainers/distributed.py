@@ -59,10 +59,17 @@ class DistContext:
             ) from exc
 
     def average_gradients(self, params: Sequence[torch.nn.Parameter], step: int) -> None:
-        """Average .grad of `params` over ranks in one flattened all-reduce (missing grads count as zero)."""
+        """Average .grad of `params` over ranks in one flattened all-reduce.
+
+        A parameter without a gradient (e.g. SH bands not yet active) has none on every rank, since all ranks build
+        the same graph; it keeps None, so Adam skips it exactly as in a single process.
+        """
         if not self.enabled:
             return
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        params = [p for p in params if p.grad is not None]
+        if not params:
+            return
+        grads = [p.grad for p in params]
         flat = torch.cat([g.reshape(-1) for g in grads])
         self._run(f"gradient all-reduce at step {step}", lambda: dist.all_reduce(flat, op=dist.ReduceOp.SUM))
         flat /= self.world_size

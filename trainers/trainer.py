@@ -208,10 +208,17 @@ class Trainer:
         for group in self.optimizers["means"].param_groups:
             group["lr"] = means_lr_at(self.step, cfg.max_steps, cfg.lr.means * self.scene_scale, cfg.lr.means_final_ratio)
         factor = resolution_factor(self.step, self.resolution_schedule)
-        results = [self._view_loss(index, background, factor) for index, background in self._draw_views()]
-        batch = len(results)
+        # One backward per view (loss / batch), accumulating into .grad: only one view's graph is alive at a time, and
+        # the sum is associated as with one view per process, so 1 process x B views matches B processes bit for bit
+        # (power-of-two B) instead of within round-off that Adam amplifies where gradients are near zero.
+        views = self._draw_views()
+        batch = len(views)
+        results = []
+        for index, background in views:
+            view_loss, image, target, out, camera = self._view_loss(index, background, factor)
+            (view_loss if batch == 1 else view_loss / batch).backward()
+            results.append((view_loss.detach(), image.detach(), target, out, camera))
         loss = results[0][0] if batch == 1 else torch.stack([r[0] for r in results]).mean()
-        loss.backward()
         self._stats_sync.before(self.strategy)
         for _, _, _, out, camera in results:
             means2d = out.meta.get("means2d")
