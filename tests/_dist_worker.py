@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -21,7 +22,7 @@ def tiny_config(data: Path, output_dir: Path, run_name: str, **overrides):
     return TrainConfig(**settings)
 
 
-def train_rank(rank: int, world: int, port: int, data: str, out: str, overrides: dict, exit_at_step: Optional[int] = None) -> None:
+def train_rank(rank: int, world: int, port: int, data: str, out: str, overrides: dict, fault: Optional[tuple] = None) -> None:
     """One rank of a torchrun-style job: env:// rendezvous on 127.0.0.1, then train; writes rank<r>.pt or rank<r>.err."""
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     import torch
@@ -33,11 +34,16 @@ def train_rank(rank: int, world: int, port: int, data: str, out: str, overrides:
     out_dir = Path(out)
     try:
         trainer = Trainer(tiny_config(Path(data), out_dir, "dist", **overrides), load_dataset(data))
-        if exit_at_step is not None:
-            def die(_trainer, step, _stats):
-                if step >= exit_at_step:
+        if fault is not None:  # ("exit", step): crash there; ("hang", step): stop responding there
+            kind, at_step = fault
+
+            def misbehave(_trainer, step, _stats):
+                if step >= at_step and kind == "exit":
                     os._exit(3)  # a crash: no clean-up, no goodbye to the other rank
-            trainer.callbacks.append(die)
+                if step >= at_step and kind == "hang":
+                    time.sleep(3600)
+
+            trainer.callbacks.append(misbehave)
         trainer.train()
         torch.save({"scene": trainer.scene.state(), "step": trainer.step}, out_dir / f"rank{rank}.pt")
     except Exception as exc:  # report to the test, then fail like a real rank would

@@ -38,22 +38,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_ranks(data: Path, out: Path, per_rank_overrides, exits=(None, None), timeout: float = 240.0):
-    """Start one spawned process per rank; returns their exit codes and the seconds until all ended."""
+def run_ranks(data: Path, out: Path, per_rank_overrides, faults=(None, None), timeout: float = 240.0, wait_for=None):
+    """Start one spawned process per rank; returns their exit codes and the seconds until all ended (or until the
+    ranks in `wait_for` ended; the others are then killed)."""
     out.mkdir(parents=True, exist_ok=True)
     ctx = multiprocessing.get_context("spawn")
     port = free_port()
     world = len(per_rank_overrides)
     procs = [
-        ctx.Process(target=train_rank, args=(r, world, port, str(data), str(out), per_rank_overrides[r], exits[r]))
+        ctx.Process(target=train_rank, args=(r, world, port, str(data), str(out), per_rank_overrides[r], faults[r]))
         for r in range(world)
     ]
     start = time.perf_counter()
     for p in procs:
         p.start()
-    for p in procs:
+    waited = [procs[r] for r in wait_for] if wait_for is not None else procs
+    for p in waited:
         p.join(timeout)
     elapsed = time.perf_counter() - start
+    for p in procs:
+        if p not in waited and p.is_alive():
+            p.kill()
+            p.join()
     for p in procs:
         if p.is_alive():
             p.kill()
@@ -130,12 +136,22 @@ def test_distributed_resume_continues_the_same_run(tiny_demo, tmp_path):
 
 def test_a_rank_that_dies_stops_the_other_with_a_clear_error(tiny_demo, tmp_path):
     timeout_s = 20.0
-    codes, elapsed = run_ranks(tiny_demo, tmp_path, [{"dist_timeout_s": timeout_s}] * 2, exits=(None, 2))
+    codes, elapsed = run_ranks(tiny_demo, tmp_path, [{"dist_timeout_s": timeout_s}] * 2, faults=(None, ("exit", 2)))
     assert codes[1] == 3  # the crash we injected
     assert codes[0] == 1
     message = (tmp_path / "rank0.err").read_text()
     assert "DistributedError" in message and "rank 0 of 2" in message and "another rank" in message, message
     assert elapsed < timeout_s + 60, f"rank 0 took {elapsed:.0f} s to notice"
+
+
+def test_a_rank_that_hangs_stops_the_other_after_the_timeout(tiny_demo, tmp_path):
+    timeout_s = 8.0
+    codes, elapsed = run_ranks(tiny_demo, tmp_path, [{"dist_timeout_s": timeout_s}] * 2, faults=(None, ("hang", 2)), wait_for=[0])
+    assert codes[0] == 1
+    message = (tmp_path / "rank0.err").read_text()
+    assert "DistributedError" in message and "timeout 8 s" in message, message
+    print(f"rank 0 gave up after {elapsed:.1f} s (start-up included): {message}")
+    assert elapsed < timeout_s + 60, f"rank 0 took {elapsed:.0f} s to give up"
 
 
 def test_ranks_with_different_configs_refuse_to_start(tiny_demo, tmp_path):
