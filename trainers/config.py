@@ -83,8 +83,9 @@ class TrainConfig:
     distributed: bool = False
     """Data-parallel training over torch.distributed; start under torchrun (torchrun --nproc-per-node N -m
     scripts.train --distributed ...). torchrun with more than one process turns it on by itself."""
-    dist_timeout_s: float = 300.0
-    """Process-group timeout: a rank that dies or hangs makes the others stop with an error after at most this."""
+    dist_timeout_s: float = 600.0
+    """Process-group timeout: a rank that hangs makes the others stop with an error after this (a crashed rank is
+    noticed at once). Rank 0's mid-run evaluations and checkpoints must fit in it: the others wait for them."""
     scale_schedule_with_batch: bool = True
     """With a global batch B > 1: divide step schedules (max_steps, SH interval, refine/reset steps) by B and multiply
     learning rates by sqrt(B); the log lists every change."""

@@ -38,7 +38,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    timeout_s: float = 300.0
+    timeout_s: float = 600.0
 
     @property
     def enabled(self) -> bool:
