@@ -74,7 +74,7 @@ def build_cpu_extension() -> ModuleType:
     cpu = _CSRC / "cpu"
     return _load(
         "splatforge_cpu_rasterizer",
-        [cpu / "bindings.cpp", cpu / "project.cpp", cpu / "raster.cpp"],
+        [cpu / "bindings.cpp", cpu / "project.cpp", cpu / "raster.cpp", cpu / "fused_loss.cpp"],
         "splatforge: compiling the CPU rasterizer (first use, ~1 min)...",
         extra_cflags=["-O3", "-fopenmp", "-march=native", "-fno-trapping-math", "-mprefer-vector-width=512"],
         extra_ldflags=["-fopenmp"],
@@ -113,7 +113,7 @@ def build_cuda_extension(arch_list: Optional[str] = None) -> ModuleType:
     try:
         return _load(
             f"splatforge_cuda_rasterizer_sm{tag}",
-            [cu / "bindings.cpp", cu / "project.cu", cu / "raster.cu"],
+            [cu / "bindings.cpp", cu / "project.cu", cu / "raster.cu", cu / "fused_loss.cu"],
             f"splatforge: compiling the CUDA rasterizer for compute capability {arch_list} (first use, a few minutes)...",
             extra_cflags=["-O3"],
             extra_cuda_cflags=["-O3", "--use_fast_math", "-lineinfo"],

@@ -33,7 +33,7 @@ def write_gaussian_ply(path: Union[str, Path], params: Dict[str, torch.Tensor]) 
         means,
         np.zeros((n, 3), np.float32),
         params["sh_dc"].numpy().reshape(n, 3).astype(np.float32),
-        rest.transpose(0, 2, 1).reshape(n, -1),
+        rest.transpose(0, 2, 1).reshape(n, 3 * rest.shape[1]),  # explicit width: n may be 0
         params["opacity_logits"].numpy().reshape(n, 1).astype(np.float32),
         params["log_scales"].numpy().astype(np.float32),
         params["quats"].numpy().astype(np.float32),
@@ -54,20 +54,32 @@ def read_gaussian_ply(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Gaussian PLY not found: {path}")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic not in (b"ply\n", b"ply\r"):
+        found = "an empty file" if not magic else f"it starts with {magic!r}, not 'ply'"
+        raise ValueError(f"{path}: not a PLY file ({found}); pass a 3D Gaussian splatting .ply or a .pt checkpoint")
     try:
         # Memory-mapped: plyfile's unmapped reader decodes value by value (16 s for 100k Gaussians, 40 ms mapped).
         # Every column is copied out below and the mapping dropped, so the file is never held open.
         ply = PlyData.read(str(path), mmap="r")
     except Exception as exc:  # plyfile raises several types for malformed headers and bodies
-        raise ValueError(f"{path}: not a readable PLY file ({exc})") from exc
+        detail = str(exc) or type(exc).__name__
+        if "end-of-file" in detail:
+            raise ValueError(f"{path}: truncated PLY file, it ends before all its data ({detail}); "
+                             f"re-export or copy it again") from None
+        raise ValueError(f"{path}: malformed PLY file ({detail})") from None
     if "vertex" not in [el.name for el in ply.elements]:
-        raise ValueError(f"{path}: PLY has no 'vertex' element")
+        raise ValueError(f"{path}: PLY has no 'vertex' element, so it holds no Gaussians")
     vertex = ply["vertex"]
     names = [p.name for p in vertex.properties]
     required = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2"] + _TAIL
     missing = [name for name in required if name not in names]
     if missing:
-        raise ValueError(f"{path}: not a 3D Gaussian PLY, missing vertex properties {missing}")
+        listed = ", ".join(repr(name) for name in missing)
+        kind = "a point cloud or mesh" if not any(n.startswith(("f_dc_", "scale_", "rot_")) for n in names) else "incomplete"
+        raise ValueError(f"{path}: not a 3D Gaussian splatting PLY ({kind}): missing vertex "
+                         f"propert{'y' if len(missing) == 1 else 'ies'} {listed}")
     rest_names = sorted((n for n in names if n.startswith("f_rest_")), key=lambda s: int(s.split("_")[-1]))
     if len(rest_names) % 3:
         raise ValueError(f"{path}: f_rest_* count {len(rest_names)} is not a multiple of 3")

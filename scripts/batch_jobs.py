@@ -93,7 +93,11 @@ def _job(entry: Any, index: int, base: Path, problems: List[str]) -> Union[Batch
     for path in values.get("meshes", ()):
         if not path.exists():
             problems.append(f"{where}: field 'meshes': {path} does not exist")
-    return BatchJob(name, RenderConfig(**values))
+    try:
+        return BatchJob(name, RenderConfig(**values))
+    except ValueError as exc:  # RenderConfig's own range checks
+        problems.append(f"{where}: {exc}")
+        return None
 
 
 def load_jobs(path: Union[str, Path]) -> List[BatchJob]:

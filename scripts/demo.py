@@ -6,13 +6,11 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-import tyro
-
-from trainers.config import TrainConfig
+from trainers.config import DefaultablePort, TrainConfig, check_port
 from trainers.data import DemoSceneConfig, generate_demo_scene
 from trainers.strategies import DefaultStrategy
 
-from ._cli import run_cli
+from ._cli import check_output_dir, parse_config, run_cli
 from .train import train
 
 
@@ -32,11 +30,21 @@ class DemoConfig:
     serve: bool = True
     """Serve the trained scene in the viewer afterwards (Ctrl-C stops)."""
     host: str = "127.0.0.1"
-    port: int = 8080
-    """0 picks a free port; the real one is printed."""
+    port: DefaultablePort = None
+    """Viewer port (must be free when given); 0 picks a free one. The real port is printed."""
+
+    def __post_init__(self) -> None:
+        check_port("port", self.port)
 
 
 def run_demo(config: DemoConfig):
+    # Output folders and an explicit port are checked before the scene is generated and trained.
+    check_output_dir(config.scene.output, "--scene.output")
+    check_output_dir(config.train.output_dir, "--train.output-dir")
+    if config.serve and config.port:
+        from viewer.server import check_port_free
+
+        check_port_free(config.host, config.port, "--port")
     print(f"[demo] generating the procedural demo scene in {config.scene.output}")
     data_dir = generate_demo_scene(config.scene)
     trainer = train(dataclasses.replace(config.train, data=data_dir))
@@ -53,8 +61,7 @@ def run_demo(config: DemoConfig):
 
 
 def entrypoint() -> None:
-    config = tyro.cli(DemoConfig)
-    run_cli(lambda: run_demo(config))
+    run_cli(lambda: run_demo(parse_config(DemoConfig)))
 
 
 if __name__ == "__main__":

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
 
-import tyro
-
 from scenes import load_scene
+from trainers.config import check_background, check_range
 
-from ._cli import run_cli
+from ._cli import check_output_file, parse_config, run_cli
 
 
 @dataclass
@@ -30,17 +29,23 @@ class EvalConfig:
     save_renders: int = 0
     """Save this many (render | ground truth) PNGs beside the JSON."""
 
+    def __post_init__(self) -> None:
+        check_range("downscale", self.downscale, 1)
+        check_range("save_renders", self.save_renders, 0)
+        check_background("background", self.background)
+
 
 def run_eval(config: EvalConfig) -> dict:
     from trainers.data import load_dataset
     from trainers.evaluation import evaluate
     from trainers.trainer import peak_memory_mb, write_json
 
+    output = config.output or config.scene.parent / "eval.json"
+    check_output_file(output, "--output")  # default eval.json beside the scene: that folder must be writable
     scene = load_scene(config.scene)
     data = load_dataset(config.data, downscale=config.downscale, background=config.background)
     views = data.test_views or data.train_views
     background = config.background if config.background is not None else data.background
-    output = config.output or config.scene.parent / "eval.json"
     render_dir = output.parent / f"{output.stem}_renders" if config.save_renders else None
     metrics = evaluate(scene, views, background, config.backend, render_dir, config.save_renders)
     metrics.update(split="test" if data.test_views else "train (no test views)", scene=str(config.scene), dataset=str(data.source))
@@ -59,8 +64,7 @@ def run_eval(config: EvalConfig) -> dict:
 
 
 def entrypoint() -> None:
-    config = tyro.cli(EvalConfig)
-    run_cli(lambda: run_eval(config))
+    run_cli(lambda: run_eval(parse_config(EvalConfig)))
 
 
 if __name__ == "__main__":

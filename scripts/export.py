@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import tyro
-
 from scenes import load_scene, save_scene
 
-from ._cli import run_cli
+from ._cli import parse_config, run_cli
 
 
 @dataclass
@@ -34,8 +32,7 @@ def export_scene(config: ExportConfig) -> Path:
 
 
 def entrypoint() -> None:
-    config = tyro.cli(ExportConfig)
-    run_cli(lambda: export_scene(config))
+    run_cli(lambda: export_scene(parse_config(ExportConfig)))
 
 
 if __name__ == "__main__":

@@ -234,11 +234,10 @@ def print_report(report: Dict[str, object]) -> None:
 
 
 def entrypoint() -> None:
-    from ._cli import run_cli
-
-    config = tyro.cli(RenderBatchConfig)
+    from ._cli import parse_config, run_cli
 
     def main() -> int:
+        config = parse_config(RenderBatchConfig)
         try:
             report = run_batch(config)
         except ImportError as exc:

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import List, Literal, Optional, Tuple
 
 import torch
-import tyro
 
 from render import Camera, render
 from render.camera_path import load_camera_path
@@ -15,7 +14,9 @@ from render.paths import orbit_cameras
 from render.writers import write_image, write_video
 from scenes import load_scene
 
-from ._cli import run_cli
+from trainers.config import check_background, check_range
+
+from ._cli import check_output_dir, parse_config, run_cli
 
 
 @dataclass
@@ -41,6 +42,12 @@ class RenderConfig:
     """Mesh files (GLB/GLTF/OBJ/PLY) composited with the splats, with shadows, at their own coordinates."""
     mesh_layout: Optional[Path] = None
     """Scene-edit JSON placing meshes and the light (see scenes.meshes.load_mesh_layout)."""
+
+    def __post_init__(self) -> None:
+        check_range("num_frames", self.num_frames, 1)
+        check_range("fps", self.fps, 1)
+        check_range("downscale", self.downscale, 1)
+        check_background("background", self.background)
 
 
 def render_view(scene, camera: Camera, background, backend: str = "auto") -> torch.Tensor:
@@ -81,6 +88,7 @@ def video_path(config: RenderConfig) -> Path:
 
 
 def render_scene(config: RenderConfig) -> int:
+    check_output_dir(config.output, "--output")
     if config.mode == "camera-path" and config.camera_path is None:
         raise ValueError("--mode camera-path needs --camera-path FILE.json")
     if config.mode != "camera-path" and config.data is None:
@@ -105,8 +113,7 @@ def render_scene(config: RenderConfig) -> int:
 
 
 def entrypoint() -> None:
-    config = tyro.cli(RenderConfig)
-    run_cli(lambda: render_scene(config))
+    run_cli(lambda: render_scene(parse_config(RenderConfig)))
 
 
 if __name__ == "__main__":

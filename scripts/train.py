@@ -6,14 +6,12 @@ import json
 import os
 import sys
 
-import tyro
-
 from trainers.config import TrainConfig
 from trainers.data import load_dataset
 from trainers.device import describe_device, resolve_device
 from trainers.trainer import Trainer
 
-from ._cli import run_cli
+from ._cli import check_output_dir, parse_config, run_cli
 
 
 def attach_viewer(trainer: Trainer):
@@ -24,7 +22,8 @@ def attach_viewer(trainer: Trainer):
     from viewer.training_control import TrainingControl
 
     cfg = trainer.config
-    server = ViewerServer(trainer.scene, host=cfg.viewer_host, port=cfg.viewer_port, background=tuple(trainer.background.tolist()))
+    server = ViewerServer(trainer.scene, host=cfg.viewer_host, port=cfg.viewer_port,
+                          background=tuple(trainer.background.tolist()), port_option="--viewer-port")
     control = TrainingControl(server)
     server.control = control
     trainer.step_guard = lambda: server.scene_lock
@@ -46,8 +45,15 @@ def attach_viewer(trainer: Trainer):
 
 def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
     """Load the data, train, print the metrics; with `config.viewer`, serve live and (if `keep_serving`) after."""
-    resolve_device(config.device)  # an unavailable --device fails before the dataset loads
-    data = load_dataset(config.data, downscale=config.downscale, background=config.background)
+    # Everything the user can get wrong outside the data fails before the dataset loads.
+    check_output_dir(config.output_dir, "--output-dir")
+    resolve_device(config.device)
+    if config.viewer and config.viewer_port:
+        from viewer.server import check_port_free
+
+        check_port_free(config.viewer_host, config.viewer_port, "--viewer-port")
+    options = {"skip_missing_frames": True} if config.skip_missing_frames else {}
+    data = load_dataset(config.data, downscale=config.downscale, background=config.background, **options)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
         for note in data.notes:
             print(f"[data] {note}")
@@ -85,9 +91,8 @@ def entrypoint() -> None:
     """sf-train; under torchrun (`torchrun --nproc-per-node N -m scripts.train --distributed ...`) one per rank."""
     from trainers.distributed import DistributedError
 
-    config = tyro.cli(TrainConfig)
     try:
-        run_cli(lambda: train(config))
+        run_cli(lambda: train(parse_config(TrainConfig)))
     except DistributedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Tuple
 
-import tyro
+from trainers.config import DefaultablePort, check_background, check_port, check_range
+
+from ._cli import parse_config, run_cli
 
 
 @dataclass
@@ -19,8 +21,8 @@ class ViewConfig:
     """Scene file: 3DGS .ply or a splatforge .pt checkpoint."""
     host: str = "127.0.0.1"
     """Address to bind (use 0.0.0.0 to serve other machines)."""
-    port: int = 8080
-    """Port to bind; 0 picks a free one (the real port is printed)."""
+    port: DefaultablePort = None
+    """Port to bind (must be free when given); 0 picks a free one. The real port is printed."""
     background: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Initial background colour, RGB in [0, 1]."""
     max_resolution: int = 1024
@@ -30,6 +32,11 @@ class ViewConfig:
     meshes: Tuple[Path, ...] = ()
     """Mesh files (GLB/GLTF/OBJ/PLY) to place in the scene at their own coordinates (Meshes panel)."""
 
+    def __post_init__(self) -> None:
+        check_port("port", self.port)
+        check_background("background", self.background)
+        check_range("max_resolution", self.max_resolution, 16)
+
 
 def main(config: ViewConfig) -> int:
     """Load the scene, serve it until Ctrl-C; returns the exit code."""
@@ -37,12 +44,6 @@ def main(config: ViewConfig) -> int:
 
     if not config.scene.exists():
         print(f"sf-view: error: scene file not found: {config.scene}", file=sys.stderr)
-        return 2
-    if not all(0.0 <= c <= 1.0 for c in config.background):
-        print(f"sf-view: error: background must be RGB in [0, 1], got {config.background}", file=sys.stderr)
-        return 2
-    if config.max_resolution < 16:
-        print(f"sf-view: error: max_resolution must be at least 16, got {config.max_resolution}", file=sys.stderr)
         return 2
     try:
         scene = load_scene(config.scene)
@@ -59,6 +60,7 @@ def main(config: ViewConfig) -> int:
         return 2
 
     from viewer import ViewerServer
+    from viewer.server import PortInUseError
 
     try:
         server = ViewerServer(
@@ -69,6 +71,9 @@ def main(config: ViewConfig) -> int:
             max_resolution=config.max_resolution,
             backend=config.backend,
         )
+    except PortInUseError as exc:
+        print(f"sf-view: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         print(f"sf-view: error: cannot start the server on {config.host}:{config.port}: {exc}", file=sys.stderr)
         return 2
@@ -87,7 +92,7 @@ def main(config: ViewConfig) -> int:
 
 
 def entrypoint() -> None:
-    sys.exit(main(tyro.cli(ViewConfig)))
+    sys.exit(run_cli(lambda: main(parse_config(ViewConfig))))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,12 @@ from typing_extensions import Annotated
 
 from .strategies import DefaultStrategy, FixedStrategy, MCMCStrategy
 
+# A port option whose default (None) means 8080, or the next free port if 8080 is busy; an explicit port must be
+# free, 0 picks any free one.
+DefaultablePort = Annotated[
+    Optional[int], tyro.conf.arg(metavar="INT", help_behavior_hint="(default: 8080, or the next free port if busy)")
+]
+
 StrategyConfig = Union[
     Annotated[DefaultStrategy, tyro.conf.subcommand("default")],
     Annotated[MCMCStrategy, tyro.conf.subcommand("mcmc")],
@@ -36,7 +42,10 @@ class TrainConfig:
     """Train a Gaussian scene on a posed image dataset."""
 
     data: Path = Path("outputs/demo_scene")
-    """Dataset folder (nerfstudio transforms.json or Blender transforms_*.json)."""
+    """Dataset folder, format auto-detected: nerfstudio transforms.json, Blender / D-NeRF transforms_*.json,
+    COLMAP (sparse/0 or sparse/ with cameras/images/points3D .bin or .txt), or LLFF poses_bounds.npy."""
+    skip_missing_frames: bool = False
+    """Skip frames whose images are missing, reporting how many; default: a missing image is a clear error."""
     output_dir: Path = Path("outputs/runs")
     """Each run writes into output_dir/<run_name>."""
     run_name: Optional[str] = None
@@ -106,4 +115,66 @@ class TrainConfig:
     viewer: bool = False
     """Serve the scene in the browser viewer while it trains (sf-train only)."""
     viewer_host: str = "127.0.0.1"
-    viewer_port: int = 8080
+    viewer_port: DefaultablePort = None
+    """Port of the --viewer (must be free when given); 0 picks a free one. The real port is printed."""
+
+    def __post_init__(self) -> None:
+        validate_train_config(self)
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_range(name: str, value, low=None, high=None, low_open: bool = False, high_open: bool = False) -> None:
+    """Raise ValueError naming the CLI option (`--max-steps must be > 0, got 0`) when `value` is out of range."""
+    if value is None:
+        return
+    if isinstance(value, float) and value != value:
+        raise ValueError(f"{_option(name)} must be a number, got nan")
+    if low is not None and (value <= low if low_open else value < low):
+        raise ValueError(f"{_option(name)} must be {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and (value >= high if high_open else value > high):
+        raise ValueError(f"{_option(name)} must be {'<' if high_open else '<='} {high}, got {value}")
+
+
+def check_background(name: str, background) -> None:
+    if background is not None and not all(0.0 <= float(c) <= 1.0 for c in background):
+        raise ValueError(f"{_option(name)} must be RGB values in [0, 1], got {tuple(background)}")
+
+
+def check_port(name: str, port) -> None:
+    check_range(name, port, 0, 65535)
+
+
+MAX_SH_DEGREE = 3  # cuda_rasterizer.constants.MAX_SH_DEGREE (config stays importable without the extension)
+
+
+def validate_train_config(cfg: "TrainConfig") -> None:
+    """Reject impossible numeric options when the config is built (at CLI parse time)."""
+    check_range("max_steps", cfg.max_steps, 0, low_open=True)
+    check_range("max_seconds", cfg.max_seconds, 0, low_open=True)
+    check_range("downscale", cfg.downscale, 1)
+    check_background("background", cfg.background)
+    check_range("sh_degree", cfg.sh_degree, 0, MAX_SH_DEGREE)
+    check_range("sh_degree_interval", cfg.sh_degree_interval, 0, low_open=True)
+    check_range("ssim_weight", cfg.ssim_weight, 0, 1)
+    check_range("depth_weight", cfg.depth_weight, 0)
+    for step in cfg.coarse_to_fine:
+        check_range("coarse_to_fine", step, 0, low_open=True)
+    if list(cfg.coarse_to_fine) != sorted(set(cfg.coarse_to_fine)):
+        raise ValueError(f"--coarse-to-fine steps must be increasing, got {' '.join(map(str, cfg.coarse_to_fine))}")
+    check_range("init_opacity", cfg.init_opacity, 0, 1, low_open=True, high_open=True)
+    check_range("init_random_points", cfg.init_random_points, 0, low_open=True)
+    check_range("init_random_extent", cfg.init_random_extent, 0, low_open=True)
+    check_range("max_init_points", cfg.max_init_points, 0, low_open=True)
+    for name in ("means", "means_final_ratio", "log_scales", "quats", "opacity_logits", "sh_dc", "sh_rest"):
+        check_range(f"lr.{name}", getattr(cfg.lr, name), 0)
+    check_range("eval_every", cfg.eval_every, 0)
+    for step in cfg.eval_steps:
+        check_range("eval_steps", step, 0, low_open=True)
+    for seconds in cfg.eval_at_seconds:
+        check_range("eval_at_seconds", seconds, 0, low_open=True)
+    check_range("checkpoint_every", cfg.checkpoint_every, 0)
+    check_range("num_test_renders", cfg.num_test_renders, 0)
+    check_port("viewer_port", cfg.viewer_port)

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 
-
-@lru_cache(maxsize=8)
-def _gaussian_window(size: int, sigma: float, channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Depthwise (channels, 1, size, size) Gaussian kernel on `device`, computed in float64 on the CPU (so every
-    device gets the same weights), cached per device."""
-    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] @ g[None, :]).to(dtype).expand(channels, 1, size, size).contiguous().to(device)
+from cuda_rasterizer.fused_loss import WINDOW_SIGMA, WINDOW_SIZE, photometric_terms, ssim_value
 
 
 def ssim(img: torch.Tensor, ref: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Mean SSIM with an 11x11 Gaussian window (sigma 1.5), zero-padded 'same' borders as 3DGS computes it."""
+    """Mean SSIM with an 11x11 Gaussian window (sigma 1.5), zero-padded 'same' borders as 3DGS computes it.
+
+    The standard window without autograd runs on the native kernel training uses (cuda_rasterizer.fused_loss), so
+    sf-eval and the training loss agree; other windows, or a graph that needs gradients, use PyTorch.
+    """
     if img.shape != ref.shape:
         raise ValueError(f"ssim: image shapes differ: {tuple(img.shape)} vs {tuple(ref.shape)}")
+    standard = window_size == WINDOW_SIZE and sigma == WINDOW_SIGMA
+    if standard and not (torch.is_grad_enabled() and img.requires_grad):
+        return ssim_value(img, ref)
     x = img.permute(2, 0, 1)
     y = ref.to(img.device).permute(2, 0, 1)
     c = x.shape[0]
@@ -37,19 +37,44 @@ def ssim(img: torch.Tensor, ref: torch.Tensor, window_size: int = 11, sigma: flo
     return ssim_map.mean()
 
 
+@lru_cache(maxsize=8)
+def _gaussian_window(size: int, sigma: float, channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Depthwise (channels, 1, size, size) Gaussian kernel on `device`, computed in float64 on the CPU."""
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] @ g[None, :]).to(dtype).expand(channels, 1, size, size).contiguous().to(device)
+
+
 def psnr(img: torch.Tensor, ref: torch.Tensor) -> float:
     """Peak signal-to-noise ratio in dB of `img` (clamped to [0, 1]) against `ref`, on `img`'s device."""
-    mse = F.mse_loss(img.detach().clamp(0, 1), ref.detach().to(img.device)).item()
-    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+    return psnr_from_mse(F.mse_loss(img.detach().clamp(0, 1), ref.detach().to(img.device)).item())
 
 
-def photometric_loss(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2) -> torch.Tensor:
-    """(1 - w) L1 + w (1 - SSIM), the 3DGS training loss (on `img`'s device; keep `ref` there to avoid copies)."""
+def photometric_loss(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2, native: bool = True) -> torch.Tensor:
+    """(1 - w) L1 + w (1 - SSIM), the 3DGS training loss (on `img`'s device; keep `ref` there to avoid copies).
+
+    One fused native call computes the loss and its gradient (cuda_rasterizer.fused_loss); `native=False` builds
+    the PyTorch graph instead (same value within float32 round-off).
+    """
+    return photometric_loss_and_mse(img, ref, ssim_weight, native)[0]
+
+
+def photometric_loss_and_mse(
+    img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2, native: bool = True
+) -> Tuple[torch.Tensor, float]:
+    """(photometric_loss, mean squared error of `img` clamped to [0, 1] as a float): training logs PSNR from the
+    same pass that computes the loss."""
     ref = ref.to(img.device)
-    l1 = (img - ref).abs().mean()
     if ssim_weight == 0:
-        return l1
-    return (1 - ssim_weight) * l1 + ssim_weight * (1 - ssim(img, ref))
+        return (img - ref).abs().mean(), float(F.mse_loss(img.detach().clamp(0, 1), ref))
+    loss, _, mse = photometric_terms(img, ref, ssim_weight, native=native)
+    return loss, float(mse)
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB for images in [0, 1] from their mean squared error."""
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
 
 
 def depth_l1(rendered_depth: torch.Tensor, rendered_alpha: torch.Tensor, target_depth: torch.Tensor) -> torch.Tensor:

@@ -28,8 +28,9 @@ from .distributed import StatisticsSync, device_for_rank, init_distributed, scal
 from .device import describe_device, optimizer_state_to_params, peak_gpu_memory_mb, resolve_device, tensors_to
 from .evaluation import evaluate
 from .initialise import initial_scene
-from .losses import depth_l1, photometric_loss, psnr
+from .losses import depth_l1, photometric_loss_and_mse, psnr_from_mse
 from .optim import make_optimizers, means_lr_at
+from .stage_timer import StageTimer
 from .resolution import check_schedule, downsample_depth, downsample_view, resolution_factor
 
 StepCallback = Callable[["Trainer", int, Dict[str, float]], None]
@@ -68,6 +69,7 @@ class Trainer:
         self.config = config
         self.data = data
         self.device = resolve_device(config.device)
+        self.stages = StageTimer(enabled=False, device=self.device)  # per-stage timing for benchmarks (off: free)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # the CUDA rasterizer launches on the current device
         torch.manual_seed(config.seed)
@@ -178,7 +180,7 @@ class Trainer:
         return picked
 
     def _view_loss(self, index: int, random_background: Optional[torch.Tensor], factor: int):
-        """Render training view `index`; returns (loss, image, target, render output, camera)."""
+        """Render training view `index`; returns (loss, MSE, render output, camera)."""
         cfg = self.config
         view = self._train_view(index)
         background, target = self.background, view.image
@@ -186,24 +188,29 @@ class Trainer:
             background = random_background
             target = view.on_background(self.background, background)
         camera, target, mask = downsample_view(view.camera, target, view.mask, factor)
-        out = render(self.scene, camera, background=background, backend=cfg.backend)
+        stage = self.stages
+        with stage("render"):
+            out = render(self.scene, camera, background=background, backend=cfg.backend)
         self.strategy.pre_backward(out.meta)
-        image = out.rgb
-        if mask is not None:
-            image = torch.where(mask, image, target)
-        loss = photometric_loss(image, target, cfg.ssim_weight) + self.strategy.regularisation(self.scene)
-        if cfg.depth_weight > 0 and view.depth is not None:
-            depth_target = self._depth_target(index, factor)
-            if mask is not None:  # masked-out pixels carry no supervision, depth included
-                depth_target = torch.where(mask, depth_target, torch.zeros_like(depth_target))
-            loss = loss + cfg.depth_weight * depth_l1(out.depth, out.alpha, depth_target)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {self.step} (view {view.name})")
-        return loss, image, target, out, camera
+        with stage("loss"):
+            image = out.rgb
+            if mask is not None:
+                image = torch.where(mask, image, target)
+            loss, mse = photometric_loss_and_mse(image, target, cfg.ssim_weight)
+            loss = loss + self.strategy.regularisation(self.scene)
+            if cfg.depth_weight > 0 and view.depth is not None:
+                depth_target = self._depth_target(index, factor)
+                if mask is not None:  # masked-out pixels carry no supervision, depth included
+                    depth_target = torch.where(mask, depth_target, torch.zeros_like(depth_target))
+                loss = loss + cfg.depth_weight * depth_l1(out.depth, out.alpha, depth_target)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {self.step} (view {view.name})")
+        return loss, mse, out, camera
 
     def train_step(self) -> Dict[str, float]:
         """One optimisation step on `batch_size` random training views per rank (losses averaged)."""
         cfg = self.config
+        stage = self.stages
         self.scene.active_sh_degree = min(self.scene.sh_degree, self.step // max(cfg.sh_degree_interval, 1))
         for group in self.optimizers["means"].param_groups:
             group["lr"] = means_lr_at(self.step, cfg.max_steps, cfg.lr.means * self.scene_scale, cfg.lr.means_final_ratio)
@@ -215,30 +222,33 @@ class Trainer:
         batch = len(views)
         results = []
         for index, background in views:
-            view_loss, image, target, out, camera = self._view_loss(index, background, factor)
-            (view_loss if batch == 1 else view_loss / batch).backward()
-            results.append((view_loss.detach(), image.detach(), target, out, camera))
+            view_loss, mse, out, camera = self._view_loss(index, background, factor)
+            with stage("backward"):
+                (view_loss if batch == 1 else view_loss / batch).backward()
+            results.append((view_loss.detach(), mse, out, camera))
         loss = results[0][0] if batch == 1 else torch.stack([r[0] for r in results]).mean()
-        self._stats_sync.before(self.strategy)
-        for _, _, _, out, camera in results:
-            means2d = out.meta.get("means2d")
-            if batch > 1 and means2d is not None and means2d.grad is not None:
-                means2d.grad.mul_(batch)  # each view's own screen gradient, not its 1/batch share of the mean
-            self.strategy.post_backward(self.scene, self.optimizers, out.meta, self.step, (camera.width, camera.height))
-        self._stats_sync.after(self.strategy, self.step)
-        self.dist.average_gradients(list(self.scene.params.values()), self.step)
-        for opt in self.optimizers.values():
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        with stage("strategy"):
+            self._stats_sync.before(self.strategy)
+            for _, _, out, camera in results:
+                means2d = out.meta.get("means2d")
+                if batch > 1 and means2d is not None and means2d.grad is not None:
+                    means2d.grad.mul_(batch)  # each view's own screen gradient, not its 1/batch share of the mean
+                self.strategy.post_backward(self.scene, self.optimizers, out.meta, self.step, (camera.width, camera.height))
+            self._stats_sync.after(self.strategy, self.step)
+        if self.dist.enabled:
+            with stage("all-reduce"):
+                self.dist.average_gradients(list(self.scene.params.values()), self.step)
+        with stage("optimiser"):
+            for opt in self.optimizers.values():
+                opt.step()
+                opt.zero_grad(set_to_none=True)
         self.step += 1
-        changes = self.strategy.post_step(self.scene, self.optimizers, self.step)
-        self._check_parameters()
-        stats = {
-            "loss": loss.item(),
-            "psnr": float(np.mean([psnr(image, target) for _, image, target, _, _ in results])),
-            "num_gaussians": float(len(self.scene)),
-            **changes,
-        }
+        with stage("strategy"):
+            changes = self.strategy.post_step(self.scene, self.optimizers, self.step)
+        with stage("checks"):
+            self._check_parameters()
+        psnr_value = float(np.mean([psnr_from_mse(mse) for _, mse, _, _ in results]))
+        stats = {"loss": loss.item(), "psnr": psnr_value, "num_gaussians": float(len(self.scene)), **changes}
         if factor > 1:
             stats["resolution_factor"] = float(factor)
         return stats

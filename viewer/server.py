@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import socket
 import threading
 import time
 from typing import Callable, Deque, Dict, Optional, Sequence
@@ -18,6 +19,41 @@ from .frames import VISER_MAX_DEPTH, FrameRecord
 from .gui import ClientGui, ViewSettings
 
 log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 8080
+
+
+class PortInUseError(OSError, ValueError):
+    """An explicitly requested port is taken (an OSError for callers that catch those, a ValueError for run_cli)."""
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether a listening TCP socket can bind host:port now (SO_REUSEADDR, as asyncio's servers use)."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return True  # an unresolvable host fails in the server itself, with its own message
+    for family, kind, proto, _name, address in infos:
+        try:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(address)
+        except OSError:
+            return False
+    return True
+
+
+def check_port_free(host: str, port: int, option: str = "--port") -> None:
+    """Raise PortInUseError (naming `option`) if an explicitly requested port is taken; 0 means any port."""
+    if port and not port_is_free(host, port):
+        raise _port_busy(host, port, option)
+
+
+def _port_busy(host: str, port: int, option: str) -> PortInUseError:
+    return PortInUseError(
+        f"{option} {port}: port {port} on {host} is already in use (another viewer or program?); "
+        f"stop that program, pick another port, or pass {option} 0 for any free port"
+    )
 
 
 class ViewerServer:
@@ -35,7 +71,7 @@ class ViewerServer:
         self,
         scene,
         host: str = "127.0.0.1",
-        port: int = 8080,
+        port: Optional[int] = None,
         background: Sequence[float] = (0.0, 0.0, 0.0),
         max_resolution: int = 1024,
         backend: str = "auto",
@@ -44,7 +80,10 @@ class ViewerServer:
         history: int = 64,
         verbose: bool = True,
         label: str = "splatforge",
+        port_option: str = "--port",
     ):
+        """`port`: None binds DEFAULT_PORT, or the next free port when it is busy (printed); 0 binds any free
+        port; any other port must be free, else PortInUseError (named after the CLI option `port_option`)."""
         self.scene_lock = threading.RLock()
         self._scene = scene
         self.backend = backend
@@ -63,7 +102,17 @@ class ViewerServer:
         self._frame_event = threading.Condition(self._lock)
         self._warn_if_large(scene)
 
-        self.viser = viser.ViserServer(host=host, port=port, label=label, verbose=False)
+        explicit = port is not None and int(port) != 0
+        requested = DEFAULT_PORT if port is None else int(port)
+        if explicit and not port_is_free(host, requested):
+            raise _port_busy(host, requested, port_option)
+        self.viser = viser.ViserServer(host=host, port=requested, label=label, verbose=False)
+        bound = self.viser.get_port()
+        if explicit and bound != requested:  # taken between the check and viser's bind: viser moved on
+            self.viser.stop()
+            raise _port_busy(host, requested, port_option)
+        if port is None and bound != requested:
+            print(f"port {requested} is busy; the viewer uses port {bound} instead ({port_option} N to choose)", flush=True)
         self.viser.gui.configure_theme(show_share_button=False)
         self._frame_initial_camera(scene)
         self.viser.on_client_connect(self._on_connect)
@@ -78,7 +127,7 @@ class ViewerServer:
 
     @property
     def port(self) -> int:
-        """The port actually bound (differs from the requested one for port=0 or a busy port)."""
+        """The port actually bound (differs from the requested one for port=0, or a busy default port)."""
         return self.viser.get_port()
 
     @property

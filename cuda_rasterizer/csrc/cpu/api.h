@@ -44,4 +44,11 @@ void raster_bwd(const BinsHandle* bins, const T* means2d, const T* conics, const
                 const T* v_alphas_px, const T* v_depths_px, T* v_means2d, T* v_conics, T* v_colors, T* v_opacities,
                 T* v_depths, T* absgrad);
 
+// Fused (1 - w) L1 + w (1 - SSIM) of (H, W, C) images x against y (fused_loss.cpp). Writes stats = the means of
+// |x - y|, of SSIM and of (clamp(x, 0, 1) - y)^2 (for PSNR), and with a non-null `grad` the gradient of the loss
+// with respect to x.
+template <typename T>
+void l1_ssim(const T* x, const T* y, int height, int width, int channels, T* grad, double* stats, double ssim_weight,
+             int nthreads);
+
 }  // namespace sf_cpu

@@ -169,6 +169,23 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor means2d, Tenso
 
 }  // namespace
 
+// Fused L1 + D-SSIM: returns {float64 [mean |x - y|, mean SSIM, mean (clamp(x, 0, 1) - y)^2], gradient of the loss
+// w.r.t. img (empty when want_grad is false)}.
+std::vector<Tensor> l1_ssim(Tensor img, Tensor ref, double ssim_weight, bool want_grad, int64_t nthreads) {
+  TORCH_CHECK(img.dim() == 3 && img.sizes() == ref.sizes(), "l1_ssim: img and ref must be (H, W, C) of one shape, got ",
+              img.sizes(), " and ", ref.sizes());
+  TORCH_CHECK(img.scalar_type() == ref.scalar_type(), "l1_ssim: img and ref dtypes differ");
+  img = c(img); ref = c(ref);
+  auto stats = torch::empty({3}, img.options().dtype(torch::kFloat64));
+  auto grad = want_grad ? torch::empty_like(img) : torch::empty({0}, img.options());
+  AT_DISPATCH_FLOATING_TYPES(img.scalar_type(), "l1_ssim", [&] {
+    sf_cpu::l1_ssim<scalar_t>(img.data_ptr<scalar_t>(), ref.data_ptr<scalar_t>(), int(img.size(0)), int(img.size(1)),
+                              int(img.size(2)), want_grad ? grad.data_ptr<scalar_t>() : nullptr,
+                              stats.data_ptr<double>(), ssim_weight, int(nthreads));
+  });
+  return {stats, grad};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   py::class_<Bins, std::shared_ptr<Bins>>(m, "TileBins").def_property_readonly("intersections", &Bins::intersections);
   m.def("covar_fwd", &covar_fwd);
@@ -179,4 +196,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sh_bwd", &sh_bwd);
   m.def("raster_fwd", &raster_fwd);
   m.def("raster_bwd", &raster_bwd);
+  m.def("l1_ssim", &l1_ssim);
 }

@@ -4,9 +4,12 @@
 // and returned to the OS on free, so every call pays a page fault per 4 KiB page plus the kernel's zeroing (measured
 // here: 26 ms for 56 MB in this VM, ~12% of a 1M-primitive forward). Blocks of at least kMinPooledBytes released by
 // PoolAllocator are kept (up to kMaxCachedBytes in all) and handed to the next request of a similar size.
+// A block that no request has taken for kMaxIdleAcquires pooled requests is freed: as densification grows the
+// scene, the buffers of earlier sizes no longer fit any request and would otherwise sit idle up to the cap.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
 #include <new>
@@ -17,7 +20,8 @@ namespace sf_cpu {
 class BufferPool {
  public:
   static constexpr size_t kMinPooledBytes = size_t(1) << 20;  // smaller blocks: plain malloc (its bins recycle them)
-  static constexpr size_t kMaxCachedBytes = size_t(1) << 30;  // idle memory kept for reuse, at most
+  static constexpr size_t kMaxCachedBytes = size_t(1) << 29;  // idle memory kept for reuse, at most
+  static constexpr uint64_t kMaxIdleAcquires = 64;             // a few training steps' worth of requests
 
   static BufferPool& instance() {
     static BufferPool* pool = new BufferPool();  // never destroyed: blocks may be released during interpreter exit
@@ -28,6 +32,8 @@ class BufferPool {
   void* acquire(size_t bytes) {
     if (bytes >= kMinPooledBytes) {
       std::lock_guard<std::mutex> lock(mutex_);
+      ++acquires_;
+      evict_idle();
       size_t best = blocks_.size();
       for (size_t i = 0; i < blocks_.size(); ++i)
         if (blocks_[i].bytes >= bytes && blocks_[i].bytes <= 2 * bytes &&
@@ -55,7 +61,7 @@ class BufferPool {
         blocks_.erase(blocks_.begin());
       }
       if (cached_ + bytes <= kMaxCachedBytes) {
-        blocks_.push_back({ptr, bytes});
+        blocks_.push_back({ptr, bytes, acquires_});
         cached_ += bytes;
         return;
       }
@@ -67,11 +73,24 @@ class BufferPool {
   struct Block {
     void* ptr;
     size_t bytes;
+    uint64_t released_at;  // value of acquires_ when it was released
   };
+  void evict_idle() {
+    for (size_t i = 0; i < blocks_.size();) {
+      if (acquires_ - blocks_[i].released_at > kMaxIdleAcquires) {
+        std::free(blocks_[i].ptr);
+        cached_ -= blocks_[i].bytes;
+        blocks_.erase(blocks_.begin() + long(i));
+      } else {
+        ++i;
+      }
+    }
+  }
   static size_t round_up(size_t bytes) { return (bytes + 63) / 64 * 64; }
   std::mutex mutex_;
   std::vector<Block> blocks_;
   size_t cached_ = 0;
+  uint64_t acquires_ = 0;
 };
 
 // std::allocator replacement that draws large blocks from BufferPool. A block is released under the size that was

@@ -47,4 +47,11 @@ void render_bwd(const int32_t* tile_ranges, const int32_t* ids, const float* mea
                 const float* v_depths_px, float* v_means2d, float* v_conics, float* v_colors, float* v_opacities,
                 float* v_depths, float* absgrad, cudaStream_t s);
 
+// Fused (1 - w) L1 + w (1 - SSIM) of (H, W, C) float32 images (fused_loss.cu): stats = [mean |x - y|, mean SSIM,
+// mean (clamp(x, 0, 1) - y)^2] (device, float64); `grad` (nullable) receives d loss / d x. Scratch sizes come from the two helpers below.
+int64_t l1_ssim_scratch_floats(int height, int width, int channels);
+int64_t l1_ssim_block_count(int height, int width, int channels);
+void l1_ssim(const float* x, const float* y, int height, int width, int channels, float* grad, double* stats,
+             double ssim_weight, float* scratch, double* block_sums, cudaStream_t s);
+
 }  // namespace sf_cuda

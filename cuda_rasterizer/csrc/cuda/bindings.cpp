@@ -177,6 +177,24 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor m2d, Tensor co
 
 }  // namespace
 
+// Fused L1 + D-SSIM: {float64 [mean |x - y|, mean SSIM, mean (clamp(x, 0, 1) - y)^2] on the GPU, gradient w.r.t.
+// img (empty unless want_grad)}.
+std::vector<Tensor> l1_ssim(Tensor img, Tensor ref, double ssim_weight, bool want_grad) {
+  const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(img));
+  TORCH_CHECK(img.dim() == 3 && img.sizes() == ref.sizes(), "l1_ssim: img and ref must be (H, W, C) of one shape, got ",
+              img.sizes(), " and ", ref.sizes());
+  img = c(img); ref = c(ref);
+  const int h = int(img.size(0)), w = int(img.size(1)), ch = int(img.size(2));
+  auto scratch = torch::empty({sf_cuda::l1_ssim_scratch_floats(h, w, ch)}, img.options());
+  auto block_sums = torch::empty({3 * sf_cuda::l1_ssim_block_count(h, w, ch)}, img.options().dtype(torch::kFloat64));
+  auto stats = torch::empty({3}, img.options().dtype(torch::kFloat64));
+  auto grad = want_grad ? torch::empty_like(img) : torch::empty({0}, img.options());
+  sf_cuda::l1_ssim(p<float>(img), p<float>(ref), h, w, ch, want_grad ? p<float>(grad) : nullptr,
+                   stats.data_ptr<double>(), ssim_weight, p<float>(scratch), block_sums.data_ptr<double>(), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {stats, grad};
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   py::class_<Bins, std::shared_ptr<Bins>>(m, "TileBins").def_property_readonly("intersections", &Bins::intersections);
   m.def("covar_fwd", &covar_fwd);
@@ -187,4 +205,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("sh_bwd", &sh_bwd);
   m.def("raster_fwd", &raster_fwd);
   m.def("raster_bwd", &raster_bwd);
+  m.def("l1_ssim", &l1_ssim);
 }

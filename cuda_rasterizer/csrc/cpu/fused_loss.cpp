@@ -1,0 +1,166 @@
+// Fused L1 + D-SSIM loss on the CPU: separable 11-tap Gaussian blurs over interleaved (H, W, C) rows, OpenMP over
+// rows, the gradient computed in the same call (training always back-propagates the loss). Math: ../ssim_math.h.
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "../ssim_math.h"
+#include "api.h"
+#include "buffer_pool.h"
+
+namespace sf_cpu {
+namespace {
+
+using sf_ssim::kRadius;
+using sf_ssim::kTaps;
+
+// Copy `count` interleaved rows into zero-padded scratch rows: pad[k] has kRadius*C zeros on each side.
+template <typename T> void pad_row(const T* src, int row_len, int pad, T* dst) {
+  std::fill(dst, dst + pad, T(0));
+  std::copy(src, src + row_len, dst + pad);
+  std::fill(dst + pad + row_len, dst + 2 * pad + row_len, T(0));
+}
+
+// Horizontal pass of the five statistics of (x, y): out[k] rows (k = x, y, xx, yy, xy), length R each.
+template <typename T>
+void horizontal_stats(const T* x, const T* y, int height, int row_len, int channels, const T* w, T* out,
+                      int nthreads) {
+  const int pad = kRadius * channels;
+  const size_t plane = size_t(height) * row_len;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> px(row_len + 2 * pad), py(row_len + 2 * pad);
+#pragma omp for schedule(static)
+    for (int r = 0; r < height; ++r) {
+      pad_row(x + size_t(r) * row_len, row_len, pad, px.data());
+      pad_row(y + size_t(r) * row_len, row_len, pad, py.data());
+      const T* a = px.data();
+      const T* b = py.data();
+      T* o = out + size_t(r) * row_len;
+#pragma omp simd
+      for (int j = 0; j < row_len; ++j) {
+        T sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0;
+        for (int t = 0; t < kTaps; ++t) {
+          const T xa = a[j + t * channels], yb = b[j + t * channels], wt = w[t];
+          sx += wt * xa; sy += wt * yb; sxx += wt * xa * xa; syy += wt * yb * yb; sxy += wt * xa * yb;
+        }
+        o[j] = sx; o[plane + j] = sy; o[2 * plane + j] = sxx; o[3 * plane + j] = syy; o[4 * plane + j] = sxy;
+      }
+    }
+  }
+}
+
+// Horizontal pass of `maps` planes (each H x R) into out.
+template <typename T>
+void horizontal_maps(const T* in, int maps, int height, int row_len, int channels, const T* w, T* out, int nthreads) {
+  const int pad = kRadius * channels;
+  const size_t plane = size_t(height) * row_len;
+#pragma omp parallel num_threads(nthreads)
+  {
+    std::vector<T> p(row_len + 2 * pad);
+#pragma omp for schedule(static) collapse(2)
+    for (int m = 0; m < maps; ++m) {
+      for (int r = 0; r < height; ++r) {
+        pad_row(in + m * plane + size_t(r) * row_len, row_len, pad, p.data());
+        const T* a = p.data();
+        T* o = out + m * plane + size_t(r) * row_len;
+#pragma omp simd
+        for (int j = 0; j < row_len; ++j) {
+          T s = 0;
+          for (int t = 0; t < kTaps; ++t) s += w[t] * a[j + t * channels];
+          o[j] = s;
+        }
+      }
+    }
+  }
+}
+
+// Rows of the vertical window that exist for output row r (zero padding): taps [lo, hi).
+inline void vertical_taps(int r, int height, int& lo, int& hi) {
+  lo = std::max(0, kRadius - r);
+  hi = std::min(kTaps, height - r + kRadius);
+}
+
+}  // namespace
+
+template <typename T>
+void l1_ssim(const T* x, const T* y, int height, int width, int channels, T* grad, double* stats,
+             double ssim_weight, int nthreads) {
+  double wd[kTaps];
+  sf_ssim::window(wd);
+  T w[kTaps];
+  for (int t = 0; t < kTaps; ++t) w[t] = T(wd[t]);
+  const int row_len = width * channels;
+  const size_t plane = size_t(height) * row_len;
+  const bool want_grad = grad != nullptr;
+  PooledVector<T> hb(5 * plane);
+  PooledVector<T> partials(want_grad ? 3 * plane : 0);
+  std::vector<double> row_ssim(height), row_l1(height), row_sq(height);
+
+  horizontal_stats(x, y, height, row_len, channels, w, hb.data(), nthreads);
+  const T* h = hb.data();
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int r = 0; r < height; ++r) {
+    int lo, hi;
+    vertical_taps(r, height, lo, hi);
+    const T* xr = x + size_t(r) * row_len;
+    const T* yr = y + size_t(r) * row_len;
+    T* d_mu = want_grad ? partials.data() + size_t(r) * row_len : nullptr;
+    T* d_sxx = want_grad ? d_mu + plane : nullptr;
+    T* d_sxy = want_grad ? d_mu + 2 * plane : nullptr;
+    T sum_s = 0, sum_l1 = 0, sum_sq = 0;
+#pragma omp simd reduction(+ : sum_s, sum_l1, sum_sq)
+    for (int j = 0; j < row_len; ++j) {
+      T m[5] = {0, 0, 0, 0, 0};
+      for (int t = lo; t < hi; ++t) {
+        const size_t at = size_t(r + t - kRadius) * row_len + j;
+        for (int k = 0; k < 5; ++k) m[k] += w[t] * h[k * plane + at];
+      }
+      T dm, dxx, dxy;
+      const T s = sf_ssim::pixel(m[0], m[1], m[2], m[3], m[4], &dm, &dxx, &dxy);
+      if (want_grad) { d_mu[j] = dm; d_sxx[j] = dxx; d_sxy[j] = dxy; }
+      sum_s += s;
+      const T diff = xr[j] - yr[j];
+      sum_l1 += diff < T(0) ? -diff : diff;
+      const T shown = std::min(std::max(xr[j], T(0)), T(1)) - yr[j];  // PSNR's error: the image as displayed
+      sum_sq += shown * shown;
+    }
+    row_ssim[r] = double(sum_s);
+    row_l1[r] = double(sum_l1);
+    row_sq[r] = double(sum_sq);
+  }
+  double total_s = 0.0, total_l1 = 0.0, total_sq = 0.0;  // fixed order: identical for any thread count
+  for (int r = 0; r < height; ++r) { total_s += row_ssim[r]; total_l1 += row_l1[r]; total_sq += row_sq[r]; }
+  const double count = double(plane);
+  stats[0] = total_l1 / count;
+  stats[1] = total_s / count;
+  stats[2] = total_sq / count;
+  if (!want_grad) return;
+
+  // dL/dx = (1-w)/N sign(x-y) + g [B(dS/dmu) + 2 x B(dS/dsxx) + y B(dS/dsxy)], g = -w/N.
+  horizontal_maps(partials.data(), 3, height, row_len, channels, w, hb.data(), nthreads);
+  const T g_ssim = T(-ssim_weight / count), g_l1 = T((1.0 - ssim_weight) / count);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int r = 0; r < height; ++r) {
+    int lo, hi;
+    vertical_taps(r, height, lo, hi);
+    const T* xr = x + size_t(r) * row_len;
+    const T* yr = y + size_t(r) * row_len;
+    T* gr = grad + size_t(r) * row_len;
+#pragma omp simd
+    for (int j = 0; j < row_len; ++j) {
+      T b0 = 0, b1 = 0, b2 = 0;
+      for (int t = lo; t < hi; ++t) {
+        const size_t at = size_t(r + t - kRadius) * row_len + j;
+        b0 += w[t] * h[at]; b1 += w[t] * h[plane + at]; b2 += w[t] * h[2 * plane + at];
+      }
+      gr[j] = g_l1 * sf_ssim::l1_sign(xr[j], yr[j]) + g_ssim * (b0 + T(2) * xr[j] * b1 + yr[j] * b2);
+    }
+  }
+}
+
+template void l1_ssim<float>(const float*, const float*, int, int, int, float*, double*, double, int);
+template void l1_ssim<double>(const double*, const double*, int, int, int, double*, double*, double, int);
+
+}  // namespace sf_cpu

@@ -1,0 +1,131 @@
+"""Training-step benchmark: steps per second on fixed workloads, with a per-stage breakdown and peak memory.
+
+Run: python scripts/bench_training.py [--workloads fern lego400 lego200-default] [--out bench_training.json]
+Workloads (the datasets come from ../shared/data; a missing one is reported and skipped):
+- fern: LLFF fern images_8 (504x378), its SfM points as the initial Gaussians, no densification, full resolution.
+- lego400: NeRF-synthetic lego at 400x400, 100k random initial Gaussians (seeded), no densification.
+- lego200-default: lego at 200x200 with the default 3DGS densification, `--default-steps` steps from the start.
+Each workload prints steps/s, mean ms per stage (render forward, loss, backward, strategy, optimiser, checks) and the
+peak RSS reached in each stage, and the host-speed probe is taken at the start and end (this VM's speed drifts).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+import torch
+import tyro
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from render import prepare_renderer  # noqa: E402
+from scripts.bench_rasterizer import host_speed_gflops  # noqa: E402
+from trainers.config import TrainConfig  # noqa: E402
+from trainers.data import load_dataset  # noqa: E402
+from trainers.stage_timer import StageTimer  # noqa: E402
+from trainers.strategies import DefaultStrategy, FixedStrategy  # noqa: E402
+from trainers.trainer import Trainer, peak_memory_mb  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@dataclass
+class BenchTrainingConfig:
+    workloads: Tuple[str, ...] = ("fern", "lego400", "lego200-default")
+    data_root: Path = SHARED
+    """Folder holding llff_fern and nerf_synthetic_lego_400."""
+    threads: int = 2
+    warmup_steps: int = 20
+    timed_steps: int = 60
+    default_steps: int = 500
+    """Steps of the lego200-default workload (timed from the first step: densification changes the cost)."""
+    device: str = "cpu"
+    out: Optional[Path] = None
+    """Also write the results as JSON here."""
+
+
+def _workload(name: str, cfg: BenchTrainingConfig, out_dir: Path):
+    """(dataset, TrainConfig, steps to time, warm-up steps) of a named workload."""
+    common = dict(output_dir=out_dir, run_name=name, progress=False, video=False, device=cfg.device)
+    if name == "fern":
+        data = load_dataset(cfg.data_root / "llff_fern", downscale=8)
+        train = TrainConfig(data=cfg.data_root / "llff_fern", downscale=8, strategy=FixedStrategy(),
+                            max_steps=10**6, **common)
+        return data, train, cfg.timed_steps, cfg.warmup_steps
+    if name == "lego400":
+        data = load_dataset(cfg.data_root / "nerf_synthetic_lego_400")
+        train = TrainConfig(data=cfg.data_root / "nerf_synthetic_lego_400", strategy=FixedStrategy(),
+                            init_random_points=100_000, max_steps=10**6, **common)
+        return data, train, cfg.timed_steps, cfg.warmup_steps
+    if name == "lego200-default":
+        data = load_dataset(cfg.data_root / "nerf_synthetic_lego_400", downscale=2)
+        train = TrainConfig(data=cfg.data_root / "nerf_synthetic_lego_400", downscale=2, strategy=DefaultStrategy(),
+                            max_steps=cfg.default_steps, **common)
+        return data, train, cfg.default_steps, 0
+    raise ValueError(f"unknown workload {name!r}; choose from fern, lego400, lego200-default")
+
+
+def run_workload(name: str, cfg: BenchTrainingConfig, out_dir: Path) -> Dict[str, object]:
+    data, train_cfg, steps, warmup = _workload(name, cfg, out_dir)
+    trainer = Trainer(train_cfg, data)
+    prepare_renderer(train_cfg.backend, trainer.device)
+    for _ in range(warmup):
+        trainer.train_step()
+    trainer.stages = StageTimer(enabled=True, device=trainer.device, memory=True)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    seconds = time.perf_counter() - start
+    stages = trainer.stages.summary_ms()
+    return {
+        "workload": name,
+        "image_size": [data.train_views[0].camera.width, data.train_views[0].camera.height],
+        "gaussians_start_end": [None if warmup == 0 else len(trainer.scene), len(trainer.scene)],
+        "steps": steps,
+        "seconds_per_step": seconds / steps,
+        "steps_per_second": steps / seconds,
+        "stage_ms": {k: round(v, 3) for k, v in stages.items()},
+        "stage_ms_sum": round(sum(stages.values()), 3),
+        "stage_peak_rss_mb": {k: round(v, 1) for k, v in trainer.stages.peak_mb.items()},
+        "process_peak_rss_mb": round(peak_memory_mb(), 1),
+    }
+
+
+def main(cfg: BenchTrainingConfig) -> Dict[str, object]:
+    import tempfile
+
+    torch.set_num_threads(cfg.threads)
+    results: Dict[str, object] = {
+        "machine": {"cores": os.cpu_count(), "threads": cfg.threads, "torch": torch.__version__,
+                    "loadavg_at_start": os.getloadavg(), "host_gflops_at_start": host_speed_gflops()},
+        "workloads": {},
+    }
+    with tempfile.TemporaryDirectory(prefix="sf-bench-training-") as tmp:
+        for name in cfg.workloads:
+            try:
+                result = run_workload(name, cfg, Path(tmp))
+            except FileNotFoundError as exc:
+                print(f"{name}: skipped ({exc})", flush=True)
+                continue
+            results["workloads"][name] = result
+            print(json.dumps(result), flush=True)
+    results["machine"]["loadavg_at_end"] = os.getloadavg()
+    results["machine"]["host_gflops_at_end"] = host_speed_gflops()
+    print("host speed (1-thread matmul GFLOP/s): start %.1f, end %.1f"
+          % (results["machine"]["host_gflops_at_start"], results["machine"]["host_gflops_at_end"]), flush=True)
+    if cfg.out:
+        from scenes.atomic import atomic_path
+
+        with atomic_path(cfg.out) as tmp_path:
+            tmp_path.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main(tyro.cli(BenchTrainingConfig))
