@@ -27,11 +27,13 @@ import tyro
 @dataclass
 class BenchDistributedConfig:
     data: Optional[Path] = None
-    """Dataset folder (default: generate a small demo scene, 96x72, 24 views, 3000 points)."""
+    """Dataset folder (default: generate a demo scene of width x height, 24 views, init_points points)."""
     steps: int = 120
     """Steps of the 1-view run; batched runs do steps / N (the same number of views)."""
     procs: int = 2
     init_points: int = 3000
+    width: int = 96
+    height: int = 72
     allreduce_gaussians: int = 1_000_000
     """Also time a gloo all-reduce of this many Gaussians' gradients (59 float32 each, SH degree 3); 0 skips it."""
 
@@ -115,7 +117,7 @@ def main(config: BenchDistributedConfig) -> List[Dict[str, object]]:
     before = host_probe()
     with tempfile.TemporaryDirectory() as tmp:
         data = config.data or generate_demo_scene(
-            DemoSceneConfig(output=Path(tmp) / "demo", width=96, height=72, num_views=24, num_points=config.init_points)
+            DemoSceneConfig(output=Path(tmp) / "demo", width=config.width, height=config.height, num_views=24, num_points=config.init_points)
         )
         out, n = Path(tmp) / "runs", config.procs
         cores = os.cpu_count() or 1
