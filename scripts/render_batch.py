@@ -179,12 +179,14 @@ def run_batch(config: RenderBatchConfig) -> Dict[str, object]:
                 state.status, state.error = "failed", _error_text(exc)
                 if bars:
                     bars[0].update(1)
+                    bars[1].total -= state.num_frames - state.skipped - state.rendered  # never coming
+                    bars[1].refresh()
             state.pending -= kind == "frames"
             continue
         if kind == "frames":
             state.pending -= 1
             state.rendered += len(value)
-            if bars:
+            if bars and state.status != "failed":
                 bars[1].update(len(value))
             if state.pending == 0 and state.status != "failed":
                 _finish(state, futures, video_task)
