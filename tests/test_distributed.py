@@ -75,6 +75,7 @@ def test_schedule_scales_with_the_global_batch():
     assert scaled.lr.means == pytest.approx(config.lr.means * 2) and scaled.lr.means_final_ratio == config.lr.means_final_ratio
     assert any("max_steps 3000 -> 750" in n for n in notes)
     assert scale_schedule(config, 1) == (config, [])
+    assert scale_schedule(TrainConfig(coarse_to_fine=(500, 1500)), 2)[0].coarse_to_fine == (250, 750)
     # The hash ignores rank-local fields and sees training ones.
     assert config_hash(config) == config_hash(TrainConfig(max_steps=3000, sh_degree_interval=1000, device="cuda:1"))
     assert config_hash(config) != config_hash(TrainConfig(max_steps=3001, sh_degree_interval=1000))

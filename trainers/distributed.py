@@ -20,7 +20,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.distributed as dist
 
-# Step-counted schedule fields scaled by 1 / global batch (each step sees `batch` views), on the config and strategy.
+# Step-counted schedule fields scaled by 1 / global batch (each step sees `batch` views), on the config and strategy
+# (plus the coarse-to-fine steps). Output cadences (eval_every, eval_steps, checkpoint_every) stay as given.
 CONFIG_STEP_FIELDS = ("max_steps", "sh_degree_interval")
 STRATEGY_STEP_FIELDS = ("refine_start", "refine_stop", "refine_every", "reset_every")
 # Fields that may legitimately differ between ranks (the rest is hashed and compared at start-up).
@@ -180,6 +181,12 @@ def scale_schedule(config, global_batch: int, scale: bool = True) -> Tuple[objec
         old = getattr(config, name)
         changes[name] = max(1, int(round(old / global_batch)))
         notes.append(f"{name} {old} -> {changes[name]}")
+    if config.coarse_to_fine:
+        steps: List[int] = []
+        for step in config.coarse_to_fine:  # kept strictly increasing after rounding
+            steps.append(max(int(round(step / global_batch)), steps[-1] + 1 if steps else 1))
+        changes["coarse_to_fine"] = tuple(steps)
+        notes.append(f"coarse_to_fine {tuple(config.coarse_to_fine)} -> {changes['coarse_to_fine']}")
     strategy = config.strategy
     strategy_changes = {}
     for name in STRATEGY_STEP_FIELDS:
