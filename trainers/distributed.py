@@ -208,21 +208,19 @@ class StatisticsSync:
     increments makes every rank hold old + all increments: what one process would gather from all the views.
     """
 
-    def __init__(self, ctx: DistContext, names: Sequence[str] = ("grad2d", "count")):
+    def __init__(self, ctx: DistContext):
         self.ctx = ctx
-        self.names = tuple(names)
         self._before: Dict[str, torch.Tensor] = {}
 
-    def _tensors(self, strategy) -> Dict[str, torch.Tensor]:
-        return {n: getattr(strategy, n) for n in self.names if torch.is_tensor(getattr(strategy, n, None))}
-
     def before(self, strategy) -> None:
-        self._before = {n: t.clone() for n, t in self._tensors(strategy).items()} if self.ctx.enabled else {}
+        """Remember the strategy's statistics (`Strategy.statistics()`) before this step's `post_backward` calls."""
+        self._before = {n: t.clone() for n, t in strategy.statistics().items()} if self.ctx.enabled else {}
 
     def after(self, strategy, step: int) -> None:
+        """Replace each statistic by its value before the step plus the increments of all ranks."""
         if not self._before:
             return
-        current = self._tensors(strategy)
+        current = strategy.statistics()
         deltas = [current[n] - self._before[n] for n in self._before]
         self.ctx.sum_(deltas, f"densification statistics all-reduce at step {step}")
         for (name, old), delta in zip(self._before.items(), deltas):
