@@ -60,7 +60,9 @@ def read_gaussian_ply(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], 
         found = "an empty file" if not magic else f"it starts with {magic!r}, not 'ply'"
         raise ValueError(f"{path}: not a PLY file ({found}); pass a 3D Gaussian splatting .ply or a .pt checkpoint")
     try:
-        ply = PlyData.read(str(path), mmap=False)  # never keep the file mapped: it may be overwritten
+        # Memory-mapped: plyfile's unmapped reader decodes value by value (16 s for 100k Gaussians, 40 ms mapped).
+        # Every column is copied out below and the mapping dropped, so the file is never held open.
+        ply = PlyData.read(str(path), mmap="r")
     except Exception as exc:  # plyfile raises several types for malformed headers and bodies
         detail = str(exc) or type(exc).__name__
         if "end-of-file" in detail:
@@ -87,7 +89,7 @@ def read_gaussian_ply(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], 
         raise ValueError(f"{path}: {len(rest_names)} f_rest_* properties do not match an SH degree 0..3")
 
     def column(name: str) -> np.ndarray:
-        return np.asarray(vertex[name], dtype=np.float32)
+        return np.array(vertex[name], dtype=np.float32)  # a copy, never a view of the mapping
 
     n = len(vertex.data)
     rest = np.stack([column(name) for name in rest_names], axis=1) if rest_names else np.zeros((n, 0), np.float32)
@@ -99,6 +101,7 @@ def read_gaussian_ply(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], 
         "sh_dc": np.stack([column(f"f_dc_{i}") for i in range(3)], axis=1)[:, None, :],
         "sh_rest": rest.reshape(n, 3, num_rest).transpose(0, 2, 1),
     }
+    del vertex, ply  # release the mapping
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}
     for name, tensor in tensors.items():
         if not torch.isfinite(tensor).all():

@@ -55,8 +55,8 @@ def render_view(scene, camera: Camera, background, backend: str = "auto") -> tor
     return render(scene, camera, background=background, backend=backend).rgb
 
 
-def _views(config: RenderConfig) -> Tuple[List[Camera], Optional[Tuple[float, float, float]], int]:
-    """(cameras, background, fps) for the configured mode."""
+def views_for(config: RenderConfig) -> Tuple[List[Camera], Optional[Tuple[float, float, float]], int]:
+    """(cameras, background, fps) for the configured mode (shared with sf-render-batch)."""
     if config.mode == "camera-path":
         if config.camera_path is None:
             raise ValueError("--mode camera-path needs --camera-path FILE.json")
@@ -78,6 +78,15 @@ def _views(config: RenderConfig) -> Tuple[List[Camera], Optional[Tuple[float, fl
     return cameras, background, config.fps
 
 
+def frame_path(output: Path, index: int) -> Path:
+    """Where frame `index` of a render goes (sf-render and sf-render-batch)."""
+    return output / f"frame_{index:05d}.png"
+
+
+def video_path(config: RenderConfig) -> Path:
+    return config.output / f"{config.mode.replace('-', '_')}.mp4"
+
+
 def render_scene(config: RenderConfig) -> int:
     check_output_dir(config.output, "--output")
     if config.mode == "camera-path" and config.camera_path is None:
@@ -90,14 +99,14 @@ def render_scene(config: RenderConfig) -> int:
 
     view = mesh_view(config.meshes, config.mesh_layout, fallback=render_view)
     scene = load_scene(config.scene)
-    cameras, background, fps = _views(config)
+    cameras, background, fps = views_for(config)
     frames = []
     with torch.no_grad():
         for i, camera in enumerate(cameras):
             rgb = view(scene, camera, background, config.backend)
-            write_image(config.output / f"frame_{i:05d}.png", rgb)
+            write_image(frame_path(config.output, i), rgb)
             frames.append(rgb)
-    video = config.output / f"{config.mode.replace('-', '_')}.mp4"
+    video = video_path(config)
     write_video(video, frames, fps=fps)
     print(f"wrote {len(frames)} frames and {video}")
     return len(frames)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 
 from trainers.config import TrainConfig
 from trainers.data import load_dataset
@@ -52,12 +54,15 @@ def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
         check_port_free(config.viewer_host, config.viewer_port, "--viewer-port")
     options = {"skip_missing_frames": True} if config.skip_missing_frames else {}
     data = load_dataset(config.data, downscale=config.downscale, background=config.background, **options)
-    for note in data.notes:
-        print(f"[data] {note}")
-    print(f"[data] {len(data.train_views)} train / {len(data.test_views)} test views from {data.source}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for all
+        for note in data.notes:
+            print(f"[data] {note}")
+        print(f"[data] {len(data.train_views)} train / {len(data.test_views)} test views from {data.source}")
     trainer = Trainer(config, data)
-    print(f"[train] {len(trainer.scene)} Gaussians on {describe_device(trainer.device)}, run folder {trainer.run_dir}")
-    server = attach_viewer(trainer) if config.viewer else None
+    main = trainer.dist.is_main
+    if main:
+        print(f"[train] {len(trainer.scene)} Gaussians on {describe_device(trainer.device)}, run folder {trainer.run_dir}")
+    server = attach_viewer(trainer) if config.viewer and main else None
     try:
         metrics = trainer.train()
     except BaseException:
@@ -65,6 +70,8 @@ def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
             server.control.stop()
             server.stop()
         raise
+    if not main:
+        return trainer
     print(
         f"[eval] {metrics['split']}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, "
         f"{metrics['steps']} steps in {metrics['train_seconds']:.1f} s ({metrics['steps_per_second']:.1f} steps/s)"
@@ -81,7 +88,14 @@ def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
 
 
 def entrypoint() -> None:
-    run_cli(lambda: train(parse_config(TrainConfig)))
+    """sf-train; under torchrun (`torchrun --nproc-per-node N -m scripts.train --distributed ...`) one per rank."""
+    from trainers.distributed import DistributedError
+
+    try:
+        run_cli(lambda: train(parse_config(TrainConfig)))
+    except DistributedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -86,6 +86,18 @@ class TrainConfig:
     """Where the scene trains: "auto" = cuda when torch.cuda.is_available() else cpu; or "cpu" / "cuda" /
     "cuda:1". Checkpoints are written with CPU tensors, so one trained on a GPU resumes or loads anywhere."""
     seed: int = 0
+    batch_size: int = 1
+    """Training views rendered per step by each process; their losses are averaged. Under torchrun the global batch
+    is batch_size x world size (1 process x 2 views trains like 2 processes x 1 view)."""
+    distributed: bool = False
+    """Data-parallel training over torch.distributed; start under torchrun (torchrun --nproc-per-node N -m
+    scripts.train --distributed ...). torchrun with more than one process turns it on by itself."""
+    dist_timeout_s: float = 600.0
+    """Process-group timeout: a rank that hangs makes the others stop with an error after this (a crashed rank is
+    noticed at once). Rank 0's mid-run evaluations and checkpoints must fit in it: the others wait for them."""
+    scale_schedule_with_batch: bool = True
+    """With a global batch B > 1: divide step schedules (max_steps, SH interval, refine/reset steps) by B and multiply
+    learning rates by sqrt(B); the log lists every change."""
     eval_every: int = 0
     """Evaluate on the test views every this many steps (0: only at the end)."""
     eval_steps: Tuple[int, ...] = ()

@@ -24,6 +24,7 @@ from scenes.atomic import atomic_path
 from .config import TrainConfig
 from .curves import plot_training_curves
 from .data.dataset import SceneData, View
+from .distributed import StatisticsSync, device_for_rank, init_distributed, scale_schedule
 from .device import describe_device, optimizer_state_to_params, peak_gpu_memory_mb, resolve_device, tensors_to
 from .evaluation import evaluate
 from .initialise import initial_scene
@@ -49,6 +50,22 @@ class Trainer:
     """Optimises a GaussianScene against a SceneData's training views."""
 
     def __init__(self, config: TrainConfig, data: SceneData, scene: Optional[GaussianScene] = None):
+        if config.batch_size < 1:
+            raise ValueError(f"batch_size (--batch-size) must be at least 1, got {config.batch_size}")
+        # Data parallelism (trainers/distributed.py): join torchrun's process group, check every rank got the same
+        # config, then scale the schedules to the global batch.
+        self.dist = init_distributed(config.distributed, config.device, config.dist_timeout_s)
+        config = dataclasses.replace(config, device=device_for_rank(self.dist, config.device))
+        self.config_hash = self.dist.check_same_config(config)
+        self.global_batch = config.batch_size * self.dist.world_size
+        config, self.schedule_notes = scale_schedule(config, self.global_batch, config.scale_schedule_with_batch)
+        if self.dist.is_main:
+            if self.dist.enabled:
+                print(f"[dist] {self.dist.world_size} processes x {config.batch_size} view(s) per step, config hash "
+                      f"{self.config_hash[:12]} on every rank", flush=True)
+            for note in self.schedule_notes:
+                print(f"[batch] {note}", flush=True)
+        self._stats_sync = StatisticsSync(self.dist)
         self.config = config
         self.data = data
         self.device = resolve_device(config.device)
@@ -141,19 +158,35 @@ class Trainer:
                 self._depth_targets[key] = downsample_depth(self.data.train_views[index].depth, factor).to(self.device)
         return self._depth_targets[key]
 
-    def train_step(self) -> Dict[str, float]:
-        """One optimisation step on a random training view."""
+    def _draw_views(self) -> List[Tuple[int, Optional[torch.Tensor]]]:
+        """This rank's (view index, random background or None) for the step. Every rank draws the whole global batch
+        from the same generator (identical state everywhere) and keeps its own slice."""
+        cfg, n = self.config, len(self.data.train_views)
+        if self.global_batch == 1:  # the single-view draw order of earlier versions (resumes stay reproducible)
+            index = int(self._rng.integers(n))
+            background = None
+            if cfg.random_background and self.data.train_views[index].alpha is not None:
+                background = torch.from_numpy(self._rng.random(3)).float().to(self.device)
+            return [(index, background)]
+        indices = [int(i) for i in self._rng.integers(n, size=self.global_batch)]
+        colours = self._rng.random((self.global_batch, 3)) if cfg.random_background else None
+        start = self.dist.rank * cfg.batch_size
+        picked = []
+        for k in range(start, start + cfg.batch_size):
+            background = None
+            if colours is not None and self.data.train_views[indices[k]].alpha is not None:
+                background = torch.from_numpy(colours[k]).float().to(self.device)
+            picked.append((indices[k], background))
+        return picked
+
+    def _view_loss(self, index: int, random_background: Optional[torch.Tensor], factor: int):
+        """Render training view `index`; returns (loss, MSE, render output, camera)."""
         cfg = self.config
-        index = int(self._rng.integers(len(self.data.train_views)))
         view = self._train_view(index)
-        self.scene.active_sh_degree = min(self.scene.sh_degree, self.step // max(cfg.sh_degree_interval, 1))
-        for group in self.optimizers["means"].param_groups:
-            group["lr"] = means_lr_at(self.step, cfg.max_steps, cfg.lr.means * self.scene_scale, cfg.lr.means_final_ratio)
         background, target = self.background, view.image
-        if cfg.random_background and view.alpha is not None:
-            background = torch.from_numpy(self._rng.random(3)).float().to(self.device)
+        if random_background is not None:
+            background = random_background
             target = view.on_background(self.background, background)
-        factor = resolution_factor(self.step, self.resolution_schedule)
         camera, target, mask = downsample_view(view.camera, target, view.mask, factor)
         stage = self.stages
         with stage("render"):
@@ -172,10 +205,39 @@ class Trainer:
                 loss = loss + cfg.depth_weight * depth_l1(out.depth, out.alpha, depth_target)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {self.step} (view {view.name})")
-        with stage("backward"):
-            loss.backward()
+        return loss, mse, out, camera
+
+    def train_step(self) -> Dict[str, float]:
+        """One optimisation step on `batch_size` random training views per rank (losses averaged)."""
+        cfg = self.config
+        stage = self.stages
+        self.scene.active_sh_degree = min(self.scene.sh_degree, self.step // max(cfg.sh_degree_interval, 1))
+        for group in self.optimizers["means"].param_groups:
+            group["lr"] = means_lr_at(self.step, cfg.max_steps, cfg.lr.means * self.scene_scale, cfg.lr.means_final_ratio)
+        factor = resolution_factor(self.step, self.resolution_schedule)
+        # One backward per view (loss / batch), accumulating into .grad: only one view's graph is alive at a time, and
+        # the sum is associated as with one view per process, so 1 process x B views matches B processes bit for bit
+        # (power-of-two B) instead of within round-off that Adam amplifies where gradients are near zero.
+        views = self._draw_views()
+        batch = len(views)
+        results = []
+        for index, background in views:
+            view_loss, mse, out, camera = self._view_loss(index, background, factor)
+            with stage("backward"):
+                (view_loss if batch == 1 else view_loss / batch).backward()
+            results.append((view_loss.detach(), mse, out, camera))
+        loss = results[0][0] if batch == 1 else torch.stack([r[0] for r in results]).mean()
         with stage("strategy"):
-            self.strategy.post_backward(self.scene, self.optimizers, out.meta, self.step, (camera.width, camera.height))
+            self._stats_sync.before(self.strategy)
+            for _, _, out, camera in results:
+                means2d = out.meta.get("means2d")
+                if batch > 1 and means2d is not None and means2d.grad is not None:
+                    means2d.grad.mul_(batch)  # each view's own screen gradient, not its 1/batch share of the mean
+                self.strategy.post_backward(self.scene, self.optimizers, out.meta, self.step, (camera.width, camera.height))
+            self._stats_sync.after(self.strategy, self.step)
+        if self.dist.enabled:
+            with stage("all-reduce"):
+                self.dist.average_gradients(list(self.scene.params.values()), self.step)
         with stage("optimiser"):
             for opt in self.optimizers.values():
                 opt.step()
@@ -185,7 +247,8 @@ class Trainer:
             changes = self.strategy.post_step(self.scene, self.optimizers, self.step)
         with stage("checks"):
             self._check_parameters()
-        stats = {"loss": loss.item(), "psnr": psnr_from_mse(mse), "num_gaussians": float(len(self.scene)), **changes}
+        psnr_value = float(np.mean([psnr_from_mse(mse) for _, mse, _, _ in results]))
+        stats = {"loss": loss.item(), "psnr": psnr_value, "num_gaussians": float(len(self.scene)), **changes}
         if factor > 1:
             stats["resolution_factor"] = float(factor)
         return stats
@@ -204,21 +267,25 @@ class Trainer:
     def train(self) -> Dict[str, object]:
         """Run to `max_steps` (or `max_seconds`), then evaluate and write the run folder. Returns the final metrics."""
         cfg = self.config
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(self.run_dir / "config.json", dataclasses.asdict(cfg))
+        main = self.dist.is_main  # only rank 0 writes the run folder
+        if main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_json(self.run_dir / "config.json", dataclasses.asdict(cfg))
         prepare_renderer(cfg.backend, self.device)  # a first-use compile must not count as training time
         started = time.perf_counter() - self.train_seconds  # training time counts across resumes
         eval_seconds = 0.0
         pending_marks = sorted(m for m in cfg.eval_at_seconds if m > self.train_seconds)
         bar = None
-        if cfg.progress:
+        if cfg.progress and main:
             from tqdm import tqdm
 
             bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         while self.step < cfg.max_steps:
             self.train_seconds = time.perf_counter() - started - eval_seconds
-            if cfg.max_seconds is not None and self.train_seconds >= cfg.max_seconds:
-                break
+            if cfg.max_seconds is not None and self.dist.any(
+                self.train_seconds >= cfg.max_seconds, f"stop vote at step {self.step}", self.device
+            ):
+                break  # every rank stops at the same step, even when their clocks disagree
             for hook in self.before_step:
                 hook(self)
             with self.step_guard():
@@ -232,7 +299,7 @@ class Trainer:
                 recent = self.history[-20:]
                 bar.set_postfix(loss=f"{np.mean([h['loss'] for h in recent]):.4f}", psnr=f"{np.mean([h['psnr'] for h in recent]):.2f}", n=len(self.scene))
                 bar.update(1)
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            if main and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
             reasons = []
             if cfg.eval_every and self.step % cfg.eval_every == 0:
@@ -241,14 +308,22 @@ class Trainer:
                 reasons.append(f"step {self.step}")
             while pending_marks and self.train_seconds >= pending_marks[0]:
                 reasons.append(f"{pending_marks.pop(0):g} s of training")
-            if reasons and self.data.test_views:
+            if main and reasons and self.data.test_views:
                 eval_start = time.perf_counter()
                 self.evaluate_now(", ".join(reasons))
                 eval_seconds += time.perf_counter() - eval_start
         if bar is not None:
             bar.close()
         self.train_seconds = time.perf_counter() - started - eval_seconds
-        return self.finish(self.train_seconds)
+        if not self.dist.enabled:
+            return self.finish(self.train_seconds)
+        self.dist.barrier(f"end of training at step {self.step}")  # every rank finished the loop
+        try:
+            if main:
+                return self.finish(self.train_seconds)
+            return {"rank": self.dist.rank, "steps": self.step, "train_seconds": self.train_seconds}
+        finally:
+            self.dist.shutdown()
 
     def evaluate_now(self, reason: str) -> Dict[str, object]:
         """Evaluate on the test views mid-training; appends to evaluations.json (and the step's history entry)."""
@@ -305,6 +380,9 @@ class Trainer:
             peak_memory_mb=peak_memory_mb(),
             device=describe_device(self.device),
             evaluations=self.evaluations,
+            world_size=self.dist.world_size,
+            global_batch=self.global_batch,
+            schedule_notes=self.schedule_notes,
         )
         if self.device.type == "cuda":
             metrics["peak_gpu_memory_mb"] = peak_gpu_memory_mb(self.device)

@@ -41,6 +41,10 @@ class Strategy:
     def post_step(self, scene: GaussianScene, optimizers: Optimizers, step: int) -> Dict[str, int]:
         return {}
 
+    def statistics(self) -> Dict[str, torch.Tensor]:
+        """Tensors `post_backward` adds to (summed across ranks each step in distributed training); none here."""
+        return {}
+
     def state_dict(self) -> Dict[str, object]:
         return {}
 

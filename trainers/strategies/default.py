@@ -61,6 +61,9 @@ class DefaultStrategy(Strategy):
         self.grad2d[visible] += grad[visible].norm(dim=-1)
         self.count[visible] += 1
 
+    def statistics(self) -> Dict[str, torch.Tensor]:
+        return {"grad2d": self.grad2d, "count": self.count}
+
     def post_step(self, scene, optimizers, step) -> Dict[str, int]:
         report: Dict[str, int] = {}
         if step <= self.refine_start or step > self.refine_stop:
