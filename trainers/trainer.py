@@ -18,7 +18,7 @@ import torch
 from render import render
 from render.paths import orbit_cameras
 from render.writers import write_video
-from scenes import GaussianScene, load_checkpoint, save_checkpoint
+from scenes import SplatScene, load_checkpoint, save_checkpoint, scene_from_state
 from scenes.atomic import atomic_path
 
 from .config import TrainConfig
@@ -45,9 +45,9 @@ def write_json(path: Path, payload: object) -> None:
 
 
 class Trainer:
-    """Optimises a GaussianScene against a SceneData's training views."""
+    """Optimises a scene (3D or 4D Gaussians) against a SceneData's training views."""
 
-    def __init__(self, config: TrainConfig, data: SceneData, scene: Optional[GaussianScene] = None):
+    def __init__(self, config: TrainConfig, data: SceneData, scene: Optional[SplatScene] = None):
         self.config = config
         self.data = data
         self.device = resolve_device(config.device)
@@ -91,7 +91,7 @@ class Trainer:
         for key in ("optimizers", "step", "rng", "strategy"):
             if key not in payload:
                 raise ValueError(f"{path}: checkpoint has no {key!r} entry, so training cannot resume from it")
-        self.scene = GaussianScene.from_state(payload["scene"]).to(self.device)
+        self.scene = scene_from_state(payload["scene"]).to(self.device)
         self.optimizers = make_optimizers(self.scene, self.config.lr, self.scene_scale)
         for name, state in payload["optimizers"].items():
             self.optimizers[name].load_state_dict(state)
