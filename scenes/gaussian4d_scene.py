@@ -149,6 +149,11 @@ class Gaussian4DScene(SplatScene):
     def rasterizer_inputs(self, camera=None, sh_degree: Optional[int] = None) -> Dict[str, object]:
         """Keyword arguments for `cuda_rasterizer.rasterize_gaussians`: the slice at `camera.time` (the range's
         middle when None), covariances passed directly, temporally negligible primitives culled."""
+        return self.rasterizer_inputs_with_index(camera, sh_degree)[0]
+
+    def rasterizer_inputs_with_index(self, camera=None, sh_degree: Optional[int] = None) -> Tuple[Dict[str, object], torch.Tensor]:
+        """`rasterizer_inputs` and, for each row they hold, its primitive's index in the scene (render() puts it in
+        meta['primitive_index'] so densification statistics land on the right primitives)."""
         time = getattr(camera, "time", None)
         t = self.default_time() if time is None else float(time)
         means3, sigma3, opacities, exponent = self._slice_terms(t)
@@ -156,14 +161,17 @@ class Gaussian4DScene(SplatScene):
         inputs = dict(
             means=means3, quats=None, scales=None, covars=sigma3, opacities=opacities, colors=coeffs, sh_degree=degree,
             temporal_keep=exponent.detach() <= TEMPORAL_CUTOFF,
+            primitive_index=torch.arange(len(self), device=means3.device),
         )
         inputs = self._apply_render_hook(inputs)  # the editor's hide / highlight sees all N rows
         keep = inputs.pop("temporal_keep")
+        index = inputs.pop("primitive_index")
         if not bool(keep.all()):
-            index = torch.nonzero(keep)[:, 0]  # one gather per tensor (cheaper than boolean masking four times)
+            rows = torch.nonzero(keep)[:, 0]  # one gather per tensor (cheaper than boolean masking each)
             for name in ("means", "covars", "opacities", "colors"):
-                inputs[name] = inputs[name].index_select(0, index)
-        return inputs
+                inputs[name] = inputs[name].index_select(0, rows)
+            index = index.index_select(0, rows)
+        return inputs, index
 
     # ----- densification ------------------------------------------------------------------------------
     def split_rows(self, rows: Dict[str, torch.Tensor], generator: torch.Generator) -> List[Dict[str, torch.Tensor]]:

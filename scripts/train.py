@@ -50,6 +50,7 @@ def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
         print(f"[data] {note}")
     print(f"[data] {len(data.train_views)} train / {len(data.test_views)} test views from {data.source}")
     trainer = Trainer(config, data)
+    print(f"[train] model {trainer.model} ({trainer.model_reason})")
     print(f"[train] {len(trainer.scene)} Gaussians on {describe_device(trainer.device)}, run folder {trainer.run_dir}")
     server = attach_viewer(trainer) if config.viewer else None
     try:

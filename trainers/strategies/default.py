@@ -57,8 +57,14 @@ class DefaultStrategy(Strategy):
         grad[:, 0] *= width / 2.0
         grad[:, 1] *= height / 2.0
         visible = (meta["radii"] > 0).all(dim=-1)
-        self.grad2d[visible] += grad[visible].norm(dim=-1)
-        self.count[visible] += 1
+        index = meta.get("primitive_index")  # rows -> primitives when the scene culled some (4D, in time)
+        if index is None:
+            self.grad2d[visible] += grad[visible].norm(dim=-1)
+            self.count[visible] += 1
+        else:
+            rows = index[visible]
+            self.grad2d.index_add_(0, rows, grad[visible].norm(dim=-1))
+            self.count.index_add_(0, rows, torch.ones_like(rows, dtype=self.count.dtype))
 
     def post_step(self, scene, optimizers, step) -> Dict[str, int]:
         report: Dict[str, int] = {}
