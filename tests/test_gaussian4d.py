@@ -251,3 +251,34 @@ def test_render_at_two_times_differs_when_a_primitive_moves():
     # 0.6 s of motion at velocity v, seen at depth 4 with focal 40 px
     expected = float(velocity[0]) * 0.6 * 40.0 / 4.0
     assert shift == pytest.approx(expected, rel=0.15)
+
+
+def test_sf_render_camera_path_times_and_fixed_time(tmp_path):
+    """Keyframes with times drive a 4D scene through sf-render; --time pins it; --frames renders a still."""
+    import imageio.v3 as iio
+
+    from render.camera_path import CameraPath, Keyframe, load_camera_path, save_camera_path
+    from scripts.render_cli import RenderConfig, render_scene
+
+    scene = _moving_scene()
+    scene.save_ply(tmp_path / "moving.ply")
+    cam = Camera(torch.eye(4), 40.0, 40.0, 24.0, 24.0, 48, 48)
+    keys = [Keyframe.from_camera(cam.with_time(0.0)), Keyframe.from_camera(cam.with_time(1.0))]
+    path_file = save_camera_path(tmp_path / "camera_path.json",
+                                 CameraPath(keys, fps=4.0, seconds=1.0, width=48, height=48))
+    assert [k.time for k in load_camera_path(path_file).keyframes] == [0.0, 1.0]
+    out = tmp_path / "path"
+    render_scene(RenderConfig(scene=tmp_path / "moving.ply", mode="camera-path", camera_path=path_file, output=out,
+                              backend="reference"))
+    first, last = (iio.imread(out / f"frame_{i:05d}.png").astype(float) for i in (0, 3))
+    assert np.abs(first - last).max() > 60  # the primitive moved between the keyframes' times
+    pinned = tmp_path / "pinned"
+    render_scene(RenderConfig(scene=tmp_path / "moving.ply", mode="camera-path", camera_path=path_file, output=pinned,
+                              backend="reference", time=0.5))
+    a, b = (iio.imread(pinned / f"frame_{i:05d}.png").astype(float) for i in (0, 3))
+    assert np.abs(a - b).max() < 2
+    still = tmp_path / "still"
+    assert render_scene(RenderConfig(scene=tmp_path / "moving.ply", mode="camera-path", camera_path=path_file,
+                                     output=still, backend="reference", time=0.5, frames=(0,))) == 1
+    assert np.abs(iio.imread(still / "frame_00000.png").astype(float) - a).max() < 2
+    assert not list(still.glob("*.mp4"))
