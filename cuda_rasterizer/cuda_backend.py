@@ -79,3 +79,27 @@ def rasterize_to_pixels(
         depths.contiguous(), radii, background, int(width), int(height), TILE_SIZE,
     )
     return Composite(*out)
+
+
+@torch.no_grad()
+def slice4(
+    means: torch.Tensor,
+    times: torch.Tensor,
+    quats_left: torch.Tensor,
+    quats_right: torch.Tensor,
+    scales: torch.Tensor,
+    opacities: torch.Tensor,
+    t: float,
+):
+    """4D Gaussians sliced at time t on the GPU, forward only (no autograd: training slices in torch).
+
+    means (N, 3), times (N,) or (N, 1), left/right wxyz quaternions (N, 4) of the rotation p -> q_l p q_r on
+    p = t + x i + y j + z k, scales (N, 4) positive (x, y, z, t axes), opacities (N,). Returns means (N, 3),
+    covariances (N, 3, 3), opacities at t (N,) and the temporal exponents 0.5 (t - mu_t)^2 / Stt (N,).
+    """
+    return tuple(
+        _ext().slice4_fwd(
+            means.float(), times.reshape(-1).float(), quats_left.float(), quats_right.float(), scales.float(),
+            opacities.float(), float(t),
+        )
+    )

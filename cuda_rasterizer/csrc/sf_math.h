@@ -93,6 +93,58 @@ template <typename T> SF_HOST_DEVICE inline void quat_scale_to_covar(const T q[4
     }
 }
 
+// ---- 4D Gaussians sliced at a time (forward only; cuda_rasterizer/slice4d.py holds the torch version) ----
+// Space-time point (x, y, z, t) <-> quaternion t + x i + y j + z k; the rotation is p -> q_l p q_r (both wxyz,
+// normalised here). R4 is returned on the (x, y, z, t) axes, row-major 4x4.
+template <typename T> SF_HOST_DEVICE inline void quat_pair_to_rot4(const T ql_in[4], const T qr_in[4], T R[16]) {
+  T a[4], b[4];
+  T na = T(1) / sf_max(sqrt(ql_in[0] * ql_in[0] + ql_in[1] * ql_in[1] + ql_in[2] * ql_in[2] + ql_in[3] * ql_in[3]), T(1e-12));
+  T nb = T(1) / sf_max(sqrt(qr_in[0] * qr_in[0] + qr_in[1] * qr_in[1] + qr_in[2] * qr_in[2] + qr_in[3] * qr_in[3]), T(1e-12));
+  for (int i = 0; i < 4; ++i) { a[i] = ql_in[i] * na; b[i] = qr_in[i] * nb; }
+  // L(a) and R(b) on (w, x, y, z) coordinates
+  const T L[16] = {a[0], -a[1], -a[2], -a[3], a[1], a[0], -a[3], a[2], a[2], a[3], a[0], -a[1], a[3], -a[2], a[1], a[0]};
+  const T Rb[16] = {b[0], -b[1], -b[2], -b[3], b[1], b[0], b[3], -b[2], b[2], -b[3], b[0], b[1], b[3], b[2], -b[1], b[0]};
+  const int perm[4] = {1, 2, 3, 0};  // scene axis k is quaternion slot perm[k]
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      T acc = 0;
+      for (int k = 0; k < 4; ++k) acc += L[perm[i] * 4 + k] * Rb[k * 4 + perm[j]];
+      R[i * 4 + j] = acc;
+    }
+}
+
+// Time-independent part of the slice: Sigma3 = Sxyz - Sxyz,t Sxyz,t^T / Stt, v = Sxyz,t / Stt, and Stt.
+template <typename T>
+SF_HOST_DEVICE inline void slice4_conditional(const T ql[4], const T qr[4], const T s[4], T cov3[9], T vel[3], T* stt) {
+  T R[16], cov4[16];
+  quat_pair_to_rot4(ql, qr, R);
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      T acc = 0;
+      for (int k = 0; k < 4; ++k) acc += R[i * 4 + k] * s[k] * s[k] * R[j * 4 + k];
+      cov4[i * 4 + j] = acc;
+    }
+  const T tt = cov4[15];
+  for (int i = 0; i < 3; ++i) vel[i] = cov4[i * 4 + 3] / tt;
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) cov3[i * 3 + j] = cov4[i * 4 + j] - cov4[i * 4 + 3] * vel[j];
+  for (int i = 0; i < 3; ++i)  // exactly symmetric
+    for (int j = i + 1; j < 3; ++j) cov3[i * 3 + j] = cov3[j * 3 + i] = T(0.5) * (cov3[i * 3 + j] + cov3[j * 3 + i]);
+  *stt = tt;
+}
+
+// The 3D Gaussian at time t: mean3 = mu + v (t - mu_t), opacity(t) = o exp(-e), e = 0.5 (t - mu_t)^2 / Stt.
+template <typename T>
+SF_HOST_DEVICE inline void slice4(const T mean[3], T mean_t, const T ql[4], const T qr[4], const T s[4], T opacity, T t,
+                                  T mean3[3], T cov3[9], T* opacity_t, T* exponent) {
+  T vel[3], stt;
+  slice4_conditional(ql, qr, s, cov3, vel, &stt);
+  const T dt = t - mean_t;
+  for (int i = 0; i < 3; ++i) mean3[i] = mean[i] + vel[i] * dt;
+  *exponent = T(0.5) * dt * dt / stt;
+  *opacity_t = opacity * exp(-*exponent);
+}
+
 // VJP of cov = M M^T, M = R diag(s); v_cov may be non-symmetric (matches autograd on the dense reference).
 template <typename T>
 SF_HOST_DEVICE inline void quat_scale_to_covar_vjp(const T q[4], const T s[3], const T v_cov[9], T v_q[4], T v_s[3]) {

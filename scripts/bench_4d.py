@@ -1,0 +1,110 @@
+"""Benchmark B5 (DESIGN.md section 8): 4D Gaussians, slicing and rasterising timed apart.
+
+Run: python -m scripts.bench_4d [--n 100000] [--size 400] [--out b5.json]
+A seeded random Gaussian4DScene fills the camera frustum (as bench_rasterizer's B-scenes) with times spread over
+[0, 1] and random space-time rotations. Per frame (a new time each frame, parameters unchanged, so the cached
+conditional covariance is reused as in playback) it times: the torch slice (`rasterizer_inputs`: means, opacities,
+temporal culling), then the rasteriser on its output (projection, SH, blending). Also the uncached slice (the cost
+after each optimiser step) and the float share of the frame spent slicing. Prints a host-speed probe first and last:
+this VM's speed drifts, so compare runs only next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import torch
+import tyro
+
+from cuda_rasterizer import rasterize_gaussians
+from render import Camera
+from scenes import Gaussian4DScene
+
+from .bench_rasterizer import host_speed_gflops, timed
+
+
+@dataclass
+class Bench4DConfig:
+    n: int = 100_000
+    """Primitives."""
+    size: int = 400
+    """Image width and height."""
+    repeats: int = 3
+    threads: int = 2
+    backend: str = "cpu"
+    sh_degree: int = 3
+    seed: int = 0
+    out: Optional[str] = None
+
+
+def make_scene4(n: int, size: int, seed: int, sh_degree: int = 3) -> Gaussian4DScene:
+    """Random 4D Gaussians in the frustum (depth 2..12, about 0.5-10 px sigma) of a camera with fx = 0.9 size."""
+    g = torch.Generator().manual_seed(seed)
+    fx = 0.9 * size
+    z = 2.0 + 10.0 * torch.rand(n, generator=g)
+    u = (torch.rand(n, generator=g) * 1.1 - 0.55) * size
+    v = (torch.rand(n, generator=g) * 1.1 - 0.55) * size
+    sigma_px = torch.exp(torch.randn(n, 3, generator=g) * 0.6 + math.log(2.0)).clamp(0.3, 15.0)
+    params = {
+        "means": torch.stack([u * z / fx, v * z / fx, z], dim=-1),
+        "times": torch.rand(n, 1, generator=g),
+        "quats": torch.randn(n, 4, generator=g),
+        "quats_r": torch.randn(n, 4, generator=g),
+        "log_scales": torch.log(sigma_px * z[:, None] / fx),
+        "log_scale_t": torch.log(torch.rand(n, 1, generator=g) * 0.3 + 0.05),
+        "opacity_logits": torch.randn(n, generator=g),
+        "sh_dc": torch.randn(n, 1, 3, generator=g) * 0.2,
+        "sh_rest": torch.randn(n, (sh_degree + 1) ** 2 - 1, 3, generator=g) * 0.2,
+    }
+    return Gaussian4DScene(params, sh_degree=sh_degree)
+
+
+def run(cfg: Bench4DConfig) -> Dict[str, object]:
+    torch.set_num_threads(cfg.threads)
+    probe_start = host_speed_gflops()
+    scene = make_scene4(cfg.n, cfg.size, cfg.seed, cfg.sh_degree)
+    cam = Camera(torch.eye(4), 0.9 * cfg.size, 0.9 * cfg.size, cfg.size / 2, cfg.size / 2, cfg.size, cfg.size)
+    times = iter([0.1 + 0.8 * ((i * 0.618) % 1.0) for i in range(10_000)])
+    frame: Dict[str, object] = {}
+
+    def slice_cached():
+        frame["inputs"] = scene.rasterizer_inputs(cam.with_time(next(times)))
+
+    def slice_uncached():
+        scene._cache = None  # as after an optimiser step: recompute Sigma3 and v too
+        slice_cached()
+
+    def rasterise():
+        rasterize_gaussians(viewmat=cam.world_to_camera, K=cam.K, width=cam.width, height=cam.height,
+                            backend=cfg.backend, background=torch.ones(3), **frame["inputs"])
+
+    with torch.no_grad():
+        slice_cached()
+        slice_ms = timed(slice_cached, cfg.repeats)
+        kept = int(frame["inputs"]["means"].shape[0])
+        raster_ms = timed(rasterise, cfg.repeats)
+        uncached_ms = timed(slice_uncached, cfg.repeats)
+    result = {
+        "case": "B5", "n": cfg.n, "size": cfg.size, "threads": cfg.threads, "backend": cfg.backend,
+        "kept_after_temporal_cull": kept,
+        "slice_ms": slice_ms, "slice_uncached_ms": uncached_ms, "raster_ms": raster_ms,
+        "slice_share_of_frame": slice_ms / (slice_ms + raster_ms),
+        "slice_uncached_share_of_frame": uncached_ms / (uncached_ms + raster_ms),
+        "host_gflops_start": probe_start, "host_gflops_end": host_speed_gflops(),
+    }
+    print(f"host speed probe: {probe_start:.1f} GFLOP/s at start, {result['host_gflops_end']:.1f} at end (1-thread matmul)")
+    print(f"B5 {cfg.n} 4D Gaussians at {cfg.size}x{cfg.size}, {cfg.threads} threads, backend {cfg.backend}: "
+          f"slice {slice_ms:.1f} ms (cached Sigma3; {uncached_ms:.1f} ms uncached), raster {raster_ms:.1f} ms, "
+          f"slice share {100 * result['slice_share_of_frame']:.1f}% ({100 * result['slice_uncached_share_of_frame']:.1f}% uncached); "
+          f"{kept} of {cfg.n} kept after temporal culling")
+    if cfg.out:
+        with open(cfg.out, "w") as handle:
+            json.dump(result, handle, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    run(tyro.cli(Bench4DConfig))
