@@ -105,3 +105,23 @@ def rasterize_to_pixels(
         radii, background, int(width), int(height), tile,
     )
     return Composite(out_c, out_a, out_d, out_t, last_id)
+
+
+@torch.no_grad()
+def slice4(
+    means: torch.Tensor,
+    times: torch.Tensor,
+    quats_left: torch.Tensor,
+    quats_right: torch.Tensor,
+    scales: torch.Tensor,
+    opacities: torch.Tensor,
+    t: float,
+):
+    """4D Gaussians sliced at time t, forward only (see cuda_backend.slice4; float32 or float64, one dtype)."""
+    dtype = means.dtype
+    return tuple(
+        build_cpu_extension().slice4_fwd(
+            means, times.reshape(-1).to(dtype), quats_left.to(dtype), quats_right.to(dtype), scales.to(dtype),
+            opacities.to(dtype), float(t), get_num_threads(),
+        )
+    )

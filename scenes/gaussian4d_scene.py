@@ -65,7 +65,7 @@ class Gaussian4DScene(SplatScene):
         if not (math.isfinite(t0) and math.isfinite(t1) and t0 <= t1):
             raise ValueError(f"time_range must be finite with start <= end, got {tuple(time_range)}")
         self.time_range: Tuple[float, float] = (t0, t1)
-        self.use_cuda_slice = True  # the fused CUDA slice kernel on GPUs outside autograd (parity tests turn it off)
+        self.native_slice = True  # native slice kernels outside autograd (parity tests and benchmarks turn it off)
         self._cache_key: Optional[tuple] = None
         self._cache: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
 
@@ -133,13 +133,17 @@ class Gaussian4DScene(SplatScene):
     def _slice_terms(self, t: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(means3 (N, 3), Sigma3 (N, 3, 3), opacities (N,), temporal exponent 0.5 dt^2 / Stt (N,)) at time t.
 
-        On a GPU outside autograd (viewer, evaluation) one fused CUDA kernel computes all four."""
+        Outside autograd (viewer, evaluation, video) one native kernel (sf_math.h slice4: CUDA on a GPU, OpenMP
+        on the CPU) computes all four; with autograd recording, torch does (cached Sigma3 / v when unchanged)."""
         means = self.params["means"]
-        if means.is_cuda and means.dtype == torch.float32 and not torch.is_grad_enabled() and self.use_cuda_slice:
-            from cuda_rasterizer.cuda_backend import slice4
-
-            return slice4(means, self.params["times"], self.params["quats"], self.params["quats_r"], self.scales4,
-                          self.opacities, t)
+        if self.native_slice and not torch.is_grad_enabled() and (means.is_cuda or means.device.type == "cpu"):
+            if means.is_cuda:
+                from cuda_rasterizer.cuda_backend import slice4
+            else:
+                from cuda_rasterizer.cpu_backend import slice4
+            if means.dtype == torch.float32 or not means.is_cuda:
+                return slice4(means, self.params["times"], self.params["quats"], self.params["quats_r"],
+                              self.scales4, self.opacities, t)
         sigma3, velocity, stt = self.conditional()
         dt = t - self.params["times"][:, 0]
         means3 = self.params["means"] + velocity * dt[:, None]

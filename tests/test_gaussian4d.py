@@ -70,9 +70,12 @@ def test_xt_rotor_moves_along_x():
     assert abs(float(r[0, 3])) > 0.3  # x and t mix
 
 
+@pytest.mark.parametrize("native", [False, True])
 @pytest.mark.parametrize("t", [0.0, 0.37, 1.3])
-def test_slice_matches_brute_force_conditional(t):
+def test_slice_matches_brute_force_conditional(t, native):
+    """Torch slice (native False) and the native sf_math.h kernel (CPU, float64) against the 4D density."""
     scene = random_scene4(n=12, seed=3).double()
+    scene.native_slice = native
     with torch.no_grad():
         means4, cov4, base = scene.gaussians4()
         sliced = scene.slice(t)
@@ -110,6 +113,17 @@ def test_slice_gradients_match_finite_differences():
         return torch.func.functional_call(wrapper, {f"scene.params.{n}": v for n, v in zip(names, tensors)}, (0.6,))
 
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6)
+
+
+def test_native_cpu_slice_matches_torch_slice_in_float32():
+    scene = random_scene4(n=2000, seed=14)
+    with torch.no_grad():
+        scene.native_slice = False
+        want = scene._slice_terms(0.42)
+        scene.native_slice = True
+        got = scene._slice_terms(0.42)
+    for a, b, name in zip(got, want, ("means", "covars", "opacities", "exponent")):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
 
 
 def test_conditional_cache_reused_until_parameters_change_and_autograd_still_works():

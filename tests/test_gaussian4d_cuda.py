@@ -18,7 +18,7 @@ def test_cuda_slice_matches_torch_slice(t):
 
     scene = random_scene4(n=5000, degree=1, seed=12).cuda()
     with torch.no_grad():
-        scene.use_cuda_slice = False
+        scene.native_slice = False
         expect_means, expect_cov, expect_opac, expect_exp = scene._slice_terms(t)
         got = slice4(scene.params["means"], scene.params["times"], scene.params["quats"], scene.params["quats_r"],
                      scene.scales4, scene.opacities, t)
@@ -32,7 +32,9 @@ def test_cuda_scene_inputs_match_cpu_scene_inputs():
         scene.params["log_scale_t"].fill_(-2.5)  # short-lived primitives: temporal culling matters
     cam = Camera(torch.eye(4), 50.0, 50.0, 32.0, 32.0, 64, 64, time=0.3)
     with torch.no_grad():
+        scene.native_slice = False  # torch on the CPU, the fused kernel on the GPU
         cpu_inputs, cpu_index = scene.rasterizer_inputs_with_index(cam)
+        scene.native_slice = True
         gpu = scene.cuda()
         gpu_inputs, gpu_index = gpu.rasterizer_inputs_with_index(cam)
     assert torch.equal(cpu_index, gpu_index.cpu()) and cpu_index.numel() < 3000
