@@ -39,6 +39,7 @@ class DemoConfig:
             run_name="demo_dynamic",
             model="gaussian4d",
             max_steps=3000,
+            max_seconds=300.0,  # a cap for slow or shared machines
             sh_degree=1,
             # Sized for a few minutes on 2 CPU cores at 96x72: growth stops at 20k Gaussians.
             strategy=DefaultStrategy(refine_stop=2000, max_gaussians=20_000),

@@ -296,3 +296,18 @@ def test_sf_render_camera_path_times_and_fixed_time(tmp_path):
                                      output=still, backend="reference", time=0.5, frames=(0,))) == 1
     assert np.abs(iio.imread(still / "frame_00000.png").astype(float) - a).max() < 2
     assert not list(still.glob("*.mp4"))
+
+
+def test_viewer_frames_follow_the_time_of_a_4d_scene():
+    """The viewer's frame path (camera from the client with the slider's time) renders the 4D slice at that time."""
+    from viewer.frames import render_frame
+
+    scene = _moving_scene()
+    cam = Camera(torch.eye(4), 40.0, 40.0, 24.0, 24.0, 48, 48)
+    early = render_frame(scene, cam.with_time(0.1), "Alpha", (0, 0, 0), backend="reference", strips=3)
+    late = render_frame(scene, cam.with_time(0.9), "Alpha", (0, 0, 0), backend="reference", strips=3)
+    xs = np.arange(48) + 0.5
+    centroid = [float((img.image[..., 0].sum(0) * xs).sum() / img.image[..., 0].sum()) for img in (early, late)]
+    with torch.no_grad():
+        vx = float(scene.conditional()[1][0, 0])
+    assert (centroid[1] - centroid[0]) * vx > 0 and abs(centroid[1] - centroid[0]) > 2.0
