@@ -142,3 +142,19 @@ def test_4d_beats_static_at_mid_time(dynamic_scene, tmp_path):
         results[model] = evaluate(trainer.scene, mid, trainer.background)["psnr"]
     print(f"mid-time test PSNR after {STEPS} steps: 4D {results['gaussian4d']:.2f} dB, static {results['gaussian']:.2f} dB")
     assert results["gaussian4d"] > results["gaussian"] + MIN_GAIN_DB, results
+
+
+def test_sf_eval_reports_test_and_val_per_time(dynamic_scene, tmp_path):
+    from scripts.eval_cli import EvalConfig, run_eval
+    from trainers.initialise import initial_scene
+
+    data = load_dataset(dynamic_scene)
+    scene = initial_scene(data, 0, 0.5, 1000, 1000, 0, model="gaussian4d")
+    scene.save_ply(tmp_path / "scene.ply")
+    metrics = run_eval(EvalConfig(scene=tmp_path / "scene.ply", data=dynamic_scene, output=tmp_path / "eval.json"))
+    assert metrics["split"] == "test" and len(metrics["per_time"]) == len(data.test_views)
+    val = metrics["splits"]["val"]
+    assert [round(r["time"], 3) for r in val["per_time"]] == [0.0, 0.5, 1.0]
+    assert val["psnr"] == pytest.approx(sum(r["psnr"] for r in val["per_time"]) / 3)
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert "val" in saved["splits"] and saved["per_time"]
