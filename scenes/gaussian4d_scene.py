@@ -16,6 +16,7 @@ parameters' identities and version counters), so playing through time only recom
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -31,6 +32,14 @@ PARAM_NAMES_4D = ("means", "times", "quats", "quats_r", "log_scales", "log_scale
 TEMPORAL_CUTOFF = 16.0
 """Primitives with 0.5 (t - mu_t)^2 / Stt above this (temporal opacity factor below e^-16) are culled before projection."""
 _SHAPE_PARAMS = ("quats", "quats_r", "log_scales", "log_scale_t")
+
+
+@functools.lru_cache(maxsize=None)
+def _native_slice_available(kind: str) -> bool:
+    """Whether the rasterizer's native backend for this device kind ('cpu' / 'cuda') can be built and used."""
+    from cuda_rasterizer.backends import available_backends
+
+    return kind in ("cpu", "cuda") and kind in available_backends()
 
 
 class Gaussian4DScene(SplatScene):
@@ -136,7 +145,8 @@ class Gaussian4DScene(SplatScene):
         Outside autograd (viewer, evaluation, video) one native kernel (sf_math.h slice4: CUDA on a GPU, OpenMP
         on the CPU) computes all four; with autograd recording, torch does (cached Sigma3 / v when unchanged)."""
         means = self.params["means"]
-        if self.native_slice and not torch.is_grad_enabled() and (means.is_cuda or means.device.type == "cpu"):
+        kind = "cuda" if means.is_cuda else means.device.type
+        if self.native_slice and not torch.is_grad_enabled() and _native_slice_available(kind):
             if means.is_cuda:
                 from cuda_rasterizer.cuda_backend import slice4
             else:

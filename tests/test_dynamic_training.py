@@ -125,6 +125,20 @@ def test_4d_training_densifies_checkpoints_and_resumes(dynamic_scene, tmp_path):
     assert isinstance(load_scene(resumed.run_dir / "scene.ply"), Gaussian4DScene)
 
 
+def test_mcmc_strategy_runs_on_a_4d_scene(dynamic_scene, tmp_path):
+    from trainers.strategies import MCMCStrategy
+
+    data = load_dataset(dynamic_scene)
+    strategy = MCMCStrategy(refine_start=5, refine_every=5, cap_max=2000, growth=1.2)
+    config = TrainConfig(data=dynamic_scene, output_dir=tmp_path, max_steps=12, strategy=strategy, progress=False,
+                         video=False, sh_degree=0, max_init_points=1000)
+    trainer = Trainer(config, data)
+    for _ in range(12):
+        trainer.train_step()
+    assert isinstance(trainer.scene, Gaussian4DScene) and 1000 < len(trainer.scene) <= 2000
+    assert all(p.shape[0] == len(trainer.scene) for p in trainer.scene.params.values())
+
+
 @pytest.mark.slow
 def test_4d_beats_static_at_mid_time(dynamic_scene, tmp_path):
     """Same data, steps, seed points and strategy: the 4D scene must win on the mid-time test views by a margin
