@@ -81,6 +81,14 @@ def test_auto_model_choice_and_forced_static(dynamic_scene, tmp_path):
     assert type(forced.scene) is GaussianScene
 
 
+def test_gaussian4d_on_untimed_data_is_a_clear_error(tmp_path):
+    folder = _write_dnerf(tmp_path / "static", [None, None])
+    data = load_dataset(folder)
+    assert data.time_range is None
+    with pytest.raises(ValueError, match="needs training views with times"):
+        Trainer(TrainConfig(data=folder, output_dir=tmp_path, model="gaussian4d", progress=False, video=False), data)
+
+
 def test_split_samples_children_in_space_and_time():
     from test_gaussian4d import random_scene4
 
