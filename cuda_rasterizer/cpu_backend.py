@@ -15,6 +15,7 @@ from ._build import build_cpu_extension
 from .constants import EPS_2D
 from ._native import _EvalSH, _Project, _QuatScaleToCovar, _Rasterize, last_stats
 from .reference import Composite, Projection
+from .slice4d import apply_slice4
 
 _NUM_THREADS: Optional[int] = None
 _TILE_SIZE = 16
@@ -107,7 +108,7 @@ def rasterize_to_pixels(
     return Composite(out_c, out_a, out_d, out_t, last_id)
 
 
-@torch.no_grad()
+
 def slice4(
     means: torch.Tensor,
     times: torch.Tensor,
@@ -117,11 +118,9 @@ def slice4(
     opacities: torch.Tensor,
     t: float,
 ):
-    """4D Gaussians sliced at time t, forward only (see cuda_backend.slice4; float32 or float64, one dtype)."""
-    dtype = means.dtype
-    return tuple(
-        build_cpu_extension().slice4_fwd(
-            means, times.reshape(-1).to(dtype), quats_left.to(dtype), quats_right.to(dtype), scales.to(dtype),
-            opacities.to(dtype), float(t), get_num_threads(),
-        )
+    """4D Gaussians sliced at time t, differentiable (see cuda_backend.slice4; float32 or float64, one dtype)."""
+    ext, threads = build_cpu_extension(), get_num_threads()
+    return apply_slice4(
+        lambda *a: ext.slice4_fwd(*a, threads), lambda *a: ext.slice4_bwd(*a, threads),
+        means, times, quats_left, quats_right, scales, opacities, t,
     )

@@ -15,6 +15,7 @@ from ._build import build_cuda_extension
 from ._native import _EvalSH, _Project, _QuatScaleToCovar, _Rasterize, last_stats  # noqa: F401
 from .constants import EPS_2D
 from .reference import Composite, Projection
+from .slice4d import apply_slice4
 
 TILE_SIZE = 16
 
@@ -81,7 +82,7 @@ def rasterize_to_pixels(
     return Composite(*out)
 
 
-@torch.no_grad()
+
 def slice4(
     means: torch.Tensor,
     times: torch.Tensor,
@@ -91,15 +92,11 @@ def slice4(
     opacities: torch.Tensor,
     t: float,
 ):
-    """4D Gaussians sliced at time t on the GPU, forward only (no autograd: training slices in torch).
+    """4D Gaussians sliced at time t on the GPU (float32), differentiable through the fused VJP kernel.
 
     means (N, 3), times (N,) or (N, 1), left/right wxyz quaternions (N, 4) of the rotation p -> q_l p q_r on
     p = t + x i + y j + z k, scales (N, 4) positive (x, y, z, t axes), opacities (N,). Returns means (N, 3),
     covariances (N, 3, 3), opacities at t (N,) and the temporal exponents 0.5 (t - mu_t)^2 / Stt (N,).
     """
-    return tuple(
-        _ext().slice4_fwd(
-            means.float(), times.reshape(-1).float(), quats_left.float(), quats_right.float(), scales.float(),
-            opacities.float(), float(t),
-        )
-    )
+    ext = _ext()
+    return apply_slice4(ext.slice4_fwd, ext.slice4_bwd, means, times, quats_left, quats_right, scales, opacities, t)

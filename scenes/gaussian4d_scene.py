@@ -10,8 +10,11 @@ Parameters (the names the optimiser, strategies and editor see):
 Slicing at time t (Sigma4 = R4 S S^T R4^T, split into Sxyz, Sxyz,t and Stt):
   Sigma3 = Sxyz - Sxyz,t Sxyz,t^T / Stt,  v = Sxyz,t / Stt,  mean3(t) = mu_xyz + v (t - mu_t),
   opacity(t) = o exp(-0.5 (t - mu_t)^2 / Stt).
-Sigma3, v and Stt do not depend on t: outside autograd they are cached per parameter update (keyed on the
-parameters' identities and version counters), so playing through time only recomputes means and opacities.
+Sigma3, v and Stt do not depend on t: the torch path caches them per parameter update outside autograd (keyed on
+the parameters' identities and version counters), so playing through time only recomputes means and opacities.
+Where the rasterizer's native backend exists (CPU extension, CUDA) one fused kernel pair (sf_math.h slice4 and
+its VJP) does the whole slice instead, forward and backward, which is cheaper than even the cached torch path
+after every optimiser step (BENCHMARKS.md, B5).
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ class Gaussian4DScene(SplatScene):
         if not (math.isfinite(t0) and math.isfinite(t1) and t0 <= t1):
             raise ValueError(f"time_range must be finite with start <= end, got {tuple(time_range)}")
         self.time_range: Tuple[float, float] = (t0, t1)
-        self.native_slice = True  # native slice kernels outside autograd (parity tests and benchmarks turn it off)
+        self.native_slice = True  # the native slice kernel where available (parity tests and benchmarks turn it off)
         self._cache_key: Optional[tuple] = None
         self._cache: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
 
@@ -142,11 +145,12 @@ class Gaussian4DScene(SplatScene):
     def _slice_terms(self, t: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(means3 (N, 3), Sigma3 (N, 3, 3), opacities (N,), temporal exponent 0.5 dt^2 / Stt (N,)) at time t.
 
-        Outside autograd (viewer, evaluation, video) one native kernel (sf_math.h slice4: CUDA on a GPU, OpenMP
-        on the CPU) computes all four; with autograd recording, torch does (cached Sigma3 / v when unchanged)."""
+        One native kernel (sf_math.h slice4 with its VJP: CUDA on a GPU, OpenMP on the CPU) computes all four,
+        in training too; torch (with Sigma3 / v cached while unchanged) where no native backend is available or
+        `native_slice` is off."""
         means = self.params["means"]
         kind = "cuda" if means.is_cuda else means.device.type
-        if self.native_slice and not torch.is_grad_enabled() and _native_slice_available(kind):
+        if self.native_slice and _native_slice_available(kind):
             if means.is_cuda:
                 from cuda_rasterizer.cuda_backend import slice4
             else:
