@@ -37,6 +37,8 @@ class Bench4DConfig:
     threads: int = 2
     backend: str = "cpu"
     sh_degree: int = 3
+    backward: bool = True
+    """Also time forward + backward (a training step's slice against its whole render)."""
     seed: int = 0
     out: Optional[str] = None
 
@@ -91,6 +93,24 @@ def run(cfg: Bench4DConfig) -> Dict[str, object]:
             cfg.repeats, lambda _: None,
         )
     native_ms, slice_ms, uncached_ms, raster_ms = (best[k][0] for k in range(4))
+    train = {}
+    if cfg.backward:  # a training step's share: slice forward + backward against render forward + backward
+
+        def slice_backward(native: bool):
+            scene.native_slice = native
+            out = scene.slice(next(times))
+            (out["means"].sum() + out["covars"].sum() + out["opacities"].sum()).backward()
+
+        def render_backward():
+            scene.native_slice = True
+            inputs = scene.rasterizer_inputs(cam.with_time(next(times)))
+            out = rasterize_gaussians(viewmat=cam.world_to_camera, K=cam.K, width=cam.width, height=cam.height,
+                                      backend=cfg.backend, background=torch.ones(3), **inputs)
+            out.colors.sum().backward()
+
+        best = timed_interleaved({0: lambda: slice_backward(True), 1: lambda: slice_backward(False), 2: render_backward},
+                                 cfg.repeats, lambda _: None)
+        train = {"train_slice_native_ms": best[0][0], "train_slice_torch_ms": best[1][0], "train_render_ms": best[2][0]}
     result = {
         "case": "B5", "n": cfg.n, "size": cfg.size, "threads": cfg.threads, "backend": cfg.backend,
         "kept_after_temporal_cull": kept,
@@ -99,6 +119,7 @@ def run(cfg: Bench4DConfig) -> Dict[str, object]:
         "share_native": native_ms / (native_ms + raster_ms),
         "share_torch_cached": slice_ms / (slice_ms + raster_ms),
         "share_torch_uncached": uncached_ms / (uncached_ms + raster_ms),
+        **train,
         "host_gflops_start": probe_start, "host_gflops_end": host_speed_gflops(),
     }
     print(f"host speed probe: {probe_start:.1f} GFLOP/s at start, {result['host_gflops_end']:.1f} at end (1-thread matmul)")
@@ -107,6 +128,9 @@ def run(cfg: Bench4DConfig) -> Dict[str, object]:
           f"({100 * result['share_native']:.1f}% of the frame), torch with cached Sigma3 {slice_ms:.1f} ms "
           f"({100 * result['share_torch_cached']:.1f}%), torch uncached {uncached_ms:.1f} ms "
           f"({100 * result['share_torch_uncached']:.1f}%); {kept} of {cfg.n} kept after temporal culling")
+    if train:
+        print(f"training (forward + backward): whole render incl. native slice {train['train_render_ms']:.1f} ms; "
+              f"slice alone native {train['train_slice_native_ms']:.1f} ms, torch {train['train_slice_torch_ms']:.1f} ms")
     if cfg.out:
         with open(cfg.out, "w") as handle:
             json.dump(result, handle, indent=2)
