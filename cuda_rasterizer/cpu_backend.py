@@ -15,6 +15,7 @@ from ._build import build_cpu_extension
 from .constants import EPS_2D
 from ._native import _EvalSH, _Project, _QuatScaleToCovar, _Rasterize, last_stats
 from .reference import Composite, Projection
+from .slice4d import apply_slice4
 
 _NUM_THREADS: Optional[int] = None
 _TILE_SIZE = 16
@@ -105,3 +106,21 @@ def rasterize_to_pixels(
         radii, background, int(width), int(height), tile,
     )
     return Composite(out_c, out_a, out_d, out_t, last_id)
+
+
+
+def slice4(
+    means: torch.Tensor,
+    times: torch.Tensor,
+    quats_left: torch.Tensor,
+    quats_right: torch.Tensor,
+    scales: torch.Tensor,
+    opacities: torch.Tensor,
+    t: float,
+):
+    """4D Gaussians sliced at time t, differentiable (see cuda_backend.slice4; float32 or float64, one dtype)."""
+    ext, threads = build_cpu_extension(), get_num_threads()
+    return apply_slice4(
+        lambda *a: ext.slice4_fwd(*a, threads), lambda *a: ext.slice4_bwd(*a, threads),
+        means, times, quats_left, quats_right, scales, opacities, t,
+    )

@@ -15,6 +15,7 @@ from ._build import build_cuda_extension
 from ._native import _EvalSH, _Project, _QuatScaleToCovar, _Rasterize, last_stats  # noqa: F401
 from .constants import EPS_2D
 from .reference import Composite, Projection
+from .slice4d import apply_slice4
 
 TILE_SIZE = 16
 
@@ -79,3 +80,23 @@ def rasterize_to_pixels(
         depths.contiguous(), radii, background, int(width), int(height), TILE_SIZE,
     )
     return Composite(*out)
+
+
+
+def slice4(
+    means: torch.Tensor,
+    times: torch.Tensor,
+    quats_left: torch.Tensor,
+    quats_right: torch.Tensor,
+    scales: torch.Tensor,
+    opacities: torch.Tensor,
+    t: float,
+):
+    """4D Gaussians sliced at time t on the GPU (float32), differentiable through the fused VJP kernel.
+
+    means (N, 3), times (N,) or (N, 1), left/right wxyz quaternions (N, 4) of the rotation p -> q_l p q_r on
+    p = t + x i + y j + z k, scales (N, 4) positive (x, y, z, t axes), opacities (N,). Returns means (N, 3),
+    covariances (N, 3, 3), opacities at t (N,) and the temporal exponents 0.5 (t - mu_t)^2 / Stt (N,).
+    """
+    ext = _ext()
+    return apply_slice4(ext.slice4_fwd, ext.slice4_bwd, means, times, quats_left, quats_right, scales, opacities, t)

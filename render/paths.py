@@ -1,4 +1,4 @@
-"""Camera paths for batch renders: an orbit around a scene's cameras."""
+"""Camera paths for batch renders: an orbit around a scene's cameras, optionally playing through time."""
 
 from __future__ import annotations
 
@@ -53,3 +53,11 @@ def orbit_cameras(reference: Sequence[Camera], num_frames: int = 60, target=None
             Camera(look_at_w2c(eye, target, up), ref.fx, ref.fy, ref.cx, ref.cy, ref.width, ref.height, ref.near, ref.far)
         )
     return cams
+
+
+def with_times(cameras: Sequence[Camera], time_range: Sequence[float]) -> List[Camera]:
+    """The cameras with times evenly spaced from time_range[0] (first) to time_range[1] (last): a path that also
+    plays through a dynamic scene's time."""
+    t0, t1 = float(time_range[0]), float(time_range[1])
+    count = len(cameras)
+    return [cam.with_time(t0 + (t1 - t0) * i / max(count - 1, 1)) for i, cam in enumerate(cameras)]

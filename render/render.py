@@ -29,9 +29,16 @@ def render(
 ) -> RenderOutput:
     """Render `scene` (anything with `rasterizer_inputs(camera, sh_degree)`) from `camera`.
 
-    background: RGB in [0, 1] (default black). backend: auto | cuda | cpu | reference.
+    background: RGB in [0, 1] (default black). backend: auto | cuda | cpu | reference. The scene sees
+    `camera.time` through the camera (4D scenes render their slice at that time). Scenes that cull primitives
+    (4D: temporally) provide `rasterizer_inputs_with_index`; meta['primitive_index'] then maps each rasterized
+    row (means2d, radii, depths) to its primitive in the scene.
     """
-    inputs = scene.rasterizer_inputs(camera, sh_degree=sh_degree)
+    with_index = getattr(scene, "rasterizer_inputs_with_index", None)
+    if with_index is not None:
+        inputs, index = with_index(camera, sh_degree=sh_degree)
+    else:
+        inputs, index = scene.rasterizer_inputs(camera, sh_degree=sh_degree), None
     means = inputs["means"]
     bg = torch.zeros(3) if background is None else torch.as_tensor(background, dtype=torch.float32)
     out = rasterize_gaussians(
@@ -45,7 +52,10 @@ def render(
         backend=backend,
         **inputs,
     )
-    return RenderOutput(out.colors, out.alphas, out.depths, out.meta)
+    meta = dict(out.meta)
+    if index is not None:
+        meta["primitive_index"] = index
+    return RenderOutput(out.colors, out.alphas, out.depths, meta)
 
 
 def prepare_renderer(backend: str = "auto", device: Union[str, torch.device] = "cpu") -> str:

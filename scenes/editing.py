@@ -18,7 +18,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from .gaussian_scene import PARAM_NAMES, GaussianScene, rgb_to_sh_dc, sh_dc_to_rgb
+from .gaussian_scene import GaussianScene, rgb_to_sh_dc, sh_dc_to_rgb
+from .rotation4d import quat_conjugate
 
 MODES = ("replace", "add", "subtract")
 Rect = Tuple[float, float, float, float]
@@ -468,7 +469,7 @@ class SplatEditor:
                                                      requires_grad=old.requires_grad)
 
     def _keep_rows(self, keep: torch.Tensor) -> None:
-        for name in PARAM_NAMES:
+        for name in list(self.scene.params.keys()):
             p = self.scene.params[name]
             self._set_param(name, p.detach()[keep.to(p.device)])
         self.selection = self.selection[keep]
@@ -478,7 +479,7 @@ class SplatEditor:
         n = len(self.scene) + cmd.indices.numel()
         removed = torch.zeros(n, dtype=torch.bool)
         removed[cmd.indices] = True
-        for name in PARAM_NAMES:
+        for name in list(self.scene.params.keys()):
             p = self.scene.params[name].detach()
             full = torch.empty((n,) + tuple(p.shape[1:]), dtype=p.dtype, device=p.device)
             full[~removed.to(p.device)] = p
@@ -504,7 +505,7 @@ class SplatEditor:
         if idx.numel() == 0:
             return 0
         rows = {name: self.scene.params[name].detach()[idx.to(self.scene.means.device)].cpu().clone()
-                for name in PARAM_NAMES}
+                for name in self.scene.params.keys()}
         cmd = _Delete("delete", indices=idx, rows=rows, hidden_rows=self.hidden[idx].clone(),
                       selection_before=self.selection.clone())
         self._apply(cmd, inverse=False)
@@ -533,9 +534,8 @@ class SplatEditor:
         """A new GaussianScene holding copies of the `mask`ed splats."""
         keep = mask.detach().cpu().to(torch.bool)
         params = {name: self.scene.params[name].detach()[keep.to(self.scene.means.device)].cpu().clone()
-                  for name in PARAM_NAMES}
-        return GaussianScene(params, sh_degree=self.scene.sh_degree,
-                             active_sh_degree=getattr(self.scene, "active_sh_degree", None))
+                  for name in self.scene.params.keys()}
+        return type(self.scene).from_state(dict(self.scene.settings(), params=params))  # same kind and settings
 
     def separate(self, mask: Optional[torch.Tensor] = None, remove: bool = True) -> Optional[GaussianScene]:
         """The selected splats as a new GaussianScene; with `remove` they are also deleted here (undoable)."""
@@ -559,6 +559,9 @@ class SplatEditor:
 
         `matrix` may also carry a uniform scale itself (its 3x3 block's cube-root determinant). Quaternions are
         composed with R, log-scales grow by log(s) and view-dependent colour (SH bands 1..3) is rotated.
+        4D scenes (a `quats_r` parameter): the spatial rotation (q, conj q) is composed with each quaternion pair
+        (velocities rotate with it); they take rigid transforms only, since a spatial scale does not keep the
+        rotor-and-scales form.
         """
         target = self._target(mask)
         idx = torch.nonzero(target)[:, 0]
@@ -574,9 +577,12 @@ class SplatEditor:
         s = s_mat * float(scale)
         if s <= 0:
             raise ValueError(f"scale must be positive, got {scale}")
+        is_4d = "quats_r" in self.scene.params
+        if is_4d and abs(s - 1.0) > 1e-6:
+            raise ValueError(f"4D scenes take rigid transforms only (got a scale of {s:g})")
         dev = self.scene.means.device
         didx = idx.to(dev)
-        names = ["means", "quats", "log_scales"] + (["sh_rest"] if rotate_sh else [])
+        names = ["means", "quats", "log_scales"] + (["quats_r"] if is_4d else []) + (["sh_rest"] if rotate_sh else [])
         before = {name: self.scene.params[name].detach()[didx].cpu().clone() for name in names}
         means = before["means"].double()
         new_means = (means * float(scale)) @ a.T + m[:3, 3]
@@ -587,6 +593,8 @@ class SplatEditor:
             "quats": new_quats.float(),
             "log_scales": (before["log_scales"].double() + math.log(s)).float(),
         }
+        if is_4d:  # p -> q (l p r) conj(q): the pair becomes (q l, r conj(q))
+            after["quats_r"] = quat_multiply(before["quats_r"].double(), quat_conjugate(q).expand(idx.numel(), 4)).float()
         if rotate_sh:
             rest = before["sh_rest"].double()
             degree = int(round(math.sqrt(rest.shape[1] + 1))) - 1
@@ -628,8 +636,7 @@ class SplatEditor:
             out["colors"] = colors
         if self.hidden.any():
             keep = ~self.hidden
-            for key in ("means", "quats", "scales", "opacities", "colors"):
-                value = out.get(key)
+            for key, value in list(out.items()):  # every per-primitive tensor (covars, 4D scenes' extras too)
                 if isinstance(value, torch.Tensor) and value.shape[:1] == (n,):
                     out[key] = value[keep.to(value.device)]
         return out

@@ -20,7 +20,8 @@ class EvalConfig:
     scene: Path
     """scene.ply or a checkpoint (.pt)."""
     data: Path
-    """Dataset folder; its test split is evaluated (the training views when it has none)."""
+    """Dataset folder; its test split is evaluated (the training views when it has none), and for Blender/D-NeRF
+    folders the val split as well (reported under "splits")."""
     output: Optional[Path] = None
     """JSON file to write (default: eval.json beside the scene)."""
     downscale: int = 1
@@ -37,18 +38,21 @@ class EvalConfig:
 
 def run_eval(config: EvalConfig) -> dict:
     from trainers.data import load_dataset
+    from trainers.data.load import detect_format
     from trainers.evaluation import evaluate
     from trainers.trainer import peak_memory_mb, write_json
 
     output = config.output or config.scene.parent / "eval.json"
     check_output_file(output, "--output")  # default eval.json beside the scene: that folder must be writable
     scene = load_scene(config.scene)
-    data = load_dataset(config.data, downscale=config.downscale, background=config.background)
+    options = {"val": True} if detect_format(config.data) == "blender" else {}
+    data = load_dataset(config.data, downscale=config.downscale, background=config.background, **options)
     views = data.test_views or data.train_views
     background = config.background if config.background is not None else data.background
     render_dir = output.parent / f"{output.stem}_renders" if config.save_renders else None
     metrics = evaluate(scene, views, background, config.backend, render_dir, config.save_renders)
     metrics.update(split="test" if data.test_views else "train (no test views)", scene=str(config.scene), dataset=str(data.source))
+    metrics["splits"] = {name: evaluate(scene, split_views, background, config.backend) for name, split_views in data.extra_splits.items()}
     run_metrics = config.scene.parent / "metrics.json"
     if run_metrics.is_file():  # training wall time and memory come from the run that made the scene
         previous = json.loads(run_metrics.read_text())
@@ -60,6 +64,12 @@ def run_eval(config: EvalConfig) -> dict:
     lpips = f", LPIPS {metrics['lpips']:.4f}" if metrics["lpips"] is not None else f" (LPIPS unavailable: {metrics['lpips_note']})"
     print(f"{metrics['split']}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}{lpips}; {metrics['num_gaussians']} Gaussians, "
           f"{metrics['render_ms_per_image']:.1f} ms/image -> {output}")
+    for name, split in [(metrics["split"], metrics)] + list(metrics["splits"].items()):
+        if name != metrics["split"]:
+            print(f"{name}: PSNR {split['psnr']:.2f} dB, SSIM {split['ssim']:.4f} over {split['num_views']} views")
+        if split["per_time"]:
+            rows = ", ".join(f"t={r['time']:.3g}: {r['psnr']:.2f}" for r in split["per_time"])
+            print(f"{name} PSNR per time: {rows}")
     return metrics
 
 

@@ -10,7 +10,7 @@ import torch
 
 from render import Camera, render
 from render.camera_path import load_camera_path
-from render.paths import orbit_cameras
+from render.paths import orbit_cameras, with_times
 from render.writers import write_image, write_video
 from scenes import load_scene
 
@@ -42,6 +42,11 @@ class RenderConfig:
     """Mesh files (GLB/GLTF/OBJ/PLY) composited with the splats, with shadows, at their own coordinates."""
     mesh_layout: Optional[Path] = None
     """Scene-edit JSON placing meshes and the light (see scenes.meshes.load_mesh_layout)."""
+    time: Optional[float] = None
+    """Dynamic (4D) scenes: render every view at this time. Default: test views keep their own times, camera
+    paths their keyframes' times, and an orbit plays through the scene's time range as it circles."""
+    frames: Optional[Tuple[int, ...]] = None
+    """Render only these frame indices (e.g. `--frames 0 --time 0.5` for one still)."""
 
     def __post_init__(self) -> None:
         check_range("num_frames", self.num_frames, 1)
@@ -100,12 +105,25 @@ def render_scene(config: RenderConfig) -> int:
     view = mesh_view(config.meshes, config.mesh_layout, fallback=render_view)
     scene = load_scene(config.scene)
     cameras, background, fps = views_for(config)
+    time_range = getattr(scene, "time_range", None)
+    if config.time is not None:
+        cameras = [c.with_time(float(config.time)) for c in cameras]
+    elif config.mode == "orbit" and time_range is not None:
+        cameras = with_times(cameras, time_range)
+    if config.frames is not None:
+        bad = [i for i in config.frames if not 0 <= i < len(cameras)]
+        if bad:
+            raise ValueError(f"--frames {bad} out of range: there are {len(cameras)} frames")
+        cameras = [cameras[i] for i in config.frames]
     frames = []
     with torch.no_grad():
         for i, camera in enumerate(cameras):
             rgb = view(scene, camera, background, config.backend)
             write_image(frame_path(config.output, i), rgb)
             frames.append(rgb)
+    if config.frames is not None and len(frames) == 1:  # a still: no video
+        print(f"wrote {config.output / 'frame_00000.png'}")
+        return 1
     video = video_path(config)
     write_video(video, frames, fps=fps)
     print(f"wrote {len(frames)} frames and {video}")

@@ -61,6 +61,7 @@ def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
     trainer = Trainer(config, data)
     main = trainer.dist.is_main
     if main:
+        print(f"[train] model {trainer.model} ({trainer.model_reason})")
         print(f"[train] {len(trainer.scene)} Gaussians on {describe_device(trainer.device)}, run folder {trainer.run_dir}")
     server = attach_viewer(trainer) if config.viewer and main else None
     try:

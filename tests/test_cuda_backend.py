@@ -22,7 +22,8 @@ def test_cuda_extension_builds_and_imports():
     from cuda_rasterizer._build import build_cuda_extension
 
     ext = build_cuda_extension("8.0")
-    for name in ("covar_fwd", "covar_bwd", "project_fwd", "project_bwd", "sh_fwd", "sh_bwd", "raster_fwd", "raster_bwd", "l1_ssim"):
+    for name in ("covar_fwd", "covar_bwd", "project_fwd", "project_bwd", "sh_fwd", "sh_bwd", "raster_fwd", "raster_bwd",
+                 "slice4_fwd", "slice4_bwd", "l1_ssim"):
         assert callable(getattr(ext, name)), name
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import Literal, Optional, Tuple, Union
 
 import tyro
 from typing_extensions import Annotated
@@ -35,6 +35,14 @@ class LearningRates:
     opacity_logits: float = 5e-2
     sh_dc: float = 2.5e-3
     sh_rest: float = 2.5e-3 / 20
+    # 4D Gaussians only (Gaussian4DScene's extra parameters):
+    times: float = 1.6e-4
+    """Mean times: multiplied by the dataset's time span and decayed like the means (the same relative step
+    in time as the means take in space)."""
+    log_scale_t: float = 5e-3
+    """Temporal log-scale: as the spatial log-scales."""
+    quats_r: float = 1e-3
+    """Right quaternion of the 4D rotation: as the (left) quaternions."""
 
 
 @dataclass
@@ -50,6 +58,11 @@ class TrainConfig:
     """Each run writes into output_dir/<run_name>."""
     run_name: Optional[str] = None
     """Folder name of this run (default: a timestamp)."""
+    model: Literal["auto", "gaussian", "gaussian4d"] = "auto"
+    """Scene model: gaussian (static 3D), gaussian4d (4D Gaussians sliced at each view's time), or auto
+    (gaussian4d when the dataset's training views carry times, as D-NeRF's do; said so in the log)."""
+    init_time_scale: float = 0.25
+    """4D only: initial temporal scale as a fraction of the time span."""
     max_steps: int = 3000
     max_seconds: Optional[float] = None
     """Also stop once training has run this long (wall clock, evaluation excluded)."""

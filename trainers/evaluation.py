@@ -48,6 +48,8 @@ def evaluate(
         image = out.rgb.clamp(0, 1)
         target = view.image.to(image.device)
         record = {"name": view.name, "psnr": psnr(image, target), "ssim": float(ssim(image, target))}
+        if view.camera.time is not None:
+            record["time"] = float(view.camera.time)
         if lpips_fn is not None:
             record["lpips"] = lpips_fn(image, target)
         per_image.append(record)
@@ -65,4 +67,17 @@ def evaluate(
         "render_ms_per_image": 1000.0 * render_seconds / count,
         "num_gaussians": len(scene),
         "per_image": per_image,
+        "per_time": per_time(per_image),
     }
+
+
+def per_time(per_image: List[Dict[str, object]]) -> List[Dict[str, float]]:
+    """Mean PSNR / SSIM per distinct view time, sorted by time (empty for untimed views)."""
+    groups: Dict[float, List[Dict[str, object]]] = {}
+    for record in per_image:
+        if "time" in record:
+            groups.setdefault(round(float(record["time"]), 6), []).append(record)
+    return [
+        {"time": t, "num_views": len(rs), "psnr": sum(r["psnr"] for r in rs) / len(rs), "ssim": sum(r["ssim"] for r in rs) / len(rs)}
+        for t, rs in sorted(groups.items())
+    ]

@@ -2,30 +2,66 @@
 
 from __future__ import annotations
 
+from typing import Optional, Tuple
+
 import numpy as np
 
 from render.paths import focus_point
-from scenes import GaussianScene
+from scenes import Gaussian4DScene, GaussianScene, SplatScene
 
 from .data.dataset import SceneData
 
 
+def resolve_model(model: str, data: SceneData) -> Tuple[str, str]:
+    """(scene kind, why): 'auto' picks gaussian4d when the training views carry times."""
+    time_range = data.time_range
+    if model == "auto":
+        if time_range is not None:
+            return "gaussian4d", f"auto: the training views carry times in [{time_range[0]:g}, {time_range[1]:g}]"
+        return "gaussian", "auto: the training views carry no times"
+    if model == "gaussian4d" and time_range is None:
+        raise ValueError(f"{data.source}: --model gaussian4d needs training views with times (e.g. D-NeRF 'time')")
+    if model not in ("gaussian", "gaussian4d"):
+        raise ValueError(f"model must be auto, gaussian or gaussian4d, got {model!r}")
+    return model, "asked for"
+
+
 def initial_scene(
-    data: SceneData, sh_degree: int, init_opacity: float, random_points: int, max_points: int, seed: int, random_extent: float = 0.33
-) -> GaussianScene:
+    data: SceneData, sh_degree: int, init_opacity: float, random_points: int, max_points: int, seed: int,
+    random_extent: float = 0.33, model: str = "gaussian", time_scale: float = 0.25,
+) -> SplatScene:
     """Seed points when the dataset has them; else `random_points` uniform in a cube around the cameras' focus
-    point with half-size `random_extent` x their mean distance to it (Inria's +-1.3 cube for NeRF-synthetic)."""
+    point with half-size `random_extent` x their mean distance to it (Inria's +-1.3 cube for NeRF-synthetic).
+
+    model 'gaussian4d': the same points at the seed points' own times when the dataset has them, else each at a
+    time drawn uniformly over the training time range; temporal scale `time_scale` x the time span."""
+    points, colors, times = _initial_points(data, random_points, max_points, seed, random_extent)
+    if model == "gaussian4d":
+        t0, t1 = data.time_range or (0.0, 1.0)
+        if times is None:
+            times = np.random.default_rng(seed + 1).uniform(t0, t1, size=len(points))
+        return Gaussian4DScene.from_points(points, times, colors, sh_degree=sh_degree, initial_opacity=init_opacity,
+                                           time_range=(t0, t1), time_scale=time_scale * max(t1 - t0, 1e-6))
+    return GaussianScene.from_points(points, colors, sh_degree=sh_degree, initial_opacity=init_opacity)
+
+
+def _initial_points(
+    data: SceneData, random_points: int, max_points: int, seed: int, random_extent: float
+) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """(points, colours, times or None)."""
     rng = np.random.default_rng(seed)
     if data.points is not None and len(data.points) > 0:
         points = np.asarray(data.points, dtype=np.float64)
         colors = data.point_colors if data.point_colors is not None else np.full((len(points), 3), 0.5)
+        times = data.point_times
         if len(points) > max_points:
             keep = rng.choice(len(points), max_points, replace=False)
             points, colors = points[keep], np.asarray(colors)[keep]
-        return GaussianScene.from_points(points, colors, sh_degree=sh_degree, initial_opacity=init_opacity)
+            times = None if times is None else np.asarray(times)[keep]
+        return points, np.asarray(colors), times
     cameras = [v.camera for v in data.train_views]
     center = focus_point(cameras) if len(cameras) > 1 else data.camera_centers()[0]
     half = max(random_extent * float(np.linalg.norm(data.camera_centers() - center, axis=1).mean()), 1e-3)
     points = center + rng.uniform(-1.0, 1.0, size=(random_points, 3)) * half
     colors = rng.uniform(0.0, 1.0, size=(random_points, 3))
-    return GaussianScene.from_points(points, colors, sh_degree=sh_degree, initial_opacity=init_opacity)
+    return points, colors, None

@@ -6,12 +6,13 @@ from typing import Dict
 
 import torch
 
-from scenes import GaussianScene
+from scenes import SplatScene
 
 from .config import LearningRates
 
 
-def make_optimizers(scene: GaussianScene, lr: LearningRates, scene_scale: float) -> Dict[str, torch.optim.Adam]:
+def make_optimizers(scene: SplatScene, lr: LearningRates, scene_scale: float, time_span: float = 1.0) -> Dict[str, torch.optim.Adam]:
+    """Adam per parameter; 4D scenes' times / log_scale_t / quats_r get their own rates (see LearningRates)."""
     rates = {
         "means": lr.means * scene_scale,
         "quats": lr.quats,
@@ -19,11 +20,15 @@ def make_optimizers(scene: GaussianScene, lr: LearningRates, scene_scale: float)
         "opacity_logits": lr.opacity_logits,
         "sh_dc": lr.sh_dc,
         "sh_rest": lr.sh_rest,
+        "times": lr.times * time_span,
+        "log_scale_t": lr.log_scale_t,
+        "quats_r": lr.quats_r,
     }
     return {
         # fused: one pass over each tensor instead of ~10 elementwise ops (7x less time for the SH coefficients)
         name: torch.optim.Adam([{"params": [scene.params[name]], "lr": rate, "name": name}], eps=1e-15, fused=True)
         for name, rate in rates.items()
+        if name in scene.params
     }
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from render import prepare_renderer, render
-from render.paths import orbit_cameras
+from render.paths import orbit_cameras, with_times
 from render.writers import write_video
-from scenes import GaussianScene, load_checkpoint, save_checkpoint
+from scenes import SplatScene, load_checkpoint, save_checkpoint, scene_from_state
 from scenes.atomic import atomic_path
 
 from .config import TrainConfig
@@ -27,7 +27,7 @@ from .data.dataset import SceneData, View
 from .distributed import StatisticsSync, device_for_rank, init_distributed, scale_schedule
 from .device import describe_device, optimizer_state_to_params, peak_gpu_memory_mb, resolve_device, tensors_to
 from .evaluation import evaluate
-from .initialise import initial_scene
+from .initialise import initial_scene, resolve_model
 from .losses import depth_l1, photometric_loss_and_mse, psnr_from_mse
 from .optim import make_optimizers, means_lr_at
 from .stage_timer import StageTimer
@@ -47,9 +47,9 @@ def write_json(path: Path, payload: object) -> None:
 
 
 class Trainer:
-    """Optimises a GaussianScene against a SceneData's training views."""
+    """Optimises a scene (3D or 4D Gaussians) against a SceneData's training views."""
 
-    def __init__(self, config: TrainConfig, data: SceneData, scene: Optional[GaussianScene] = None):
+    def __init__(self, config: TrainConfig, data: SceneData, scene: Optional[SplatScene] = None):
         if config.batch_size < 1:
             raise ValueError(f"batch_size (--batch-size) must be at least 1, got {config.batch_size}")
         # Data parallelism (trainers/distributed.py): join torchrun's process group, check every rank got the same
@@ -73,11 +73,14 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)  # the CUDA rasterizer launches on the current device
         torch.manual_seed(config.seed)
+        self.model, self.model_reason = resolve_model(config.model, data)
         if scene is None:
             scene = initial_scene(
                 data, config.sh_degree, config.init_opacity, config.init_random_points, config.max_init_points,
-                config.seed, config.init_random_extent,
+                config.seed, config.init_random_extent, self.model, config.init_time_scale,
             )
+        else:
+            self.model, self.model_reason = scene.KIND, "given scene"
         self.scene = scene.to(self.device)
         background = config.background if config.background is not None else data.background
         self.background = torch.tensor(background, dtype=torch.float32, device=self.device)
@@ -85,7 +88,9 @@ class Trainer:
         self._device_views: Dict[int, View] = {}
         self._depth_targets: Dict[Tuple[int, int], torch.Tensor] = {}
         self.scene_scale = data.scene_scale
-        self.optimizers = make_optimizers(self.scene, config.lr, self.scene_scale)
+        time_range = data.time_range or (0.0, 1.0)
+        self.time_span = max(time_range[1] - time_range[0], 1e-6)
+        self.optimizers = make_optimizers(self.scene, config.lr, self.scene_scale, self.time_span)
         self.strategy = copy.deepcopy(config.strategy)
         self.strategy.initialise(self.scene, self.scene_scale)
         self.step = 0
@@ -110,8 +115,9 @@ class Trainer:
         for key in ("optimizers", "step", "rng", "strategy"):
             if key not in payload:
                 raise ValueError(f"{path}: checkpoint has no {key!r} entry, so training cannot resume from it")
-        self.scene = GaussianScene.from_state(payload["scene"]).to(self.device)
-        self.optimizers = make_optimizers(self.scene, self.config.lr, self.scene_scale)
+        self.scene = scene_from_state(payload["scene"]).to(self.device)
+        self.model = self.scene.KIND
+        self.optimizers = make_optimizers(self.scene, self.config.lr, self.scene_scale, self.time_span)
         for name, state in payload["optimizers"].items():
             self.optimizers[name].load_state_dict(state)
             optimizer_state_to_params(self.optimizers[name])
@@ -214,6 +220,8 @@ class Trainer:
         self.scene.active_sh_degree = min(self.scene.sh_degree, self.step // max(cfg.sh_degree_interval, 1))
         for group in self.optimizers["means"].param_groups:
             group["lr"] = means_lr_at(self.step, cfg.max_steps, cfg.lr.means * self.scene_scale, cfg.lr.means_final_ratio)
+        for group in self.optimizers["times"].param_groups if "times" in self.optimizers else ():
+            group["lr"] = means_lr_at(self.step, cfg.max_steps, cfg.lr.times * self.time_span, cfg.lr.means_final_ratio)
         factor = resolution_factor(self.step, self.resolution_schedule)
         # One backward per view (loss / batch), accumulating into .grad: only one view's graph is alive at a time, and
         # the sum is associated as with one view per process, so 1 process x B views matches B processes bit for bit
@@ -392,9 +400,9 @@ class Trainer:
             plot_training_curves(self.history, self.run_dir / "training_curves.png")
         if cfg.video:
             with torch.no_grad():
-                frames = (
-                    render(self.scene, cam, background=self.background, backend=cfg.backend).rgb
-                    for cam in orbit_cameras(self.data.train_views and [v.camera for v in self.data.train_views], 60)
-                )
+                cameras = orbit_cameras(self.data.train_views and [v.camera for v in self.data.train_views], 60)
+                if self.data.time_range is not None:  # a dynamic scene: the orbit also plays through time
+                    cameras = with_times(cameras, self.data.time_range)
+                frames = (render(self.scene, cam, background=self.background, backend=cfg.backend).rgb for cam in cameras)
                 write_video(self.run_dir / "orbit.mp4", frames, fps=24)
         return metrics

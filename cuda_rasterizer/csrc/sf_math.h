@@ -93,6 +93,141 @@ template <typename T> SF_HOST_DEVICE inline void quat_scale_to_covar(const T q[4
     }
 }
 
+// ---- 4D Gaussians sliced at a time (forward only; cuda_rasterizer/slice4d.py holds the torch version) ----
+// Space-time point (x, y, z, t) <-> quaternion t + x i + y j + z k; the rotation is p -> q_l p q_r (both wxyz,
+// normalised here). R4 is returned on the (x, y, z, t) axes, row-major 4x4.
+template <typename T> SF_HOST_DEVICE inline void quat_pair_to_rot4(const T ql_in[4], const T qr_in[4], T R[16]) {
+  T a[4], b[4];
+  T na = T(1) / sf_max(sqrt(ql_in[0] * ql_in[0] + ql_in[1] * ql_in[1] + ql_in[2] * ql_in[2] + ql_in[3] * ql_in[3]), T(1e-12));
+  T nb = T(1) / sf_max(sqrt(qr_in[0] * qr_in[0] + qr_in[1] * qr_in[1] + qr_in[2] * qr_in[2] + qr_in[3] * qr_in[3]), T(1e-12));
+  for (int i = 0; i < 4; ++i) { a[i] = ql_in[i] * na; b[i] = qr_in[i] * nb; }
+  // L(a) and R(b) on (w, x, y, z) coordinates
+  const T L[16] = {a[0], -a[1], -a[2], -a[3], a[1], a[0], -a[3], a[2], a[2], a[3], a[0], -a[1], a[3], -a[2], a[1], a[0]};
+  const T Rb[16] = {b[0], -b[1], -b[2], -b[3], b[1], b[0], b[3], -b[2], b[2], -b[3], b[0], b[1], b[3], b[2], -b[1], b[0]};
+  const int perm[4] = {1, 2, 3, 0};  // scene axis k is quaternion slot perm[k]
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      T acc = 0;
+      for (int k = 0; k < 4; ++k) acc += L[perm[i] * 4 + k] * Rb[k * 4 + perm[j]];
+      R[i * 4 + j] = acc;
+    }
+}
+
+// Time-independent part of the slice: Sigma3 = Sxyz - Sxyz,t Sxyz,t^T / Stt, v = Sxyz,t / Stt, and Stt.
+template <typename T>
+SF_HOST_DEVICE inline void slice4_conditional(const T ql[4], const T qr[4], const T s[4], T cov3[9], T vel[3], T* stt) {
+  T R[16], cov4[16];
+  quat_pair_to_rot4(ql, qr, R);
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      T acc = 0;
+      for (int k = 0; k < 4; ++k) acc += R[i * 4 + k] * s[k] * s[k] * R[j * 4 + k];
+      cov4[i * 4 + j] = acc;
+    }
+  const T tt = cov4[15];
+  for (int i = 0; i < 3; ++i) vel[i] = cov4[i * 4 + 3] / tt;
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) cov3[i * 3 + j] = cov4[i * 4 + j] - cov4[i * 4 + 3] * vel[j];
+  for (int i = 0; i < 3; ++i)  // exactly symmetric
+    for (int j = i + 1; j < 3; ++j) cov3[i * 3 + j] = cov3[j * 3 + i] = T(0.5) * (cov3[i * 3 + j] + cov3[j * 3 + i]);
+  *stt = tt;
+}
+
+// The 3D Gaussian at time t: mean3 = mu + v (t - mu_t), opacity(t) = o exp(-e), e = 0.5 (t - mu_t)^2 / Stt.
+template <typename T>
+SF_HOST_DEVICE inline void slice4(const T mean[3], T mean_t, const T ql[4], const T qr[4], const T s[4], T opacity, T t,
+                                  T mean3[3], T cov3[9], T* opacity_t, T* exponent) {
+  T vel[3], stt;
+  slice4_conditional(ql, qr, s, cov3, vel, &stt);
+  const T dt = t - mean_t;
+  for (int i = 0; i < 3; ++i) mean3[i] = mean[i] + vel[i] * dt;
+  *exponent = T(0.5) * dt * dt / stt;
+  *opacity_t = opacity * exp(-*exponent);
+}
+
+// VJP of slice4 (every output's upstream gradient may be non-symmetric / zero). L(a) and R(b) share the index
+// pattern below; their signs differ.
+template <typename T>
+SF_HOST_DEVICE inline void slice4_vjp(T mean_t, const T ql[4], const T qr[4], const T s[4], T opacity, T t,
+                                      const T v_mean3[3], const T v_cov3[9], T v_opac_t, T v_mean[3], T* v_time,
+                                      T v_ql[4], T v_qr[4], T v_s[4], T* v_opac) {
+  const int idx[16] = {0, 1, 2, 3, 1, 0, 3, 2, 2, 3, 0, 1, 3, 2, 1, 0};
+  const T lsg[16] = {1, -1, -1, -1, 1, 1, -1, 1, 1, 1, 1, -1, 1, -1, 1, 1};
+  const T rsg[16] = {1, -1, -1, -1, 1, 1, 1, -1, 1, -1, 1, 1, 1, 1, -1, 1};
+  const int perm[4] = {1, 2, 3, 0};
+  T a[4], b[4];
+  const T na = T(1) / sf_max(sqrt(ql[0] * ql[0] + ql[1] * ql[1] + ql[2] * ql[2] + ql[3] * ql[3]), T(1e-12));
+  const T nb = T(1) / sf_max(sqrt(qr[0] * qr[0] + qr[1] * qr[1] + qr[2] * qr[2] + qr[3] * qr[3]), T(1e-12));
+  for (int i = 0; i < 4; ++i) { a[i] = ql[i] * na; b[i] = qr[i] * nb; }
+  T L[16], Rb[16], Q[16], R4[16], cov4[16];
+  for (int m = 0; m < 16; ++m) { L[m] = lsg[m] * a[idx[m]]; Rb[m] = rsg[m] * b[idx[m]]; }
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      T acc = 0;
+      for (int k = 0; k < 4; ++k) acc += L[i * 4 + k] * Rb[k * 4 + j];
+      Q[i * 4 + j] = acc;
+    }
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) R4[i * 4 + j] = Q[perm[i] * 4 + perm[j]];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      T acc = 0;
+      for (int k = 0; k < 4; ++k) acc += R4[i * 4 + k] * s[k] * s[k] * R4[j * 4 + k];
+      cov4[i * 4 + j] = acc;
+    }
+  const T c = cov4[15], dt = t - mean_t;
+  const T bb[3] = {cov4[3], cov4[7], cov4[11]};
+  const T vel[3] = {bb[0] / c, bb[1] / c, bb[2] / c};
+  const T decay = exp(T(-0.5) * dt * dt / c), ot = opacity * decay;
+  // gradient w.r.t. the entries of Sigma4 the slice reads: A = [:3,:3], b = [:3,3], c = [3,3]
+  T G[16];
+  for (int m = 0; m < 16; ++m) G[m] = 0;
+  T gc = v_opac_t * ot * T(0.5) * dt * dt / (c * c), gv_b = 0;
+  for (int i = 0; i < 3; ++i) {
+    T sym_b = 0;
+    for (int j = 0; j < 3; ++j) {
+      G[i * 4 + j] = v_cov3[i * 3 + j];
+      sym_b += (v_cov3[i * 3 + j] + v_cov3[j * 3 + i]) * bb[j];
+      gc += bb[i] * v_cov3[i * 3 + j] * bb[j] / (c * c);
+    }
+    G[i * 4 + 3] = -sym_b / c + v_mean3[i] * dt / c;
+    gv_b += v_mean3[i] * bb[i];
+  }
+  gc -= gv_b * dt / (c * c);
+  G[15] = gc;
+  T vt = v_opac_t * ot * dt / c;
+  for (int i = 0; i < 3; ++i) { v_mean[i] = v_mean3[i]; vt -= v_mean3[i] * vel[i]; }
+  *v_time = vt;
+  *v_opac = v_opac_t * decay;
+  // Sigma4 = M M^T with M = R4 diag(s): v_M = (G + G^T) M
+  T vR4[16];
+  for (int j = 0; j < 4; ++j) v_s[j] = 0;
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      T vm = 0;
+      for (int k = 0; k < 4; ++k) vm += (G[i * 4 + k] + G[k * 4 + i]) * R4[k * 4 + j] * s[j];
+      v_s[j] += vm * R4[i * 4 + j];
+      vR4[i * 4 + j] = vm * s[j];
+    }
+  T vQ[16];
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) vQ[perm[i] * 4 + perm[j]] = vR4[i * 4 + j];
+  T va[4] = {0, 0, 0, 0}, vb[4] = {0, 0, 0, 0};
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 4; ++j) {
+      T vl = 0, vr = 0;  // (vQ Rb^T)[i][j] and (L^T vQ)[i][j]
+      for (int k = 0; k < 4; ++k) {
+        vl += vQ[i * 4 + k] * Rb[j * 4 + k];
+        vr += L[k * 4 + i] * vQ[k * 4 + j];
+      }
+      va[idx[i * 4 + j]] += lsg[i * 4 + j] * vl;
+      vb[idx[i * 4 + j]] += rsg[i * 4 + j] * vr;
+    }
+  const T da = va[0] * a[0] + va[1] * a[1] + va[2] * a[2] + va[3] * a[3];
+  const T db = vb[0] * b[0] + vb[1] * b[1] + vb[2] * b[2] + vb[3] * b[3];
+  for (int k = 0; k < 4; ++k) { v_ql[k] = (va[k] - da * a[k]) * na; v_qr[k] = (vb[k] - db * b[k]) * nb; }
+}
+
 // VJP of cov = M M^T, M = R diag(s); v_cov may be non-symmetric (matches autograd on the dense reference).
 template <typename T>
 SF_HOST_DEVICE inline void quat_scale_to_covar_vjp(const T q[4], const T s[3], const T v_cov[9], T v_q[4], T v_s[3]) {

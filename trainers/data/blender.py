@@ -58,6 +58,8 @@ def _load_frame(
     where = f"{json_path}: frames[{index}] ({file_path})"
     c2w = as_pose(require(frame, "transform_matrix", where), where, "transform_matrix")
     time = as_float(frame["time"], where, "time") if "time" in frame else None
+    if time is not None and not 0.0 <= time <= 1.0:
+        raise ValueError(f"{where}: field 'time' must be in [0, 1] (D-NeRF convention), got {time}")
 
     img = load_image(image_path, where, "file_path")
     rgb, alpha = to_rgb(img, bg)
@@ -99,7 +101,12 @@ def _load_split(
         notes.append(note)
     skip = set(missing)
     items = [(i, f) for i, f in enumerate(frames) if i not in skip]
-    return parallel_map(lambda item: _load_frame(folder, json_path, angle_x, item[1], item[0], bg, downscale), items)
+    loaded = parallel_map(lambda item: _load_frame(folder, json_path, angle_x, item[1], item[0], bg, downscale), items)
+    timed = [i for i, (v, _, _) in enumerate(loaded) if v.camera.time is not None]
+    if timed and len(timed) != len(loaded):
+        first = next(i for i, (v, _, _) in enumerate(loaded) if v.camera.time is None)
+        raise ValueError(f"{json_path}: frames[{first}] has no field 'time' while {len(timed)} other frames have one")
+    return loaded
 
 
 def _check_sizes(loaded: List[Tuple[View, Tuple[int, int], str]]) -> None:
@@ -116,17 +123,32 @@ def _check_sizes(loaded: List[Tuple[View, Tuple[int, int], str]]) -> None:
             )
 
 
+def check_times(views: List[View], json_path: Path) -> Optional[Tuple[float, float]]:
+    """(min, max) of the training views' times, None when untimed; all-equal times are an error (nothing to
+    learn about motion from one instant)."""
+    times = [v.camera.time for v in views if v.camera.time is not None]
+    if not times:
+        return None
+    lo, hi = min(times), max(times)
+    if hi <= lo:
+        raise ValueError(f"{json_path}: field 'time' is {lo} on every frame; a dynamic dataset needs at least two times")
+    return lo, hi
+
+
 def load_blender(
     path: Path,
     downscale: int = 1,
     background: Optional[Sequence[float]] = None,
     limit: Optional[int] = None,
     skip_missing_frames: bool = False,
+    val: bool = False,
 ) -> SceneData:
-    """Read a Blender / D-NeRF folder into a SceneData (train = transforms_train, test = transforms_test).
+    """Read a Blender / D-NeRF folder into a SceneData (train = transforms_train, test = transforms_test; with
+    `val`, transforms_val too, as `extra_splits['val']`).
 
     `limit` keeps only the first `limit` frames of each split (quick previews and smoke tests).
-    `skip_missing_frames` skips frames whose image file is missing (noted) instead of failing.
+    `skip_missing_frames` skips frames whose image file is missing (noted) instead of failing. D-NeRF times
+    must lie in [0, 1] (the D-NeRF convention, used as is) and differ across the training frames.
     """
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit must be >= 1, got {limit!r}")
@@ -136,23 +158,47 @@ def load_blender(
         raise FileNotFoundError(f"{folder}: dataset folder not found")
     bg = parse_background(background, (1.0, 1.0, 1.0))
     skipped: List[str] = []
-    train_l = _load_split(folder, "train", bg, downscale, limit, skip_missing_frames, skipped)
-    has_test = (folder / SPLIT_FILES["test"]).exists()
-    test_l = _load_split(folder, "test", bg, downscale, limit, skip_missing_frames, skipped) if has_test else []
-    _check_sizes(train_l + test_l)
-    train, test = [v for v, _, _ in train_l], [v for v, _, _ in test_l]
+    split_files = {"train": True, "test": (folder / SPLIT_FILES["test"]).exists(),
+                   "val": val and (folder / SPLIT_FILES["val"]).exists()}
+    loaded = {split: _load_split(folder, split, bg, downscale, limit, skip_missing_frames, skipped)
+              for split, present in split_files.items() if present}
+    _check_sizes(sum(loaded.values(), []))
+    views = {split: [v for v, _, _ in items] for split, items in loaded.items()}
+    train, test = views["train"], views.get("test", [])
+    extra = {"val": views["val"]} if "val" in views else {}
     notes = [f"blender dataset {folder}", f"split: {len(train)} train / {len(test)} test (transforms_test.json)"]
     notes += skipped
-    if any(v.camera.time is not None for v in train):
-        notes.append("D-NeRF: per-frame time kept on Camera.time")
+    time_range = check_times(train, folder / SPLIT_FILES["train"])
+    if time_range is not None:
+        distinct = len({v.camera.time for v in train})
+        notes.append(f"D-NeRF: per-frame time kept on Camera.time; training times span [{time_range[0]:g}, "
+                     f"{time_range[1]:g}] ({distinct} distinct)")
+        if any(v.camera.time is None for v in test + sum(extra.values(), [])):
+            raise ValueError(f"{folder}: the training frames carry 'time' but a test/val split does not")
     if downscale > 1:
         notes.append(f"images downscaled by {downscale} (INTER_AREA), focal scaled")
     if limit is not None:
         notes.append(f"only the first {limit} frames of each split were loaded")
-    points = colors = None
+    points = colors = point_times = None
     for name in POINTS_FILES:
         if (folder / name).is_file():
             points, colors = read_ply_points(folder / name, str(folder), name)
-            notes.append(f"{len(points)} seed points from {name}")
+            point_times = read_point_times(folder / name, len(points)) if time_range is not None else None
+            timed = f" with times in [{point_times.min():g}, {point_times.max():g}]" if point_times is not None else ""
+            notes.append(f"{len(points)} seed points from {name}{timed}")
             break
-    return SceneData(train, test, folder, points=points, point_colors=colors, background=bg, notes=notes)
+    return SceneData(train, test, folder, points=points, point_colors=colors, background=bg, notes=notes, extra_splits=extra,
+                     point_times=point_times)
+
+
+def read_point_times(path: Path, count: int) -> Optional[np.ndarray]:
+    """The seed points' float property `t` (time in [0, 1]) when the PLY has one, else None."""
+    from plyfile import PlyData
+
+    vertex = PlyData.read(str(path))["vertex"]
+    if "t" not in (vertex.data.dtype.names or ()):
+        return None
+    times = np.asarray(vertex["t"], dtype=np.float64)
+    if len(times) != count or not np.isfinite(times).all() or times.min() < 0 or times.max() > 1:
+        raise ValueError(f"{path}: vertex property 't' must be {count} finite times in [0, 1]")
+    return times

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -52,10 +52,18 @@ class SceneData:
     point_colors: Optional[np.ndarray] = None  # (M, 3) in [0, 1]
     background: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     notes: List[str] = field(default_factory=list)  # human-readable facts (split sizes, scaling) for the log
+    point_times: Optional[np.ndarray] = None  # (M,) seed point times for dynamic data, when the seed file has them
+    extra_splits: Dict[str, List[View]] = field(default_factory=dict)  # e.g. D-NeRF's 'val', loaded on request
 
     def __post_init__(self) -> None:
         if not self.train_views:
             raise ValueError(f"{self.source}: dataset has no training views")
+
+    @property
+    def time_range(self) -> Optional[Tuple[float, float]]:
+        """(min, max) time over the training views when they carry times (dynamic data), else None."""
+        times = [v.camera.time for v in self.train_views if v.camera.time is not None]
+        return (min(times), max(times)) if times else None
 
     def camera_centers(self) -> np.ndarray:
         return np.stack([v.camera.center.numpy() for v in self.train_views])

@@ -361,10 +361,14 @@ def _sample_points(objects: List[_Object], noise: _ValueNoise, config: DemoScene
     return pts, np.concatenate(all_rgb)
 
 
-def _write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> None:
+def _write_ply(path: Path, points: np.ndarray, colors: np.ndarray, times: Optional[np.ndarray] = None) -> None:
+    """Seed points with 8-bit colours (and, for dynamic scenes, a float time `t` per point)."""
     from plyfile import PlyData, PlyElement
 
-    data = np.empty(len(points), dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")])
+    fields = [("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1")]
+    data = np.empty(len(points), dtype=fields + ([("t", "f4")] if times is not None else []))
+    if times is not None:
+        data["t"] = times
     for i, key in enumerate("xyz"):
         data[key] = points[:, i]
     rgb8 = np.round(np.clip(colors, 0, 1) * 255).astype(np.uint8)
@@ -373,19 +377,32 @@ def _write_ply(path: Path, points: np.ndarray, colors: np.ndarray) -> None:
     PlyData([PlyElement.describe(data, "vertex")]).write(str(path))
 
 
-def _write_dataset(folder: Path, config: DemoSceneConfig) -> None:
-    """Render every view and write transforms.json, images/, points3D.ply and the marker into `folder`."""
+def _raycasting_scene(objects: List[_Object]):
+    """An open3d ray-casting scene of the objects (geometry ids 0..n-1 in list order)."""
     o3d = import_open3d()
 
-    rng = np.random.default_rng(config.seed)
-    noise = _ValueNoise(rng)
-    objects = _build_objects()
     scene = o3d.t.geometry.RaycastingScene()
     for obj in objects:
         mesh = o3d.t.geometry.TriangleMesh()
         mesh.vertex.positions = o3d.core.Tensor(obj.vertices.astype(np.float32))
         mesh.triangle.indices = o3d.core.Tensor(obj.triangles.astype(np.int32))
-        scene.add_triangles(mesh)  # geometry ids 0..n-1 in list order
+        scene.add_triangles(mesh)
+    return scene
+
+
+def _write_marker(folder: Path, config: DemoSceneConfig) -> None:
+    marker = {"config_hash": config.digest(), "config": {k: v for k, v in asdict(config).items() if k != "output"},
+              "images": "RGBA, straight alpha = ray-hit coverage; composite on the background you train with"}
+    (folder / MARKER_FILE).write_text(json.dumps(marker, indent=2, default=str))
+
+
+def _write_dataset(folder: Path, config: DemoSceneConfig) -> None:
+    """Render every view and write transforms.json, images/, points3D.ply and the marker into `folder`."""
+
+    rng = np.random.default_rng(config.seed)
+    noise = _ValueNoise(rng)
+    objects = _build_objects()
+    scene = _raycasting_scene(objects)
     poses = _camera_poses(config, rng)
     (folder / "images").mkdir(parents=True)
     frames, train, test = [], [], []
@@ -408,9 +425,7 @@ def _write_dataset(folder: Path, config: DemoSceneConfig) -> None:
         "frames": frames,
     }
     (folder / "transforms.json").write_text(json.dumps(meta, indent=2))
-    marker = {"config_hash": config.digest(), "config": {k: v for k, v in asdict(config).items() if k != "output"},
-              "images": "RGBA, straight alpha = ray-hit coverage; composite on the background you train with"}
-    (folder / MARKER_FILE).write_text(json.dumps(marker, indent=2))
+    _write_marker(folder, config)
 
 
 def is_up_to_date(folder: Path, config: DemoSceneConfig) -> bool:
@@ -426,7 +441,12 @@ def is_up_to_date(folder: Path, config: DemoSceneConfig) -> bool:
 
 def generate_demo_scene(config: Optional[DemoSceneConfig] = None) -> Path:
     """Write the demo scene to `config.output` (temp folder + rename) unless an up-to-date copy exists there."""
-    config = config or DemoSceneConfig()
+    return generate_folder(config or DemoSceneConfig(), _write_dataset)
+
+
+def generate_folder(config: DemoSceneConfig, writer: Callable[[Path, DemoSceneConfig], None]) -> Path:
+    """Run `writer(folder, config)` into a temp folder renamed onto `config.output`, unless an up-to-date copy
+    (same config hash) is already there (shared by the static and the dynamic demo scenes)."""
     config.validate()
     out = Path(config.output)
     if is_up_to_date(out, config):
@@ -435,7 +455,7 @@ def generate_demo_scene(config: Optional[DemoSceneConfig] = None) -> Path:
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        _write_dataset(tmp, config)
+        writer(tmp, config)
         if is_up_to_date(out, config):  # a concurrent generator finished first
             return out
         old = out.parent / f".{out.name}.old-{os.getpid()}"

@@ -133,6 +133,7 @@ def apply_similarity(scene: SceneData, transform: np.ndarray, note: str = "") ->
         scene,
         train_views=[_moved_view(v, t) for v in scene.train_views],
         test_views=[_moved_view(v, t) for v in scene.test_views],
+        extra_splits={k: [_moved_view(v, t) for v in views] for k, views in scene.extra_splits.items()},
         points=points,
         notes=notes,
     )

@@ -8,7 +8,6 @@ from typing import Dict, Optional
 
 import torch
 
-from cuda_rasterizer.reference import quat_to_rotmat
 from scenes import GaussianScene
 
 from . import ops
@@ -58,8 +57,14 @@ class DefaultStrategy(Strategy):
         grad[:, 0] *= width / 2.0
         grad[:, 1] *= height / 2.0
         visible = (meta["radii"] > 0).all(dim=-1)
-        self.grad2d[visible] += grad[visible].norm(dim=-1)
-        self.count[visible] += 1
+        index = meta.get("primitive_index")  # rows -> primitives when the scene culled some (4D, in time)
+        if index is None:
+            self.grad2d[visible] += grad[visible].norm(dim=-1)
+            self.count[visible] += 1
+        else:
+            rows = index[visible]
+            self.grad2d.index_add_(0, rows, grad[visible].norm(dim=-1))
+            self.count.index_add_(0, rows, torch.ones_like(rows, dtype=self.count.dtype))
 
     def statistics(self) -> Dict[str, torch.Tensor]:
         return {"grad2d": self.grad2d, "count": self.count}
@@ -100,17 +105,10 @@ class DefaultStrategy(Strategy):
 
     @torch.no_grad()
     def split(self, scene: GaussianScene, optimizers: Optimizers, mask: torch.Tensor) -> None:
-        """Replace each masked Gaussian by two, sampled from it, with scales divided by 1.6."""
+        """Replace each masked Gaussian by two sampled from it (the scene's `split_rows`: in 4D for 4D scenes),
+        scales divided by 1.6."""
         source = ops.gather(scene, mask)
-        scales = torch.exp(source["log_scales"])
-        rot = quat_to_rotmat(source["quats"])
-        children = []
-        for _ in range(2):
-            offset = torch.randn(scales.shape, generator=self._gen).to(scales.device) * scales
-            child = dict(source)
-            child["means"] = source["means"] + (rot @ offset[..., None])[..., 0]
-            child["log_scales"] = torch.log(scales / 1.6)
-            children.append(child)
+        children = scene.split_rows(source, self._gen)
         ops.keep(scene, optimizers, ~mask)
         ops.append(scene, optimizers, {k: torch.cat([children[0][k], children[1][k]]) for k in source})
 

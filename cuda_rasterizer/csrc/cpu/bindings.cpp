@@ -42,6 +42,42 @@ Tensor covar_fwd(Tensor quats, Tensor scales, int64_t nthreads) {
   return out;
 }
 
+std::vector<Tensor> slice4_fwd(Tensor means, Tensor times, Tensor ql, Tensor qr, Tensor scales, Tensor opac, double t,
+                               int64_t nthreads) {
+  means = c(means); times = c(times); ql = c(ql); qr = c(qr); scales = c(scales); opac = c(opac);
+  const int64_t n = means.size(0);
+  TORCH_CHECK(times.numel() == n && ql.numel() == 4 * n && qr.numel() == 4 * n && scales.numel() == 4 * n &&
+                  opac.numel() == n, "slice4_fwd: inconsistent primitive counts");
+  auto mean3 = torch::empty({n, 3}, means.options()), cov3 = torch::empty({n, 3, 3}, means.options());
+  auto opac_t = torch::empty({n}, means.options()), expo = torch::empty({n}, means.options());
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "slice4_fwd", [&] {
+    sf_cpu::slice4_fwd<scalar_t>(means.data_ptr<scalar_t>(), times.data_ptr<scalar_t>(), ql.data_ptr<scalar_t>(),
+                                 qr.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(), n,
+                                 scalar_t(t), mean3.data_ptr<scalar_t>(), cov3.data_ptr<scalar_t>(),
+                                 opac_t.data_ptr<scalar_t>(), expo.data_ptr<scalar_t>(), int(nthreads));
+  });
+  return {mean3, cov3, opac_t, expo};
+}
+
+std::vector<Tensor> slice4_bwd(Tensor times, Tensor ql, Tensor qr, Tensor scales, Tensor opac, double t, Tensor v_mean3,
+                               Tensor v_cov3, Tensor v_opac_t, int64_t nthreads) {
+  times = c(times); ql = c(ql); qr = c(qr); scales = c(scales); opac = c(opac);
+  v_mean3 = c(v_mean3); v_cov3 = c(v_cov3); v_opac_t = c(v_opac_t);
+  const int64_t n = times.numel();
+  auto vm = torch::empty({n, 3}, times.options()), vt = torch::empty({n}, times.options());
+  auto vql = torch::empty_like(ql), vqr = torch::empty_like(qr), vs = torch::empty_like(scales);
+  auto vo = torch::empty_like(opac);
+  AT_DISPATCH_FLOATING_TYPES(times.scalar_type(), "slice4_bwd", [&] {
+    sf_cpu::slice4_bwd<scalar_t>(times.data_ptr<scalar_t>(), ql.data_ptr<scalar_t>(), qr.data_ptr<scalar_t>(),
+                                 scales.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(), n, scalar_t(t),
+                                 v_mean3.data_ptr<scalar_t>(), v_cov3.data_ptr<scalar_t>(),
+                                 v_opac_t.data_ptr<scalar_t>(), vm.data_ptr<scalar_t>(), vt.data_ptr<scalar_t>(),
+                                 vql.data_ptr<scalar_t>(), vqr.data_ptr<scalar_t>(), vs.data_ptr<scalar_t>(),
+                                 vo.data_ptr<scalar_t>(), int(nthreads));
+  });
+  return {vm, vt, vql, vqr, vs, vo};
+}
+
 std::vector<Tensor> covar_bwd(Tensor quats, Tensor scales, Tensor v_covars, int64_t nthreads) {
   quats = c(quats); scales = c(scales); v_covars = c(v_covars);
   auto vq = torch::empty_like(quats), vs = torch::empty_like(scales);
@@ -193,6 +229,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("project_fwd", &project_fwd);
   m.def("project_bwd", &project_bwd);
   m.def("sh_fwd", &sh_fwd);
+  m.def("slice4_fwd", &slice4_fwd);
+  m.def("slice4_bwd", &slice4_bwd);
   m.def("sh_bwd", &sh_bwd);
   m.def("raster_fwd", &raster_fwd);
   m.def("raster_bwd", &raster_bwd);

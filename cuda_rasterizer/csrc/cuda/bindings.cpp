@@ -175,6 +175,36 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor m2d, Tensor co
   return {vm, vcon, vcol, vo, vd, ag};
 }
 
+std::vector<Tensor> slice4_fwd(Tensor means, Tensor times, Tensor ql, Tensor qr, Tensor scales, Tensor opac, double t) {
+  const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(means));
+  means = c(means); times = c(times); ql = c(ql); qr = c(qr); scales = c(scales); opac = c(opac);
+  const int64_t n = means.size(0);
+  TORCH_CHECK(times.numel() == n && ql.numel() == 4 * n && qr.numel() == 4 * n && scales.numel() == 4 * n &&
+                  opac.numel() == n, "slice4_fwd: inconsistent primitive counts");
+  auto mean3 = torch::empty({n, 3}, means.options()), cov3 = torch::empty({n, 3, 3}, means.options());
+  auto opac_t = torch::empty({n}, means.options()), expo = torch::empty({n}, means.options());
+  sf_cuda::slice4_fwd(p<float>(means), p<float>(times), p<float>(ql), p<float>(qr), p<float>(scales), p<float>(opac),
+                      n, float(t), p<float>(mean3), p<float>(cov3), p<float>(opac_t), p<float>(expo), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {mean3, cov3, opac_t, expo};
+}
+
+std::vector<Tensor> slice4_bwd(Tensor times, Tensor ql, Tensor qr, Tensor scales, Tensor opac, double t, Tensor v_mean3,
+                               Tensor v_cov3, Tensor v_opac_t) {
+  const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(times));
+  times = c(times); ql = c(ql); qr = c(qr); scales = c(scales); opac = c(opac);
+  v_mean3 = c(v_mean3); v_cov3 = c(v_cov3); v_opac_t = c(v_opac_t);
+  const int64_t n = times.numel();
+  auto vm = torch::empty({n, 3}, times.options()), vt = torch::empty({n}, times.options());
+  auto vql = torch::empty_like(ql), vqr = torch::empty_like(qr), vs = torch::empty_like(scales);
+  auto vo = torch::empty_like(opac);
+  sf_cuda::slice4_bwd(p<float>(times), p<float>(ql), p<float>(qr), p<float>(scales), p<float>(opac), n, float(t),
+                      p<float>(v_mean3), p<float>(v_cov3), p<float>(v_opac_t), p<float>(vm), p<float>(vt),
+                      p<float>(vql), p<float>(vqr), p<float>(vs), p<float>(vo), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {vm, vt, vql, vqr, vs, vo};
+}
+
 }  // namespace
 
 // Fused L1 + D-SSIM: {float64 [mean |x - y|, mean SSIM, mean (clamp(x, 0, 1) - y)^2] on the GPU, gradient w.r.t.
@@ -202,6 +232,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("project_fwd", &project_fwd);
   m.def("project_bwd", &project_bwd);
   m.def("sh_fwd", &sh_fwd);
+  m.def("slice4_fwd", &slice4_fwd);
+  m.def("slice4_bwd", &slice4_bwd);
   m.def("sh_bwd", &sh_bwd);
   m.def("raster_fwd", &raster_fwd);
   m.def("raster_bwd", &raster_bwd);

@@ -1,0 +1,247 @@
+"""Gaussian4DScene: Gaussians in space-time (x, y, z, t), sliced at render time into 3D Gaussians.
+
+Parameters (the names the optimiser, strategies and editor see):
+  means (N, 3) and times (N, 1): the 4D mean (x, y, z, t);
+  log_scales (N, 3) and log_scale_t (N, 1): the four log-scales along the rotated axes;
+  quats (N, 4) and quats_r (N, 4): the 4D rotation as a left / right unit-quaternion pair, R4 = L(q_l) R(q_r)
+    (scenes.rotation4d documents the convention; (q, conj q) is the spatial rotation by q);
+  opacity_logits (N,), sh_dc (N, 1, 3), sh_rest (N, K-1, 3): as GaussianScene.
+
+Slicing at time t (Sigma4 = R4 S S^T R4^T, split into Sxyz, Sxyz,t and Stt):
+  Sigma3 = Sxyz - Sxyz,t Sxyz,t^T / Stt,  v = Sxyz,t / Stt,  mean3(t) = mu_xyz + v (t - mu_t),
+  opacity(t) = o exp(-0.5 (t - mu_t)^2 / Stt).
+Sigma3, v and Stt do not depend on t: the torch path caches them per parameter update outside autograd (keyed on
+the parameters' identities and version counters), so playing through time only recomputes means and opacities.
+Where the rasterizer's native backend exists (CPU extension, CUDA) one fused kernel pair (sf_math.h slice4 and
+its VJP) does the whole slice instead, forward and backward, which is cheaper than even the cached torch path
+after every optimiser step (BENCHMARKS.md, B5).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .base import SplatScene, num_sh_coeffs
+from .gaussian_scene import point_params
+from .rotation4d import covariance4, rotation4
+
+PARAM_NAMES_4D = ("means", "times", "quats", "quats_r", "log_scales", "log_scale_t", "opacity_logits", "sh_dc", "sh_rest")
+TEMPORAL_CUTOFF = 16.0
+"""Primitives with 0.5 (t - mu_t)^2 / Stt above this (temporal opacity factor below e^-16) are culled before projection."""
+_SHAPE_PARAMS = ("quats", "quats_r", "log_scales", "log_scale_t")
+
+
+@functools.lru_cache(maxsize=None)
+def _native_slice_available(kind: str) -> bool:
+    """Whether the rasterizer's native backend for this device kind ('cpu' / 'cuda') can be built and used."""
+    from cuda_rasterizer.backends import available_backends
+
+    return kind in ("cpu", "cuda") and kind in available_backends()
+
+
+class Gaussian4DScene(SplatScene):
+    """4D Gaussians (4D-Rotor / 4DGS style): see the module docstring for the parameters and the slice."""
+
+    PARAM_NAMES = PARAM_NAMES_4D
+    KIND = "gaussian4d"
+
+    @classmethod
+    def expected_shapes(cls, n: int, sh_degree: int) -> Dict[str, tuple]:
+        return {
+            "means": (n, 3),
+            "times": (n, 1),
+            "quats": (n, 4),
+            "quats_r": (n, 4),
+            "log_scales": (n, 3),
+            "log_scale_t": (n, 1),
+            "opacity_logits": (n,),
+            "sh_dc": (n, 1, 3),
+            "sh_rest": (n, num_sh_coeffs(sh_degree) - 1, 3),
+        }
+
+    def __init__(
+        self,
+        params: Dict[str, torch.Tensor],
+        sh_degree: int = 3,
+        active_sh_degree: Optional[int] = None,
+        time_range: Sequence[float] = (0.0, 1.0),
+    ):
+        super().__init__(params, sh_degree, active_sh_degree)
+        t0, t1 = float(time_range[0]), float(time_range[1])
+        if not (math.isfinite(t0) and math.isfinite(t1) and t0 <= t1):
+            raise ValueError(f"time_range must be finite with start <= end, got {tuple(time_range)}")
+        self.time_range: Tuple[float, float] = (t0, t1)
+        self.native_slice = True  # the native slice kernel where available (parity tests and benchmarks turn it off)
+        self._cache_key: Optional[tuple] = None
+        self._cache: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
+
+    # ----- construction -------------------------------------------------------------------------------
+    @classmethod
+    def from_points(
+        cls,
+        points: Union[np.ndarray, torch.Tensor],
+        times: Union[np.ndarray, torch.Tensor],
+        colors: Optional[Union[np.ndarray, torch.Tensor]] = None,
+        sh_degree: int = 3,
+        initial_opacity: float = 0.1,
+        time_range: Sequence[float] = (0.0, 1.0),
+        time_scale: Optional[float] = None,
+    ) -> "Gaussian4DScene":
+        """Isotropic static-looking 4D Gaussians at `points` (N, 3) and `times` (N,): spatial scale = mean 3-NN
+        distance, temporal scale `time_scale` (default: a quarter of the time range), no space-time rotation."""
+        params = point_params(points, colors, sh_degree, initial_opacity)
+        n = params["means"].shape[0]
+        times_t = torch.as_tensor(np.asarray(times, dtype=np.float32)).reshape(-1)
+        if times_t.numel() != n or not torch.isfinite(times_t).all():
+            raise ValueError(f"times must be {n} finite values, got shape {tuple(times_t.shape)}")
+        span = float(time_range[1]) - float(time_range[0])
+        scale_t = time_scale if time_scale is not None else max(span, 1e-3) / 4.0
+        if not scale_t > 0:
+            raise ValueError(f"time_scale must be positive, got {scale_t}")
+        params["times"] = times_t[:, None]
+        params["quats_r"] = params["quats"].clone()
+        params["log_scale_t"] = torch.full((n, 1), math.log(scale_t))
+        return cls(params, sh_degree=sh_degree, active_sh_degree=0, time_range=time_range)
+
+    # ----- the 4D Gaussians -----------------------------------------------------------------------------
+    @property
+    def scales4(self) -> torch.Tensor:
+        return torch.exp(torch.cat([self.params["log_scales"], self.params["log_scale_t"]], dim=-1))
+
+    def gaussians4(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(means (N, 4) as x, y, z, t; covariances (N, 4, 4); base opacities (N,))."""
+        means = torch.cat([self.params["means"], self.params["times"]], dim=-1)
+        covars = covariance4(self.params["quats"], self.params["quats_r"], self.scales4)
+        return means, covars, self.opacities
+
+    def conditional(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Time-independent parts of the slice: (Sigma3 (N, 3, 3), velocity v (N, 3), Stt (N,)).
+
+        Cached across calls while the shape parameters are unchanged, unless autograd records (then recomputed
+        so each training step has its own graph)."""
+        recording = torch.is_grad_enabled() and any(self.params[k].requires_grad for k in _SHAPE_PARAMS)
+        key = tuple((id(p), p._version, p.device, p.dtype) for p in (self.params[k] for k in _SHAPE_PARAMS))
+        if not recording and self._cache is not None and self._cache_key == key:
+            return self._cache
+        cov4 = covariance4(self.params["quats"], self.params["quats_r"], self.scales4)
+        stt = cov4[:, 3, 3]
+        cross = cov4[:, :3, 3]
+        velocity = cross / stt[:, None]
+        sigma3 = cov4[:, :3, :3] - cross[:, :, None] * velocity[:, None, :]
+        sigma3 = 0.5 * (sigma3 + sigma3.transpose(-1, -2))  # exactly symmetric for the rasterizer
+        result = (sigma3, velocity, stt)
+        if recording:
+            self._cache_key, self._cache = None, None
+            return result
+        self._cache_key, self._cache = key, tuple(x.detach() for x in result)
+        return self._cache
+
+    def _slice_terms(self, t: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(means3 (N, 3), Sigma3 (N, 3, 3), opacities (N,), temporal exponent 0.5 dt^2 / Stt (N,)) at time t.
+
+        One native kernel (sf_math.h slice4 with its VJP: CUDA on a GPU, OpenMP on the CPU) computes all four,
+        in training too; torch (with Sigma3 / v cached while unchanged) where no native backend is available or
+        `native_slice` is off."""
+        means = self.params["means"]
+        kind = "cuda" if means.is_cuda else means.device.type
+        if self.native_slice and _native_slice_available(kind):
+            if means.is_cuda:
+                from cuda_rasterizer.cuda_backend import slice4
+            else:
+                from cuda_rasterizer.cpu_backend import slice4
+            if means.dtype == torch.float32 or not means.is_cuda:
+                return slice4(means, self.params["times"], self.params["quats"], self.params["quats_r"],
+                              self.scales4, self.opacities, t)
+        sigma3, velocity, stt = self.conditional()
+        dt = t - self.params["times"][:, 0]
+        means3 = self.params["means"] + velocity * dt[:, None]
+        exponent = 0.5 * dt * dt / stt
+        return means3, sigma3, self.opacities * torch.exp(-exponent), exponent
+
+    def slice(self, t: float) -> Dict[str, torch.Tensor]:
+        """The 3D Gaussians at time t, all N of them: dict of means (N, 3), covars (N, 3, 3), opacities (N,)."""
+        means3, sigma3, opacities, _ = self._slice_terms(float(t))
+        return {"means": means3, "covars": sigma3, "opacities": opacities}
+
+    def default_time(self) -> float:
+        """The time rendered for cameras without one: the middle of the time range."""
+        return 0.5 * (self.time_range[0] + self.time_range[1])
+
+    def rasterizer_inputs(self, camera=None, sh_degree: Optional[int] = None) -> Dict[str, object]:
+        """Keyword arguments for `cuda_rasterizer.rasterize_gaussians`: the slice at `camera.time` (the range's
+        middle when None), covariances passed directly, temporally negligible primitives culled."""
+        return self.rasterizer_inputs_with_index(camera, sh_degree)[0]
+
+    def rasterizer_inputs_with_index(self, camera=None, sh_degree: Optional[int] = None) -> Tuple[Dict[str, object], torch.Tensor]:
+        """`rasterizer_inputs` and, for each row they hold, its primitive's index in the scene (render() puts it in
+        meta['primitive_index'] so densification statistics land on the right primitives)."""
+        time = getattr(camera, "time", None)
+        t = self.default_time() if time is None else float(time)
+        means3, sigma3, opacities, exponent = self._slice_terms(t)
+        coeffs, degree = self._sh_inputs(sh_degree)
+        inputs = dict(
+            means=means3, quats=None, scales=None, covars=sigma3, opacities=opacities, colors=coeffs, sh_degree=degree,
+            temporal_keep=exponent.detach() <= TEMPORAL_CUTOFF,
+            primitive_index=torch.arange(len(self), device=means3.device),
+        )
+        inputs = self._apply_render_hook(inputs)  # the editor's hide / highlight sees all N rows
+        keep = inputs.pop("temporal_keep")
+        index = inputs.pop("primitive_index")
+        if not bool(keep.all()):
+            rows = torch.nonzero(keep)[:, 0]  # one gather per tensor (cheaper than boolean masking each)
+            for name in ("means", "covars", "opacities", "colors"):
+                inputs[name] = inputs[name].index_select(0, rows)
+            index = index.index_select(0, rows)
+        return inputs, index
+
+    # ----- densification ------------------------------------------------------------------------------
+    def split_rows(self, rows: Dict[str, torch.Tensor], generator: torch.Generator) -> List[Dict[str, torch.Tensor]]:
+        """Two children per row, their 4D means sampled from the parent's 4D Gaussian (so a split also splits in
+        time), all four scales divided by 1.6."""
+        scales4 = torch.exp(torch.cat([rows["log_scales"], rows["log_scale_t"]], dim=-1))
+        rot = rotation4(rows["quats"], rows["quats_r"])
+        children = []
+        for _ in range(2):
+            offset = torch.randn(scales4.shape, generator=generator).to(scales4.device) * scales4
+            offset = (rot @ offset[..., None])[..., 0]
+            child = dict(rows)
+            child["means"] = rows["means"] + offset[:, :3]
+            child["times"] = rows["times"] + offset[:, 3:]
+            child["log_scales"] = rows["log_scales"] - math.log(1.6)
+            child["log_scale_t"] = rows["log_scale_t"] - math.log(1.6)
+            children.append(child)
+        return children
+
+    # ----- files --------------------------------------------------------------------------------------
+    def save_ply(self, path: Union[str, Path]) -> None:
+        """Write the 4D PLY (layout in scenes.ply: standard 3DGS fields hold each primitive's slice at its own
+        mean time, extra fields the exact 4D parameters)."""
+        from .ply import write_gaussian4d_ply
+
+        with torch.no_grad():
+            sigma3 = self.conditional()[0].detach().cpu()
+        write_gaussian4d_ply(path, {k: v.detach().cpu() for k, v in self.params.items()}, sigma3, self.time_range)
+
+    @classmethod
+    def from_ply(cls, path: Union[str, Path]) -> "Gaussian4DScene":
+        from .ply import read_gaussian4d_ply
+
+        params, degree, time_range = read_gaussian4d_ply(path)
+        return cls(params, sh_degree=degree, time_range=time_range)
+
+    def settings(self) -> Dict[str, object]:
+        return dict(super().settings(), time_range=self.time_range)
+
+    @classmethod
+    def from_state(cls, state: Dict[str, object]) -> "Gaussian4DScene":
+        kind = state.get("kind", "gaussian")
+        if kind != cls.KIND:
+            raise ValueError(f"checkpoint holds a {kind!r} scene, not a {cls.KIND!r} one ({cls.__name__})")
+        return cls(state["params"], sh_degree=state["sh_degree"], active_sh_degree=state["active_sh_degree"],
+                   time_range=state.get("time_range", (0.0, 1.0)))
