@@ -119,7 +119,7 @@ def _params_from_vertex(path: Path, vertex) -> Tuple[Dict[str, torch.Tensor], in
         "sh_dc": np.stack([column(f"f_dc_{i}") for i in range(3)], axis=1)[:, None, :],
         "sh_rest": rest.reshape(n, 3, num_rest).transpose(0, 2, 1),
     }
-    del vertex, ply  # release the mapping
+    del vertex  # release this reference to the mapping (the caller holds no other)
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}
     for name, tensor in tensors.items():
         if not torch.isfinite(tensor).all():
@@ -190,7 +190,7 @@ def read_gaussian4d_ply(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor]
 
     log4 = stack("scale4_", 4)
     params.update(
-        times=torch.from_numpy(np.asarray(vertex["t"], np.float32)).reshape(-1, 1),
+        times=torch.from_numpy(np.array(vertex["t"], np.float32)).reshape(-1, 1),  # a copy, not the mapping
         log_scales=log4[:, :3].contiguous(),
         log_scale_t=log4[:, 3:].contiguous(),
         quats=stack("rotl_", 4),
