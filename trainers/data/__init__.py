@@ -7,8 +7,10 @@ from .colmap import load_colmap, read_colmap_model, write_colmap_model
 from .dataset import SceneData, View
 from .llff import load_llff
 from .load import detect_format, load_dataset
+from .n3dv import load_n3dv
 from .nerfstudio import load_nerfstudio
 from .normalize import apply_similarity, normalize_scene, similarity_from_cameras
+from .panoptic import load_panoptic
 
 __all__ = [
     "DemoSceneConfig",
@@ -21,7 +23,9 @@ __all__ = [
     "load_colmap",
     "load_dataset",
     "load_llff",
+    "load_n3dv",
     "load_nerfstudio",
+    "load_panoptic",
     "normalize_scene",
     "read_colmap_model",
     "similarity_from_cameras",

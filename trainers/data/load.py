@@ -9,19 +9,27 @@ from .blender import load_blender
 from .colmap import find_sparse_dir, load_colmap
 from .dataset import SceneData
 from .llff import load_llff
+from .n3dv import find_videos, load_n3dv
 from .nerfstudio import load_nerfstudio
 from .normalize import normalize_scene
+from .panoptic import load_panoptic
 
-FORMATS = ("nerfstudio", "blender", "colmap", "llff")
+FORMATS = ("nerfstudio", "blender", "colmap", "llff", "panoptic", "n3dv")
 
 
 def detect_format(path: Path) -> str:
-    """'nerfstudio', 'blender', 'colmap' (sparse/0 or sparse/ with cameras.bin/.txt) or 'llff' (poses_bounds.npy).
+    """'nerfstudio', 'blender', 'colmap' (sparse/0 or sparse/ with cameras.bin/.txt), 'llff' (poses_bounds.npy),
+    'panoptic' (train_meta.json, Dynamic 3D Gaussians) or 'n3dv' (poses_bounds.npy plus cam*.mp4 videos).
 
-    A folder with both a COLMAP model and poses_bounds.npy is 'colmap'. Unknown folders or files, and missing
+    Video (n3dv) and panoptic folders win over a COLMAP model beside them; otherwise a folder with both a COLMAP
+    model and poses_bounds.npy is 'colmap'. Unknown folders or files, and missing
     paths -> errors naming the path and what is expected.
     """
     path = Path(path)
+    if path.is_file() and path.name in ("train_meta.json", "test_meta.json"):
+        return "panoptic"
+    if path.is_file() and path.name == "poses_bounds.npy" and find_videos(path.parent):
+        return "n3dv"
     if path.is_file() and path.suffix == ".json":
         return "blender" if path.name.startswith("transforms_") else "nerfstudio"
     if path.is_file() and path.name == "poses_bounds.npy":
@@ -29,7 +37,7 @@ def detect_format(path: Path) -> str:
     if path.is_file():
         raise ValueError(
             f"{path}: is a file, not a dataset; expected a dataset folder, or a transforms*.json "
-            f"(nerfstudio / Blender) or poses_bounds.npy (LLFF) file"
+            f"(nerfstudio / Blender), train_meta.json (Panoptic) or poses_bounds.npy (LLFF / N3DV) file"
         )
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found (no such dataset folder or file)")
@@ -39,6 +47,10 @@ def detect_format(path: Path) -> str:
         return "nerfstudio"
     if (path / "transforms_train.json").is_file():
         return "blender"
+    if (path / "train_meta.json").is_file():
+        return "panoptic"
+    if (path / "poses_bounds.npy").is_file() and find_videos(path):
+        return "n3dv"
     if find_sparse_dir(path) is not None:
         return "colmap"
     if (path / "poses_bounds.npy").is_file():
@@ -46,7 +58,8 @@ def detect_format(path: Path) -> str:
     raise ValueError(
         f"{path}: unrecognised dataset folder (expected transforms.json for nerfstudio, "
         f"transforms_train.json for Blender/D-NeRF, sparse/0 or sparse/ with cameras.bin/.txt for COLMAP, "
-        f"or poses_bounds.npy for LLFF)"
+        f"poses_bounds.npy for LLFF, train_meta.json for Dynamic 3D Gaussians / CMU Panoptic, "
+        f"or poses_bounds.npy plus cam*.mp4 videos for Neural 3D Video)"
     )
 
 
@@ -61,21 +74,23 @@ def load_dataset(
 ) -> SceneData:
     """Load any supported dataset folder, auto-detecting its format unless `format` is given.
 
-    `normalize` (normalize.normalize_scene) defaults to True for COLMAP/LLFF (as gsplat does) and False for
-    Blender/nerfstudio. Extra keyword `options` go to the format's reader (e.g. images_folder, test_every,
+    `normalize` (normalize.normalize_scene) defaults to True for COLMAP/LLFF/N3DV (as gsplat does) and False for
+    Blender/nerfstudio/Panoptic. Extra keyword `options` go to the format's reader (e.g. images_folder, test_every,
     skip_missing_frames, which every reader accepts).
     """
     path = Path(path)
     fmt = detect_format(path) if format is None else format
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
-    if fmt in ("colmap", "llff"):
-        reader = load_colmap if fmt == "colmap" else load_llff
+    if fmt in ("colmap", "llff", "n3dv"):
+        reader = {"colmap": load_colmap, "llff": load_llff, "n3dv": load_n3dv}[fmt]
         folder = path.parent if path.is_file() else path
         return reader(folder, downscale=downscale, background=background,
                       normalize=True if normalize is None else normalize, **options)
     if fmt == "nerfstudio":
         scene = load_nerfstudio(path, downscale=downscale, background=background, **options)
+    elif fmt == "panoptic":
+        scene = load_panoptic(path, downscale=downscale, background=background, **options)
     else:
         folder = path.parent if path.is_file() else path
         scene = load_blender(folder, downscale=downscale, background=background, **options)
