@@ -23,6 +23,16 @@ def run_cli(main: Callable[[], T]) -> T:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise SystemExit(130) from None
+    except RuntimeError as exc:
+        from trainers.distributed import DistributedError
+
+        if not isinstance(exc, DistributedError):
+            raise
+        # Another rank died or hung: say so and leave at once. The process group's teardown at interpreter exit can
+        # abort (SIGABRT) with a dead peer, which would bury the message under a C++ stack and exit status 134.
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(1)
 
 
 def parse_config(config_type: Type[T], **kwargs) -> T:

@@ -48,4 +48,6 @@ def train_rank(rank: int, world: int, port: int, data: str, out: str, overrides:
         torch.save({"scene": trainer.scene.state(), "step": trainer.step}, out_dir / f"rank{rank}.pt")
     except Exception as exc:  # report to the test, then fail like a real rank would
         (out_dir / f"rank{rank}.err").write_text(f"{type(exc).__name__}: {exc}")
-        raise SystemExit(1)
+        # As sf-train does after a failed collective (scripts/_cli.py): exit at once, without the process group's
+        # teardown, which can abort (SIGABRT) when the peer is dead.
+        os._exit(1)

@@ -192,3 +192,23 @@ def test_torchrun_command_from_the_readme(tiny_demo, tmp_path):
     assert result.stdout.count("[eval]") == 1  # rank 0 only
     metrics = json.loads((tmp_path / "tr" / "metrics.json").read_text())
     assert (metrics["world_size"], metrics["global_batch"], metrics["steps"]) == (2, 2, 4)
+
+
+def test_cli_reports_a_failed_collective_in_one_line_and_exits_1():
+    """sf-train's error path for a dead peer: the message, exit status 1, and no teardown that could abort."""
+    import subprocess
+    import sys
+
+    code = (
+        "from scripts._cli import run_cli\n"
+        "from trainers.distributed import DistributedError\n"
+        "def main():\n"
+        "    raise DistributedError('rank 0 of 2: gradient all-reduce at step 3 failed; another rank probably exited')\n"
+        "run_cli(main)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: rank 0 of 2: gradient all-reduce at step 3 failed; another rank probably exited"
+    ]

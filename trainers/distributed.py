@@ -40,6 +40,8 @@ class DistContext:
     world_size: int = 1
     local_rank: int = 0
     timeout_s: float = 600.0
+    broken: bool = False
+    """A collective failed: the group is left to process exit (destroying it with a dead peer can abort)."""
 
     @property
     def enabled(self) -> bool:
@@ -54,6 +56,7 @@ class DistContext:
         try:
             return fn()
         except Exception as exc:  # gloo/NCCL raise RuntimeError (or DistBackendError) on a dead or hung peer
+            self.broken = True
             raise DistributedError(
                 f"rank {self.rank} of {self.world_size}: {what} failed; another rank probably exited, crashed or "
                 f"hung (process-group timeout {self.timeout_s:g} s): {type(exc).__name__}: {exc}"
@@ -119,7 +122,9 @@ class DistContext:
             self._run(what, dist.barrier)
 
     def shutdown(self) -> None:
-        if self.enabled and dist.is_initialized():
+        """Tear the process group down after a clean run. After a failed collective it is left alone: with a dead
+        peer gloo's teardown can abort the process (SIGABRT) before the clear error reaches the user."""
+        if self.enabled and dist.is_initialized() and not self.broken:
             dist.destroy_process_group()
 
 
