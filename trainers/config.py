@@ -51,7 +51,8 @@ class TrainConfig:
 
     data: Path = Path("outputs/demo_scene")
     """Dataset folder, format auto-detected: nerfstudio transforms.json, Blender / D-NeRF transforms_*.json,
-    COLMAP (sparse/0 or sparse/ with cameras/images/points3D .bin or .txt), or LLFF poses_bounds.npy."""
+    COLMAP (sparse/0 or sparse/ with cameras/images/points3D .bin or .txt), LLFF poses_bounds.npy, multi-view
+    video as Panoptic / Dynamic3D train_meta.json or N3DV poses_bounds.npy + camNN.mp4."""
     skip_missing_frames: bool = False
     """Skip frames whose images are missing, reporting how many; default: a missing image is a clear error."""
     output_dir: Path = Path("outputs/runs")
