@@ -129,3 +129,15 @@ def test_ops_keep_and_append_keep_optimizer_in_step():
     for name, opt in optimizers.items():
         assert opt.param_groups[0]["params"][0] is scene.params[name]
         assert opt.state[scene.params[name]]["exp_avg"].shape == scene.params[name].shape
+
+
+def test_no_opacity_reset_too_close_to_the_end_of_the_run():
+    """A run of exactly reset_every steps must not end on an opacity reset (the final scene would be transparent)."""
+    from trainers.strategies import DefaultStrategy
+
+    strategy = DefaultStrategy(reset_every=3000, refine_every=100, reset_recovery_steps=1000)
+    strategy.total_steps = 3000
+    assert not strategy._can_recover_from_reset(3000) and not strategy._can_recover_from_reset(2500)
+    strategy.total_steps = 10_000
+    assert strategy._can_recover_from_reset(3000) and strategy._can_recover_from_reset(9000)
+    assert not strategy._can_recover_from_reset(9001)

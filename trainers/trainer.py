@@ -92,6 +92,7 @@ class Trainer:
         self.time_span = max(time_range[1] - time_range[0], 1e-6)
         self.optimizers = make_optimizers(self.scene, config.lr, self.scene_scale, self.time_span)
         self.strategy = copy.deepcopy(config.strategy)
+        self.strategy.total_steps = config.max_steps
         self.strategy.initialise(self.scene, self.scene_scale)
         self.step = 0
         self.train_seconds = 0.0  # training wall time so far (evaluation excluded), carried across resumes

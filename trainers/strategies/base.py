@@ -22,6 +22,10 @@ class Strategy:
     4. `post_step(scene, optimizers, step)` after the optimiser step (grow, prune, relocate, reset).
     """
 
+    # Steps the run will take, set by the trainer (not a config field), so a strategy can avoid changes it cannot
+    # recover from before the run ends; None: unknown.
+    total_steps = None
+
     def initialise(self, scene: GaussianScene, scene_scale: float) -> None:
         self.scene_scale = scene_scale
 

@@ -34,6 +34,9 @@ class DefaultStrategy(Strategy):
     refine_stop: int = 15_000
     refine_every: int = 100
     reset_every: int = 3000
+    reset_recovery_steps: int = 1000
+    """No opacity reset with fewer steps than this left in the run: after a reset every opacity starts again from
+    0.01, and a reset at (or just before) the last step would leave the final scene nearly transparent."""
     max_gaussians: Optional[int] = None
     """Stop growing beyond this count (None: unbounded)."""
     seed: int = 0
@@ -77,10 +80,13 @@ class DefaultStrategy(Strategy):
             report.update(self._grow(scene, optimizers))
             report.update(self._prune(scene, optimizers, step))
             self._reset_stats(scene)
-        if step % self.reset_every == 0:
+        if step % self.reset_every == 0 and self._can_recover_from_reset(step):
             self.reset_opacity(scene, optimizers)
             report["opacity_reset"] = 1
         return report
+
+    def _can_recover_from_reset(self, step: int) -> bool:
+        return self.total_steps is None or self.total_steps - step >= self.reset_recovery_steps
 
     @torch.no_grad()
     def _grow(self, scene: GaussianScene, optimizers: Optimizers) -> Dict[str, int]:
