@@ -57,8 +57,7 @@ def prepare_backend(name: str, device: torch.device) -> str:
     counted as the first step's time. Returns the resolved backend name.
     """
     resolved = resolve_backend(name, device)
-    module = get_backend(resolved)
-    ensure_built = getattr(module, "_ext", None)
+    ensure_built = getattr(get_backend(resolved), "ensure_built", None)  # native backends; the reference has none
     if callable(ensure_built):
         ensure_built()
     return resolved

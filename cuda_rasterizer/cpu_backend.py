@@ -45,6 +45,11 @@ def _ext():
     return build_cpu_extension()
 
 
+def ensure_built() -> None:
+    """Compile (first use) and load the extension now, so timed work never pays for the build."""
+    _ext()
+
+
 def quat_scale_to_covar(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """Covariance R S S^T R^T from (N, 4) wxyz quaternions and (N, 3) scales."""
     return _QuatScaleToCovar.apply(_ext(), get_num_threads(), quats.contiguous(), scales.contiguous())

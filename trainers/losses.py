@@ -3,47 +3,25 @@
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 
-from cuda_rasterizer.fused_loss import WINDOW_SIGMA, WINDOW_SIZE, photometric_terms, ssim_value
+from cuda_rasterizer.fused_loss import photometric_terms, reference_ssim, ssim_value
 
 
-def ssim(img: torch.Tensor, ref: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def ssim(img: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     """Mean SSIM with an 11x11 Gaussian window (sigma 1.5), zero-padded 'same' borders as 3DGS computes it.
 
-    The standard window without autograd runs on the native kernel training uses (cuda_rasterizer.fused_loss), so
-    sf-eval and the training loss agree; other windows, or a graph that needs gradients, use PyTorch.
+    Without autograd it runs on the native kernel training uses (cuda_rasterizer.fused_loss), so sf-eval and the
+    training loss agree; a graph that needs gradients gets the PyTorch oracle of the same math.
     """
     if img.shape != ref.shape:
         raise ValueError(f"ssim: image shapes differ: {tuple(img.shape)} vs {tuple(ref.shape)}")
-    standard = window_size == WINDOW_SIZE and sigma == WINDOW_SIGMA
-    if standard and not (torch.is_grad_enabled() and img.requires_grad):
-        return ssim_value(img, ref)
-    x = img.permute(2, 0, 1)
-    y = ref.to(img.device).permute(2, 0, 1)
-    c = x.shape[0]
-    # One depthwise convolution blurs all five maps (faster than five calls, and than separable 1D passes here).
-    window = _gaussian_window(window_size, sigma, 5 * c, img.dtype, img.device)
-    maps = torch.cat([x, y, x * x, y * y, x * y])[None]
-    blurred = F.conv2d(maps, window, padding=window_size // 2, groups=5 * c)[0]
-    mu_x, mu_y, xx, yy, xy = blurred.split(c)
-    sigma_x, sigma_y, sigma_xy = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
-    c1, c2 = 0.01**2, 0.03**2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2))
-    return ssim_map.mean()
-
-
-@lru_cache(maxsize=8)
-def _gaussian_window(size: int, sigma: float, channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Depthwise (channels, 1, size, size) Gaussian kernel on `device`, computed in float64 on the CPU."""
-    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    return (g[:, None] @ g[None, :]).to(dtype).expand(channels, 1, size, size).contiguous().to(device)
+    if torch.is_grad_enabled() and img.requires_grad:
+        return reference_ssim(img, ref)
+    return ssim_value(img, ref)
 
 
 def psnr(img: torch.Tensor, ref: torch.Tensor) -> float:

@@ -82,6 +82,16 @@ inline void vertical_taps(int r, int height, int& lo, int& hi) {
   hi = std::min(kTaps, height - r + kRadius);
 }
 
+// Vertical 11-tap blur at column j of output row r for K planes of H x R values: out[k] = sum_t w[t] h_k[r + t - 5].
+template <int K, typename T>
+inline void vertical_blur(const T* h, size_t plane, int r, int lo, int hi, int row_len, int j, const T* w, T* out) {
+  for (int k = 0; k < K; ++k) out[k] = T(0);
+  for (int t = lo; t < hi; ++t) {
+    const size_t at = size_t(r + t - kRadius) * row_len + j;
+    for (int k = 0; k < K; ++k) out[k] += w[t] * h[k * plane + at];
+  }
+}
+
 }  // namespace
 
 template <typename T>
@@ -112,11 +122,8 @@ void l1_ssim(const T* x, const T* y, int height, int width, int channels, T* gra
     T sum_s = 0, sum_l1 = 0, sum_sq = 0;
 #pragma omp simd reduction(+ : sum_s, sum_l1, sum_sq)
     for (int j = 0; j < row_len; ++j) {
-      T m[5] = {0, 0, 0, 0, 0};
-      for (int t = lo; t < hi; ++t) {
-        const size_t at = size_t(r + t - kRadius) * row_len + j;
-        for (int k = 0; k < 5; ++k) m[k] += w[t] * h[k * plane + at];
-      }
+      T m[5];
+      vertical_blur<5>(h, plane, r, lo, hi, row_len, j, w, m);
       T dm, dxx, dxy;
       const T s = sf_ssim::pixel(m[0], m[1], m[2], m[3], m[4], &dm, &dxx, &dxy);
       if (want_grad) { d_mu[j] = dm; d_sxx[j] = dxx; d_sxy[j] = dxy; }
@@ -150,12 +157,9 @@ void l1_ssim(const T* x, const T* y, int height, int width, int channels, T* gra
     T* gr = grad + size_t(r) * row_len;
 #pragma omp simd
     for (int j = 0; j < row_len; ++j) {
-      T b0 = 0, b1 = 0, b2 = 0;
-      for (int t = lo; t < hi; ++t) {
-        const size_t at = size_t(r + t - kRadius) * row_len + j;
-        b0 += w[t] * h[at]; b1 += w[t] * h[plane + at]; b2 += w[t] * h[2 * plane + at];
-      }
-      gr[j] = g_l1 * sf_ssim::l1_sign(xr[j], yr[j]) + g_ssim * (b0 + T(2) * xr[j] * b1 + yr[j] * b2);
+      T b[3];
+      vertical_blur<3>(h, plane, r, lo, hi, row_len, j, w, b);
+      gr[j] = g_l1 * sf_ssim::l1_sign(xr[j], yr[j]) + g_ssim * (b[0] + T(2) * xr[j] * b[1] + yr[j] * b[2]);
     }
   }
 }
