@@ -155,9 +155,10 @@ SF_HOST_DEVICE inline void gabor_view_vjp(const GaborView<T>& v, const GaborView
   const T mvb1 = v.inv_uu[1] * v_beta[0] + v.inv_uu[2] * v_beta[1];
   v_suz[0] += mvb0;
   v_suz[1] += mvb1;
-  // Sigma_y = A cc A^T with A = [J; e_z]: gradient on its full 3x3 (non-symmetric, as read): M = [0:2,0:2],
-  // suz = [0:2, 2], czz = [2, 2]
-  T VY[9] = {-mvb0 * v.beta[0], -mvb0 * v.beta[1], v_suz[0], -mvb1 * v.beta[0], -mvb1 * v.beta[1], v_suz[1], 0, 0, czz_grad};
+  // Sigma_y = A cc A^T with A = [J; e_z]: gradient on the entries read (as autograd on the dense reference gives):
+  // M = (0,0), (0,1) (both off-diagonal uses), (1,1); suz = (0,2), (1,2); czz = (2,2)
+  T VY[9] = {-mvb0 * v.beta[0], -(mvb0 * v.beta[1] + mvb1 * v.beta[0]), v_suz[0], 0, -mvb1 * v.beta[1], v_suz[1],
+             0, 0, czz_grad};
   const T z = v.z;
   const T A[9] = {v.fx / z, 0, -v.fx * v.tx / (z * z), 0, v.fy / z, -v.fy * v.ty / (z * z), 0, 0, 1};
   // v_cc = A^T VY A ; v_A = (VY + VY^T) A cc (cc symmetric)
