@@ -34,7 +34,7 @@ class GaborBenchConfig:
     cycles_per_sigma: float = 1.0  # typical wave frequency, in cycles per standard deviation of the primitive
     threads: int = 2
     repeats: int = 3
-    backend: str = "cpu"
+    backend: str = "cpu"  # cpu | cuda (scene on the GPU; the CPU thread count is then irrelevant)
     seed: int = 0
     out: Optional[str] = None  # write the results as JSON here
 
@@ -59,19 +59,23 @@ def frame(scene, waves, views, cfg: GaborBenchConfig, backward: bool) -> None:
         p = {k: scene[k].clone().requires_grad_(backward) for k in keys}
         w = {k: t.clone().requires_grad_(backward) for k, t in waves.items()} if waves else {}
         out = rasterize_gaussians(p["means"], p["quats"], p["scales"], p["opacities"], p["sh"], view, scene["K"],
-                                  cfg.width, cfg.height, sh_degree=3, background=torch.zeros(3), backend=cfg.backend,
-                                  **w)
+                                  cfg.width, cfg.height, sh_degree=3, background=torch.zeros(3, device=view.device),
+                                  backend=cfg.backend, **w)
         if backward:
             (out.colors.sum() + out.alphas.sum()).backward()
+    if view.is_cuda:
+        torch.cuda.synchronize()
 
 
 def main(cfg: GaborBenchConfig) -> Dict[str, object]:
     cpu_backend.set_num_threads(cfg.threads)
     torch.set_num_threads(cfg.threads)
-    prepare_backend(cfg.backend, torch.device("cpu"))
+    device = torch.device("cuda" if cfg.backend == "cuda" else "cpu")
+    prepare_backend(cfg.backend, device)
     scene = make_scene(cfg.n, cfg.width, cfg.height, cfg.seed)
-    waves = gabor_terms(scene, cfg.terms, cfg.cycles_per_sigma, cfg.seed)
-    views = [camera(i) for i in range(cfg.cameras)]
+    waves = {k: t.to(device) for k, t in gabor_terms(scene, cfg.terms, cfg.cycles_per_sigma, cfg.seed).items()}
+    scene = {k: t.to(device) for k, t in scene.items()}
+    views = [camera(i).to(device) for i in range(cfg.cameras)]
     result: Dict[str, object] = dict(config=cfg.__dict__, host_gflops_at_start=host_speed_gflops(),
                                      loadavg_at_start=os.getloadavg())
     no_threads = lambda _: None  # noqa: E731  (both variants use cfg.threads)
