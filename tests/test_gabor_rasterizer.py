@@ -26,16 +26,18 @@ def gabor_terms(n: int, k: int, seed: int, dtype=torch.float64, freq: float = 12
 
 def render_all(backend, leaves, width, height, K, background=None):
     means, quats, scales, opac, colors, freqs, weights, phases = leaves
-    return rasterize_gaussians(means, quats, scales, opac, colors, torch.eye(4, dtype=means.dtype), K, width, height,
+    return rasterize_gaussians(means, quats, scales, opac, colors, torch.eye(4, dtype=means.dtype, device=means.device), K, width, height,
                                background=background, backend=backend, gabor_freqs=freqs, gabor_weights=weights,
                                gabor_phases=phases)
 
 
 def loss_and_grads(backend, leaves, width, height, K):
     leaves = [t.detach().clone().requires_grad_(True) for t in leaves]
-    out = render_all(backend, leaves, width, height, K, background=torch.tensor([0.2, 0.1, 0.3], dtype=leaves[0].dtype))
+    device = leaves[0].device
+    background = torch.tensor([0.2, 0.1, 0.3], dtype=leaves[0].dtype, device=device)
+    out = render_all(backend, leaves, width, height, K, background=background)
     gen = torch.Generator().manual_seed(5)
-    w = [torch.randn(t.shape, generator=gen, dtype=t.dtype) for t in (out.colors, out.alphas, out.depths)]
+    w = [torch.randn(t.shape, generator=gen, dtype=t.dtype).to(device) for t in (out.colors, out.alphas, out.depths)]
     loss = (out.colors * w[0]).sum() + (out.alphas * w[1]).sum() + (out.depths * w[2]).sum()
     return out, torch.autograd.grad(loss, leaves)
 
