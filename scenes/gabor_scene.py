@@ -31,9 +31,14 @@ FROZEN_PARAMS = ("gabor_active",)
 """Parameters held in the ParameterDict (so every row edit carries them) but never optimised."""
 
 
-def effective_weights(raw: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
-    """w = a u / (1 + sum_k a_k |u_k|): (N, K), sum_k |w_k| < 1, exactly 0 where u = 0 or a = 0."""
+def effective_weights(raw: torch.Tensor, active: torch.Tensor, probe: bool = False) -> torch.Tensor:
+    """w = a u / (1 + sum_k a_k |u_k|): (N, K), sum_k |w_k| < 1, exactly 0 where u = 0 or a = 0.
+
+    `probe`: inactive terms still weigh exactly 0 but pass their gradient, dL/dw = dL/du (1 / (1 + sum)), so training
+    can measure which inactive terms the image residual asks for (trainers.gabor_schedule)."""
     masked = raw * active
+    if probe:
+        masked = masked + (raw - raw.detach()) * (1.0 - active)
     return masked / (1.0 + masked.abs().sum(dim=-1, keepdim=True))
 
 
@@ -81,6 +86,7 @@ class GaborScene(SplatScene):
             raise ValueError("GaborScene parameter 'gabor_active' must hold only 0 and 1")
         for name in FROZEN_PARAMS:
             self.params[name].requires_grad_(False)
+        self.probe_inactive = False  # set by training: inactive terms' weights pass gradients (effective_weights)
 
     def expected_shapes(self, n: int, sh_degree: int) -> Dict[str, tuple]:  # instance method: K is per scene
         k = self.num_terms
@@ -128,7 +134,7 @@ class GaborScene(SplatScene):
     @property
     def gabor_weights(self) -> torch.Tensor:
         """(N, K) effective weights."""
-        return effective_weights(self.params["gabor_raw_weights"], self.params["gabor_active"])
+        return effective_weights(self.params["gabor_raw_weights"], self.params["gabor_active"], self.probe_inactive)
 
     @property
     def gabor_freqs(self) -> torch.Tensor:
