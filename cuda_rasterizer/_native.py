@@ -54,6 +54,37 @@ class _Project(torch.autograd.Function):
         return None, None, vm, vc, vo, None, None, None, None, None, None, None, None
 
 
+class _GaborProject(torch.autograd.Function):
+    """Gabor wave terms seen from a camera (gabor.project_gabor_terms on the extension)."""
+
+    @staticmethod
+    def forward(ctx, ext, nthreads, means, covars, freqs, weights, phases, viewmat, K, width, height, radii, eps2d):
+        ctx.ext, ctx.nthreads = ext, nthreads
+        ctx.save_for_backward(means, covars, freqs, weights, viewmat, K, radii)
+        ctx.cfg = (width, height, eps2d)
+        return ext.gabor_project_fwd(
+            means.detach(), covars.detach(), freqs.detach(), weights.detach(), phases.detach(), viewmat.detach(),
+            K.detach(), width, height, radii, eps2d, nthreads,
+        )
+
+    @staticmethod
+    def backward(ctx, v_terms):
+        means, covars, freqs, weights, viewmat, K, radii = ctx.saved_tensors
+        width, height, eps2d = ctx.cfg
+        vm, vc, vf, vw, vp = ctx.ext.gabor_project_bwd(
+            means, covars, freqs, weights, viewmat, K, width, height, radii, eps2d, v_terms.contiguous(), ctx.nthreads
+        )
+        return None, None, vm, vc, vf, vw, vp, None, None, None, None, None, None
+
+
+def gabor_project(ext, nthreads, means, covars, freqs, weights, phases, viewmat, K, width, height, radii, eps2d):
+    """(N, K, 4) footprint terms (hx, hy, amplitude, phase); see gabor.project_gabor_terms."""
+    return _GaborProject.apply(
+        ext, nthreads, means.contiguous(), covars.contiguous(), freqs.contiguous(), weights.contiguous(),
+        phases.contiguous(), viewmat, K, int(width), int(height), radii, float(eps2d),
+    )
+
+
 class _EvalSH(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ext, nthreads, degree, coeffs, dirs):

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from ._build import build_cuda_extension
-from ._native import _EvalSH, _Project, _QuatScaleToCovar, _Rasterize, last_stats  # noqa: F401
+from ._native import gabor_project, _EvalSH, _Project, _QuatScaleToCovar, _Rasterize, last_stats  # noqa: F401
 from .constants import EPS_2D
 from .reference import Composite, Projection
 from .slice4d import apply_slice4
@@ -53,6 +53,23 @@ def project(
         int(height), float(near), float(far), float(eps2d), bool(antialiased),
     )
     return Projection(*out)
+
+
+def project_gabor_terms(
+    means: torch.Tensor,
+    covars: torch.Tensor,
+    freqs: torch.Tensor,
+    weights: torch.Tensor,
+    phases: torch.Tensor,
+    viewmat: torch.Tensor,
+    K: torch.Tensor,
+    width: int,
+    height: int,
+    radii: torch.Tensor,
+    eps2d: float = EPS_2D,
+) -> torch.Tensor:
+    """(N, K, 4) Gabor footprint terms (see gabor.project_gabor_terms), differentiable."""
+    return gabor_project(_ext(), 0, means, covars, freqs, weights, phases, viewmat, K, width, height, radii, eps2d)
 
 
 def eval_sh(degree: int, coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ import torch
 
 from .backends import get_backend, resolve_backend
 from .constants import EPS_2D, MAX_SH_DEGREE
+from .gabor import check_gabor_inputs, footprint_params, peak_modulation
 
 
 @dataclass
@@ -51,12 +52,18 @@ def rasterize_gaussians(
     eps2d: float = EPS_2D,
     antialiased: bool = False,
     backend: str = "auto",
+    gabor_freqs: Optional[torch.Tensor] = None,
+    gabor_weights: Optional[torch.Tensor] = None,
+    gabor_phases: Optional[torch.Tensor] = None,
 ) -> RasterizeOutput:
-    """Render 3D Gaussians to an image.
+    """Render 3D Gaussians (or 3D Gabor primitives) to an image.
 
     means (N, 3); quats (N, 4) wxyz and scales (N, 3) positive, or covars (N, 3, 3); opacities (N,) in [0, 1];
     colors (N, C) or, with `sh_degree`, SH coefficients (N, K, C); viewmat (4, 4) OpenCV world-to-camera;
     K (3, 3) pixels. meta['means2d'] keeps its gradient (call retain_grad()) as the densification signal.
+    Gabor primitives (all three or none): gabor_freqs (N, K, 3) world angular frequencies (radians per unit),
+    gabor_weights (N, K) with sum_k |w_k| <= 1, gabor_phases (N, K); density o G(x) (1 + sum_k w_k cos(f_k . (x -
+    mean) + phi_k)). Gradients reach all three.
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
@@ -83,13 +90,26 @@ def rasterize_gaussians(
     if not (K[0, 0] > 0 and K[1, 1] > 0):
         raise ValueError(f"K must have positive focal lengths, got fx={float(K[0, 0])}, fy={float(K[1, 1])}")
 
+    terms_count = check_gabor_inputs(n, gabor_freqs, gabor_weights, gabor_phases)
+
     impl = get_backend(resolve_backend(backend, means.device))
     dtype = means.dtype
     viewmat = viewmat.to(dtype=dtype, device=means.device)
     K = K.to(dtype=dtype, device=means.device)
     if covars is None:
         covars = impl.quat_scale_to_covar(quats, scales)
-    proj = impl.project(means, covars, opacities, viewmat, K, width, height, near, far, eps2d, antialiased)
+    if terms_count:
+        # Extents and culling use opacity x the largest modulation; blending uses the opacity itself.
+        peak = peak_modulation(gabor_weights).to(dtype)
+        proj = impl.project(means, covars, opacities * peak, viewmat, K, width, height, near, far, eps2d, antialiased)
+        proj_opacities = proj.opacities / peak
+        terms = impl.project_gabor_terms(
+            means, covars, gabor_freqs.to(dtype), gabor_weights.to(dtype), gabor_phases.to(dtype), viewmat, K,
+            width, height, proj.radii, eps2d,
+        )
+    else:
+        proj = impl.project(means, covars, opacities, viewmat, K, width, height, near, far, eps2d, antialiased)
+        proj_opacities, terms = proj.opacities, None
 
     if sh_degree is not None:
         cam_center = -viewmat[:3, :3].T @ viewmat[:3, 3]
@@ -100,7 +120,8 @@ def rasterize_gaussians(
         if background.numel() != channels:
             raise ValueError(f"background must have {channels} channels, got {background.numel()}")
     comp = impl.rasterize_to_pixels(
-        proj.means2d, proj.conics, colors, proj.opacities, proj.depths, proj.radii, width, height, background
+        proj.means2d, footprint_params(proj.conics, terms), colors, proj_opacities, proj.depths, proj.radii, width,
+        height, background,
     )
     expected_depth = torch.where(
         comp.alphas > 0, comp.depths / comp.alphas.clamp(min=1e-10), torch.zeros_like(comp.depths)

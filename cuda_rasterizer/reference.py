@@ -12,6 +12,7 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from .gabor import modulation, project_gabor_terms, split_footprint  # noqa: F401  (project_gabor_terms: backend API)
 from .constants import (
     ALPHA_THRESHOLD,
     EPS_2D,
@@ -174,13 +175,20 @@ def rasterize_to_pixels(
     background: Optional[torch.Tensor] = None,
     max_elements: int = 1 << 22,
 ) -> Composite:
-    """Blend projected primitives front to back at every pixel centre (dense: pixels x primitives)."""
+    """Blend projected primitives front to back at every pixel centre (dense: pixels x primitives).
+
+    `conics` may be Gabor footprint parameters (N, 3 + 4 K) (gabor.footprint_params): the envelope's conic, then per
+    term (hx, hy, amplitude, phase); alpha is then opacity x exp(-sigma) x the modulation, clipped to the radii box.
+    """
     channels = colors.shape[-1]
+    conics, terms = split_footprint(conics)
     valid = (radii > 0).all(dim=-1)
     idx = torch.nonzero(valid).squeeze(-1)
     # Stable sort on depth: ties keep primitive-id order, as the tiled backends do.
     idx = idx[torch.sort(depths.detach()[idx], stable=True).indices]
     m2d, con, col, opa, dep = means2d[idx], conics[idx], colors[idx], opacities[idx], depths[idx]
+    rad = radii[idx].to(means2d.dtype)
+    ter = None if terms is None else terms[idx]
 
     dtype, device = means2d.dtype, means2d.device
     ys, xs = torch.meshgrid(
@@ -200,8 +208,14 @@ def rasterize_to_pixels(
         d = m2d[None, :, :] - pix[:, None, :]
         dx, dy = d[..., 0], d[..., 1]
         sigma = 0.5 * (con[:, 0] * dx * dx + con[:, 2] * dy * dy) + con[:, 1] * dx * dy
-        alpha = torch.clamp(opa * torch.exp(-sigma.clamp(min=0)), max=MAX_ALPHA)
-        alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_THRESHOLD), alpha, torch.zeros_like(alpha))
+        factor = torch.exp(-sigma.clamp(min=0))
+        if ter is not None:  # Gabor: the wave terms modulate the envelope (clamped at 0 as the kernels do)
+            factor = (factor * modulation(ter, dx, dy)).clamp(min=0)
+        alpha = torch.clamp(opa * factor, max=MAX_ALPHA)
+        # the native kernels clip each primitive to its radii box (outside it a Gaussian's alpha is below the cut
+        # anyway; a Gabor's modulation can lift it, within MAX_EXTENT_SIGMA)
+        inside = (dx.abs() <= rad[:, 0]) & (dy.abs() <= rad[:, 1])
+        alpha = torch.where((sigma >= 0) & (alpha >= ALPHA_THRESHOLD) & inside, alpha, torch.zeros_like(alpha))
         with torch.no_grad():
             # A prefix mask: blending stops at the first primitive that would push T to <= eps (excluded).
             contributes = torch.cumprod(1 - alpha.detach(), dim=1) > TRANSMITTANCE_EPS

@@ -480,7 +480,8 @@ SF_HOST_DEVICE inline void eval_sh_vjp(int degree, const T dir[3], const T* v_ou
 
 // ---- footprints: sigma(d) of a primitive at offset d = mean2d - pixel, and its VJP ----
 // A primitive type provides a Footprint with per-primitive parameters, `sigma` and `sigma_vjp`; the blend kernels
-// are templated on it. A 3D Gabor footprint adds its wave terms here (a second struct), not a second pipeline.
+// are templated on it. The 3D Gabor footprint (gabor_math.h, included below) adds its wave terms as a second struct,
+// not a second pipeline. Each provides sigma (envelope), factor (what opacity multiplies), peak and their VJPs.
 template <typename T> struct GaussianFootprint {
   static constexpr int kParams = 3;  // per-primitive footprint parameters (the conic)
   T a, b, c;  // conic (upper triangle of the inverse 2D covariance)
@@ -499,6 +500,12 @@ template <typename T> struct GaussianFootprint {
     return GaussianFootprint{params[3 * i], params[3 * i + 1], params[3 * i + 2]};
   }
   SF_HOST_DEVICE inline T sigma(T dx, T dy) const { return T(0.5) * (a * dx * dx + c * dy * dy) + b * dx * dy; }
+  // What opacity multiplies at offset (dx, dy), exp(-sigma) times the modulation (none here), and its maximum.
+  SF_HOST_DEVICE inline T peak() const { return T(1); }
+  SF_HOST_DEVICE inline T factor(T dx, T dy, T& sig) const {
+    sig = sigma(dx, dy);
+    return sf_exp_neg(-sig);
+  }
   // Accumulates d(sigma)/d(params) * v_sigma into v_params[j * stride] and returns d(sigma)/d(mean2d) * v_sigma
   // in v_mx, v_my (strided output lets the CPU kernel keep one lane array per parameter).
   SF_HOST_DEVICE inline void sigma_vjp(T dx, T dy, T v_sigma, T* v_params, int stride, T& v_mx, T& v_my) const {
@@ -507,6 +514,10 @@ template <typename T> struct GaussianFootprint {
     v_params[2 * stride] += T(0.5) * v_sigma * dy * dy;
     v_mx = v_sigma * (a * dx + b * dy);
     v_my = v_sigma * (b * dx + c * dy);
+  }
+  // VJP of factor() given d(loss)/d(factor) (`fac` is factor's value): d(factor)/d(sigma) = -factor.
+  SF_HOST_DEVICE inline void factor_vjp(T dx, T dy, T fac, T v_fac, T* v_params, int stride, T& v_mx, T& v_my) const {
+    sigma_vjp(dx, dy, -fac * v_fac, v_params, stride, v_mx, v_my);
   }
 };
 
@@ -517,6 +528,17 @@ template <typename T> SF_HOST_DEVICE inline T blend_alpha(T opacity, T sigma) {
   const T raw = opacity * sf_exp_neg(-sigma);
   T alpha = raw < T(MAX_ALPHA) ? raw : T(MAX_ALPHA);
   alpha = sigma >= T(0) ? alpha : T(0);
+  return alpha >= T(ALPHA_THRESHOLD) ? alpha : T(0);
+}
+
+// alpha of a primitive of any footprint type at offset (dx, dy): min(0.99, opacity * factor), 0 when sigma < 0 or
+// alpha < 1/255; `fac` receives the factor (the backward's VJP starts from it). For Gaussians it is blend_alpha.
+template <typename T, typename FP> SF_HOST_DEVICE inline T footprint_alpha(const FP& fp, T opacity, T dx, T dy, T& fac) {
+  T sig;
+  fac = fp.factor(dx, dy, sig);
+  const T raw = opacity * fac;
+  T alpha = raw < T(MAX_ALPHA) ? raw : T(MAX_ALPHA);
+  alpha = sig >= T(0) ? alpha : T(0);
   return alpha >= T(ALPHA_THRESHOLD) ? alpha : T(0);
 }
 
@@ -548,3 +570,5 @@ SF_HOST_DEVICE inline T blend_step_vjp(T alpha, T& trans, const T* color, const 
 }
 
 }  // namespace sf
+
+#include "gabor_math.h"  // the 3D Gabor projection and footprint pair (part of this header)

@@ -41,17 +41,29 @@ struct BinsHandle;
 void free_bins(BinsHandle* h);
 int64_t bins_intersections(const BinsHandle* h);
 
+// Footprint parameters per primitive: the conic (a, b, c), then `terms` Gabor wave terms (hx, hy, amplitude, phase)
+// each; terms = 0 is the Gaussian footprint.
 template <typename T>
-BinsHandle* raster_fwd(const T* means2d, const T* conics, const T* colors, const T* opacities, const T* depths,
-                       const int32_t* radii, const T* background, int64_t n, int channels, int width, int height,
-                       int tile, int nthreads, T* out_colors, T* out_alphas, T* out_depths, T* out_trans,
+BinsHandle* raster_fwd(const T* means2d, const T* fp_params, int terms, const T* colors, const T* opacities,
+                       const T* depths, const int32_t* radii, const T* background, int64_t n, int channels, int width,
+                       int height, int tile, int nthreads, T* out_colors, T* out_alphas, T* out_depths, T* out_trans,
                        int32_t* out_last_id, int32_t* out_last_pos, int64_t* n_evals);
 template <typename T>
-void raster_bwd(const BinsHandle* bins, const T* means2d, const T* conics, const T* colors, const T* opacities,
-                const T* depths, const int32_t* radii, const T* background, int64_t n, int channels, int width,
-                int height, int tile, int nthreads, const T* trans, const int32_t* last_pos, const T* v_colors_px,
-                const T* v_alphas_px, const T* v_depths_px, T* v_means2d, T* v_conics, T* v_colors, T* v_opacities,
-                T* v_depths, T* absgrad);
+void raster_bwd(const BinsHandle* bins, const T* means2d, const T* fp_params, int terms, const T* colors,
+                const T* opacities, const T* depths, const int32_t* radii, const T* background, int64_t n, int channels,
+                int width, int height, int tile, int nthreads, const T* trans, const int32_t* last_pos,
+                const T* v_colors_px, const T* v_alphas_px, const T* v_depths_px, T* v_means2d, T* v_params,
+                T* v_colors, T* v_opacities, T* v_depths, T* absgrad);
+
+// Projection of Gabor wave terms (sf::gabor_view / gabor_term): world frequencies (N, K, 3), weights and phases
+// (N, K) -> terms (N, K, 4) = (hx, hy, amplitude, phase) in pixels; zeros where radii == 0.
+template <typename T>
+void gabor_project_fwd(const sf::Camera& cam, const T* means, const T* covars, const T* freqs, const T* weights,
+                       const T* phases, const int32_t* radii, int64_t n, int k, T eps2d, T* terms, int nthreads);
+template <typename T>
+void gabor_project_bwd(const sf::Camera& cam, const T* means, const T* covars, const T* freqs, const T* weights,
+                       const int32_t* radii, int64_t n, int k, T eps2d, const T* v_terms, T* v_means, T* v_covars,
+                       T* v_freqs, T* v_weights, T* v_phases, int nthreads);
 
 // Fused (1 - w) L1 + w (1 - SSIM) of (H, W, C) images x against y (fused_loss.cpp). Writes stats = the means of
 // |x - y|, of SSIM and of (clamp(x, 0, 1) - y)^2 (for PSNR), and with a non-null `grad` the gradient of the loss

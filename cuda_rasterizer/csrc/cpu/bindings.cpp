@@ -149,10 +149,18 @@ Tensor sh_bwd(int64_t degree, Tensor v_out, int64_t k, Tensor dirs, int64_t nthr
   return vc;
 }
 
+// Footprint parameters (N, 3 + 4 K): the conic, then K Gabor terms (hx, hy, amplitude, phase); K = 0: Gaussians.
+int footprint_terms(const Tensor& params) {
+  TORCH_CHECK(params.dim() == 2 && params.size(1) >= 3 && (params.size(1) - 3) % 4 == 0,
+              "footprint parameters must be (N, 3 + 4 K), got ", params.sizes());
+  return int((params.size(1) - 3) / 4);
+}
+
 py::tuple raster_fwd(Tensor means2d, Tensor conics, Tensor colors, Tensor opacities, Tensor depths, Tensor radii,
                      c10::optional<Tensor> background, int64_t width, int64_t height, int64_t tile,
                      int64_t nthreads) {
   TORCH_CHECK(tile >= 1 && tile <= 64, "tile size must be in 1..64");
+  const int terms = footprint_terms(conics);
   means2d = c(means2d); conics = c(conics); colors = c(colors); opacities = c(opacities); depths = c(depths);
   radii = c(radii.to(torch::kInt32));
   Tensor bg;
@@ -169,7 +177,7 @@ py::tuple raster_fwd(Tensor means2d, Tensor conics, Tensor colors, Tensor opacit
   auto bins = std::make_shared<Bins>();
   AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "raster_fwd", [&] {
     bins->h = sf_cpu::raster_fwd<scalar_t>(
-        means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), colors.data_ptr<scalar_t>(),
+        means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), terms, colors.data_ptr<scalar_t>(),
         opacities.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
         bg.defined() ? bg.data_ptr<scalar_t>() : nullptr, n, int(ch), int(width), int(height), int(tile),
         int(nthreads), out_c.data_ptr<scalar_t>(), out_a.data_ptr<scalar_t>(), out_d.data_ptr<scalar_t>(),
@@ -182,6 +190,7 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor means2d, Tenso
                                Tensor opacities, Tensor depths, Tensor radii, c10::optional<Tensor> background,
                                int64_t width, int64_t height, int64_t tile, int64_t nthreads, Tensor trans,
                                Tensor last_pos, Tensor v_colors, Tensor v_alphas, Tensor v_depths) {
+  const int terms = footprint_terms(conics);
   means2d = c(means2d); conics = c(conics); colors = c(colors); opacities = c(opacities); depths = c(depths);
   radii = c(radii.to(torch::kInt32)); trans = c(trans); last_pos = c(last_pos);
   v_colors = c(v_colors); v_alphas = c(v_alphas); v_depths = c(v_depths);
@@ -192,7 +201,7 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor means2d, Tenso
   auto vo = torch::empty_like(opacities), vd = torch::empty_like(depths), ag = torch::empty_like(means2d);
   AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "raster_bwd", [&] {
     sf_cpu::raster_bwd<scalar_t>(
-        bins->h, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), colors.data_ptr<scalar_t>(),
+        bins->h, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), terms, colors.data_ptr<scalar_t>(),
         opacities.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
         bg.defined() ? bg.data_ptr<scalar_t>() : nullptr, n, int(ch), int(width), int(height), int(tile),
         int(nthreads), trans.data_ptr<scalar_t>(), last_pos.data_ptr<int32_t>(), v_colors.data_ptr<scalar_t>(),
@@ -204,6 +213,44 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor means2d, Tenso
 }
 
 }  // namespace
+
+// Gabor wave terms seen from a camera: freqs (N, K, 3) world radians per unit, weights and phases (N, K) ->
+// (N, K, 4) = (hx, hy, amplitude, phase) for the footprint; zeros for culled primitives (radii == 0).
+Tensor gabor_project_fwd(Tensor means, Tensor covars, Tensor freqs, Tensor weights, Tensor phases, Tensor viewmat,
+                         Tensor K, int64_t width, int64_t height, Tensor radii, double eps2d, int64_t nthreads) {
+  means = c(means); covars = c(covars); freqs = c(freqs); weights = c(weights); phases = c(phases);
+  radii = c(radii.to(torch::kInt32));
+  auto cam = make_camera(viewmat, K, width, height);
+  const int64_t n = means.size(0), k = weights.size(1);
+  auto terms = torch::empty({n, k, 4}, means.options());
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "gabor_project_fwd", [&] {
+    sf_cpu::gabor_project_fwd<scalar_t>(cam, means.data_ptr<scalar_t>(), covars.data_ptr<scalar_t>(),
+                                        freqs.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(),
+                                        phases.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(), n, int(k),
+                                        scalar_t(eps2d), terms.data_ptr<scalar_t>(), int(nthreads));
+  });
+  return terms;
+}
+
+std::vector<Tensor> gabor_project_bwd(Tensor means, Tensor covars, Tensor freqs, Tensor weights, Tensor viewmat,
+                                      Tensor K, int64_t width, int64_t height, Tensor radii, double eps2d,
+                                      Tensor v_terms, int64_t nthreads) {
+  means = c(means); covars = c(covars); freqs = c(freqs); weights = c(weights); v_terms = c(v_terms);
+  radii = c(radii.to(torch::kInt32));
+  auto cam = make_camera(viewmat, K, width, height);
+  const int64_t n = means.size(0), k = weights.size(1);
+  auto vm = torch::empty_like(means), vc = torch::empty_like(covars), vf = torch::empty_like(freqs);
+  auto vw = torch::empty_like(weights), vp = torch::empty_like(weights);
+  AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "gabor_project_bwd", [&] {
+    sf_cpu::gabor_project_bwd<scalar_t>(cam, means.data_ptr<scalar_t>(), covars.data_ptr<scalar_t>(),
+                                        freqs.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(),
+                                        radii.data_ptr<int32_t>(), n, int(k), scalar_t(eps2d),
+                                        v_terms.data_ptr<scalar_t>(), vm.data_ptr<scalar_t>(), vc.data_ptr<scalar_t>(),
+                                        vf.data_ptr<scalar_t>(), vw.data_ptr<scalar_t>(), vp.data_ptr<scalar_t>(),
+                                        int(nthreads));
+  });
+  return {vm, vc, vf, vw, vp};
+}
 
 // Fused L1 + D-SSIM: returns {float64 [mean |x - y|, mean SSIM, mean (clamp(x, 0, 1) - y)^2], gradient of the loss
 // w.r.t. img (empty when want_grad is false)}.
@@ -235,4 +282,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("raster_fwd", &raster_fwd);
   m.def("raster_bwd", &raster_bwd);
   m.def("l1_ssim", &l1_ssim);
+  m.def("gabor_project_fwd", &gabor_project_fwd);
+  m.def("gabor_project_bwd", &gabor_project_bwd);
 }

@@ -61,12 +61,11 @@ template <typename T> inline void channel_vjp(const LaneStep<T>& st, T& va, T cv
 template <typename T, typename FP>
 inline void footprint_vjp(const FP& fp, T dx, T dy, T op, T ex, T okf, T va, T& g_o, T* g_p, int lp, T& g_m0, T& g_m1,
                           T& g_a0, T& g_a1) {
-  const T raw = op * ex;
+  const T raw = op * ex;  // ex: the footprint's factor (exp(-sigma) times any modulation)
   const T pass = (raw <= T(sf::MAX_ALPHA)) ? okf : T(0);  // the MAX_ALPHA clamp has no gradient
-  const T v_sigma = -pass * raw * va;
   g_o += pass * ex * va;
   T vmx, vmy;
-  fp.sigma_vjp(dx, dy, v_sigma, g_p, lp, vmx, vmy);
+  fp.factor_vjp(dx, dy, ex, pass * op * va, g_p, lp, vmx, vmy);
   g_m0 += vmx;
   g_m1 += vmy;
   g_a0 += std::abs(vmx);
@@ -185,14 +184,10 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
 #pragma omp simd
         for (int x = 0; x < nl; ++x) {
           const T dx = mx - px[x];
-          const T sigma = fp.sigma(dx, dy);
-          const T ex = sf::sf_exp_neg(-sigma);
-          const T raw = op * ex;
-          T alpha = raw < T(sf::MAX_ALPHA) ? raw : T(sf::MAX_ALPHA);
-          alpha = sigma >= T(0) ? alpha : T(0);
-          alpha = alpha >= T(sf::ALPHA_THRESHOLD) ? alpha : T(0);
+          T fac;
+          const T alpha = sf::footprint_alpha(fp, op, dx, dy, fac);  // as the forward's generic row loop
           al_l[x] = std::abs(dx) <= rx ? alpha : T(0);
-          ex_l[x] = ex;
+          ex_l[x] = fac;
         }
       }
       if (C == 3) {
@@ -308,7 +303,7 @@ void backward_tile_rows_avx512(const RasterInputs<float>& in, const TileBins& bi
   using P = Packed<float, FP>;
   using RA = RowAlpha<float, FP>;
   constexpr int kRow = 2 + FP::kParams + 4 + 3;  // grad_row<FP>(3)
-  static_assert(kRow <= 16, "one gradient row must fit one vector");
+  constexpr int kVecs = (kRow + 15) / 16;          // vectors per gradient row (Gabor rows need two)
   const int ts = in.tile;
   const int x0 = int(tile_index % tiles_x) * ts, y0 = int(tile_index / tiles_x) * ts;
   const int tw = std::min(ts, in.width - x0), th = std::min(ts, in.height - y0);
@@ -322,7 +317,7 @@ void backward_tile_rows_avx512(const RasterInputs<float>& in, const TileBins& bi
   const __m512 px = _mm512_add_ps(_mm512_set1_ps(float(x0) + 0.5f), _mm512_cvtepi32_ps(lane_idx));
   const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
   const __m512i rgb_idx = _mm512_mullo_epi32(lane_idx, _mm512_set1_epi32(3));
-  const __mmask16 row_mask = static_cast<__mmask16>((1u << kRow) - 1u);
+
   for (int r = 0; r < th; ++r) {
     const int64_t pix0 = int64_t(y0 + r) * in.width + x0;
     const __m512i last_global = _mm512_mask_loadu_epi32(_mm512_set1_epi32(-1), lanes, gin.last_pos + pix0);
@@ -368,7 +363,6 @@ void backward_tile_rows_avx512(const RasterInputs<float>& in, const TileBins& bi
       __m512 va = _mm512_maskz_mul_ps(ok, tva, ra);
       tr = _mm512_mask_mov_ps(tr, ok, tb);
       // channel_vjp for r, g, b and depth
-      __m512 g[16];
       const float cvals[4] = {d[P::COL], d[P::COL + 1], d[P::COL + 2], d[P::DEP]};
       __m512* behind[4] = {&bh0, &bh1, &bh2, &bhd};
       const __m512 vcs[4] = {vc0, vc1, vc2, vcd};
@@ -380,14 +374,15 @@ void backward_tile_rows_avx512(const RasterInputs<float>& in, const TileBins& bi
         *behind[ch] = _mm512_fmadd_ps(w, cv, *behind[ch]);
         gch[ch] = _mm512_mul_ps(w, vcs[ch]);
       }
-      // footprint_vjp
+      // footprint_vjp (ex is the footprint's factor)
       const __m512 raw = _mm512_mul_ps(_mm512_set1_ps(op), ex);
       const __mmask16 pass = _mm512_mask_cmp_ps_mask(ok, raw, _mm512_set1_ps(float(sf::MAX_ALPHA)), _CMP_LE_OQ);
-      const __m512 v_sigma = _mm512_maskz_mul_ps(pass, _mm512_sub_ps(zero, raw), va);
+      const __m512 v_fac = _mm512_maskz_mul_ps(pass, _mm512_set1_ps(op), va);
       const __m512 g_o = _mm512_maskz_mul_ps(pass, ex, va);
       __m512 vp[FP::kParams], vmx, vmy;
-      RA::sigma_vjp(fp, dx, dy, v_sigma, vp, vmx, vmy);
+      RA::factor_vjp(fp, dx, dy, ex, v_fac, vp, vmx, vmy);
       // gradient row layout: mean2d(2), params(kP), opacity, depth, absgrad(2), colours(3)
+      __m512 g[16 * kVecs];
       int q = 0;
       g[q++] = vmx;
       g[q++] = vmy;
@@ -399,9 +394,14 @@ void backward_tile_rows_avx512(const RasterInputs<float>& in, const TileBins& bi
       g[q++] = gch[0];
       g[q++] = gch[1];
       g[q++] = gch[2];
-      for (; q < 16; ++q) g[q] = zero;
+      for (; q < 16 * kVecs; ++q) g[q] = zero;
       float* grow = G + (s + j) * kRow;
-      _mm512_mask_storeu_ps(grow, row_mask, _mm512_add_ps(_mm512_maskz_loadu_ps(row_mask, grow), avx512::sum_lanes16(g)));
+      for (int vi = 0; vi < kVecs; ++vi) {
+        const int left = kRow - 16 * vi;
+        const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xFFFFu : (1u << left) - 1u);
+        float* dst = grow + 16 * vi;
+        _mm512_mask_storeu_ps(dst, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), avx512::sum_lanes16(g + 16 * vi)));
+      }
     }
   }
 }

@@ -71,9 +71,10 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
     d[P::RY] = T(in.radii[2 * p + 1]);
     d[P::OP] = in.opacities[p];
     d[P::DEP] = in.depths[p];
-    d[P::LEV] = std::log(std::max(in.opacities[p] * T(255), T(1)));
     for (int j = 0; j < FP::kParams; ++j) d[P::FPP + j] = in.fp_params[p * FP::kParams + j];
-    d[P::RSL] = FP::load(d + P::FPP, 0).row_slope();
+    const FP fp = FP::load(d + P::FPP, 0);
+    d[P::LEV] = std::log(std::max(in.opacities[p] * fp.peak() * T(255), T(1)));  // opacity x the largest modulation
+    d[P::RSL] = fp.row_slope();
     for (int ch = 0; ch < in.channels; ++ch) d[P::COL + ch] = in.colors[p * in.channels + ch];
   }
   return pk;
@@ -313,7 +314,8 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, cons
       for (int x = 0; x < nl; ++x) {
         // Alive pixels keep T > eps, so `next <= eps` implies a contributing alpha: one select per condition.
         const T dx = mx - px[x];
-        T alpha = sf::blend_alpha(op, fp.sigma(dx, dy));
+        T fac;
+        T alpha = sf::footprint_alpha(fp, op, dx, dy, fac);
         alpha = std::abs(dx) <= rx ? alpha : T(0);
         alpha = al[x] != T(0) ? alpha : T(0);
         const T t = tr[x];

@@ -47,17 +47,29 @@ inline __m512 exp_neg(__m512 x) {
 // Gaussian footprint, float: sigma = 0.5 a dx^2 + b dx dy + 0.5 c dy^2 evaluated as ((0.5 a) dx + b dy) dx + 0.5 c dy^2.
 template <> struct RowAlpha<float, sf::GaussianFootprint<float>> {
   static constexpr bool kVector = true;
-  // alpha on 16 lanes at offsets dx = mx - px (0 where sigma < 0, alpha < 1/255 or |dx| > rx); also exp(-sigma).
-  static inline __m512 eval(const sf::GaussianFootprint<float>& fp, __m512 dx, float dy, float opacity, float rx,
-                            __m512& ex) {
-    const __m512 sigma = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0.5f * fp.a), dx, _mm512_set1_ps(fp.b * dy)), dx,
-                                         _mm512_set1_ps(0.5f * fp.c * dy * dy));
-    ex = avx512::exp_neg(_mm512_sub_ps(_mm512_setzero_ps(), sigma));
-    const __m512 alpha = _mm512_min_ps(_mm512_mul_ps(_mm512_set1_ps(opacity), ex), _mm512_set1_ps(float(sf::MAX_ALPHA)));
+  static inline __m512 sigma(const sf::GaussianFootprint<float>& fp, __m512 dx, float dy) {
+    return _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0.5f * fp.a), dx, _mm512_set1_ps(fp.b * dy)), dx,
+                           _mm512_set1_ps(0.5f * fp.c * dy * dy));
+  }
+  // alpha = min(0.99, opacity * factor) on 16 lanes, 0 where sigma < 0, alpha < 1/255 or |dx| > rx.
+  static inline __m512 alpha_of(__m512 sigma, __m512 fac, __m512 dx, float opacity, float rx) {
+    const __m512 alpha = _mm512_min_ps(_mm512_mul_ps(_mm512_set1_ps(opacity), fac), _mm512_set1_ps(float(sf::MAX_ALPHA)));
     __mmask16 ok = _mm512_cmp_ps_mask(sigma, _mm512_setzero_ps(), _CMP_GE_OQ);
     ok = _mm512_mask_cmp_ps_mask(ok, alpha, _mm512_set1_ps(float(sf::ALPHA_THRESHOLD)), _CMP_GE_OQ);
     ok = _mm512_mask_cmp_ps_mask(ok, _mm512_abs_ps(dx), _mm512_set1_ps(rx), _CMP_LE_OQ);
     return _mm512_maskz_mov_ps(ok, alpha);
+  }
+  // alpha on 16 lanes at offsets dx = mx - px; `ex` receives the factor exp(-sigma).
+  static inline __m512 eval(const sf::GaussianFootprint<float>& fp, __m512 dx, float dy, float opacity, float rx,
+                            __m512& ex) {
+    const __m512 sig = sigma(fp, dx, dy);
+    ex = avx512::exp_neg(_mm512_sub_ps(_mm512_setzero_ps(), sig));
+    return alpha_of(sig, ex, dx, opacity, rx);
+  }
+  // sf::GaussianFootprint::factor_vjp on 16 lanes: v_sigma = -factor * v_factor, then the conic and mean2d parts.
+  static inline void factor_vjp(const sf::GaussianFootprint<float>& fp, __m512 dx, float dy, __m512 fac, __m512 v_fac,
+                                __m512 v_params[3], __m512& v_mx, __m512& v_my) {
+    sigma_vjp(fp, dx, dy, _mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), fac), v_fac), v_params, v_mx, v_my);
   }
   // sf::GaussianFootprint::sigma_vjp on 16 lanes: d(sigma)/d(conic) * v_sigma and d(sigma)/d(mean2d) * v_sigma.
   static inline void sigma_vjp(const sf::GaussianFootprint<float>& fp, __m512 dx, float dy, __m512 v_sigma,
@@ -79,6 +91,76 @@ template <> struct RowAlpha<float, sf::GaussianFootprint<float>> {
                                         _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(fp.c), dy), dy));
     const __m512 sigma = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(fp.b), dxc), dy, _mm512_mul_ps(_mm512_set1_ps(0.5f), quad));
     return _mm512_mask_cmp_ps_mask(span, sigma, lv, _CMP_LE_OQ);
+  }
+};
+
+namespace avx512 {
+// sin and cos on 16 lanes: the steps of sf::sf_sincos(float) (quadrant reduction, polynomials on [-pi/4, pi/4]).
+inline void sincos(__m512 x, __m512& s, __m512& c) {
+  const __m512 q = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(0.636619772367581343f), _mm512_set1_ps(0.5f)),
+                                        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(q, _mm512_set1_ps(1.5703125f), x);
+  r = _mm512_fnmadd_ps(q, _mm512_set1_ps(4.837512969970703125e-4f), r);
+  r = _mm512_fnmadd_ps(q, _mm512_set1_ps(7.54978995489188216e-8f), r);
+  const __m512 r2 = _mm512_mul_ps(r, r);
+  __m512 ps = _mm512_fmadd_ps(r2, _mm512_set1_ps(-1.9515295891e-4f), _mm512_set1_ps(8.3321608736e-3f));
+  ps = _mm512_fmadd_ps(r2, ps, _mm512_set1_ps(-1.6666654611e-1f));
+  const __m512 sr = _mm512_fmadd_ps(_mm512_mul_ps(r, r2), ps, r);
+  __m512 pc = _mm512_fmadd_ps(r2, _mm512_set1_ps(2.443315711809948e-5f), _mm512_set1_ps(-1.388731625493765e-3f));
+  pc = _mm512_fmadd_ps(r2, pc, _mm512_set1_ps(4.166664568298827e-2f));
+  const __m512 cr = _mm512_fmadd_ps(_mm512_mul_ps(r2, r2), pc, _mm512_fnmadd_ps(_mm512_set1_ps(0.5f), r2, _mm512_set1_ps(1.0f)));
+  const __m512i qi = _mm512_and_si512(_mm512_cvttps_epi32(q), _mm512_set1_epi32(3));
+  const __mmask16 swap = _mm512_test_epi32_mask(qi, _mm512_set1_epi32(1));
+  const __mmask16 neg_s = _mm512_test_epi32_mask(qi, _mm512_set1_epi32(2));
+  const __mmask16 neg_c = _mm512_test_epi32_mask(_mm512_add_epi32(qi, _mm512_set1_epi32(1)), _mm512_set1_epi32(2));
+  const __m512 s0 = _mm512_mask_blend_ps(swap, sr, cr), c0 = _mm512_mask_blend_ps(swap, cr, sr);
+  s = _mm512_mask_sub_ps(s0, neg_s, _mm512_setzero_ps(), s0);
+  c = _mm512_mask_sub_ps(c0, neg_c, _mm512_setzero_ps(), c0);
+}
+}  // namespace avx512
+
+// Gabor footprint with 4 terms, float: the Gaussian envelope's lanes times 1 + sum_k a_k cos(phi_k - h_k . d).
+template <> struct RowAlpha<float, sf::GaborFootprint<float, 4>> {
+  using FP = sf::GaborFootprint<float, 4>;
+  using Env = RowAlpha<float, sf::GaussianFootprint<float>>;
+  static constexpr bool kVector = true;
+  static inline __m512 arg(const FP& fp, int k, __m512 dx, float dy) {
+    return _mm512_fnmadd_ps(_mm512_set1_ps(fp.hx[k]), dx, _mm512_set1_ps(fp.ph[k] - fp.hy[k] * dy));
+  }
+  // alpha on 16 lanes; `ex` receives the factor exp(-sigma) * modulation (clamped at 0, as sf::GaborFootprint).
+  static inline __m512 eval(const FP& fp, __m512 dx, float dy, float opacity, float rx, __m512& ex) {
+    const __m512 sig = Env::sigma(fp.env, dx, dy);
+    __m512 m = _mm512_set1_ps(1.0f);
+    for (int k = 0; k < 4; ++k) {
+      __m512 s, c;
+      avx512::sincos(arg(fp, k, dx, dy), s, c);
+      m = _mm512_fmadd_ps(_mm512_set1_ps(fp.amp[k]), c, m);
+    }
+    ex = _mm512_max_ps(_mm512_mul_ps(avx512::exp_neg(_mm512_sub_ps(_mm512_setzero_ps(), sig)), m), _mm512_setzero_ps());
+    return Env::alpha_of(sig, ex, dx, opacity, rx);
+  }
+  // sf::GaborFootprint::factor_vjp on 16 lanes.
+  static inline void factor_vjp(const FP& fp, __m512 dx, float dy, __m512 fac, __m512 v_fac, __m512 v_params[FP::kParams],
+                                __m512& v_mx, __m512& v_my) {
+    const __m512 e = avx512::exp_neg(_mm512_sub_ps(_mm512_setzero_ps(), Env::sigma(fp.env, dx, dy)));
+    Env::factor_vjp(fp.env, dx, dy, fac, v_fac, v_params, v_mx, v_my);
+    const __m512 v_m = _mm512_mul_ps(e, v_fac);
+    const __m512 dyv = _mm512_set1_ps(dy);
+    for (int k = 0; k < 4; ++k) {
+      __m512 s, c;
+      avx512::sincos(arg(fp, k, dx, dy), s, c);
+      const __m512 nv_arg = _mm512_mul_ps(_mm512_mul_ps(v_m, _mm512_set1_ps(fp.amp[k])), s);  // -d loss / d arg
+      v_params[3 + 4 * k] = _mm512_mul_ps(nv_arg, dx);
+      v_params[4 + 4 * k] = _mm512_mul_ps(nv_arg, dyv);
+      v_params[5 + 4 * k] = _mm512_mul_ps(v_m, c);
+      v_params[6 + 4 * k] = _mm512_sub_ps(_mm512_setzero_ps(), nv_arg);
+      v_mx = _mm512_fmadd_ps(nv_arg, _mm512_set1_ps(fp.hx[k]), v_mx);
+      v_my = _mm512_fmadd_ps(nv_arg, _mm512_set1_ps(fp.hy[k]), v_my);
+    }
+  }
+  static inline __mmask16 row_hits(const FP& fp, __m512 dy, float level, float slope, float dx_lo, float dx_hi,
+                                   __mmask16 span) {
+    return Env::row_hits(fp.env, dy, level, slope, dx_lo, dx_hi, span);
   }
 };
 #endif
