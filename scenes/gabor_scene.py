@@ -25,7 +25,7 @@ from .base import SplatScene, num_sh_coeffs
 from .gaussian_scene import GaussianScene, point_params
 
 NUM_TERMS = 4
-MAX_TERMS = 16
+MAX_TERMS = 8  # cuda_rasterizer.gabor.MAX_TERMS: the native kernels handle 1..8 terms
 GABOR_PARAMS = ("gabor_nu", "gabor_raw_weights", "gabor_phases", "gabor_active")
 FROZEN_PARAMS = ("gabor_active",)
 """Parameters held in the ParameterDict (so every row edit carries them) but never optimised."""

@@ -60,7 +60,7 @@ class GaborTrainingConfig:
             if not ok:
                 raise ValueError(f"--gabor.{name.replace('_', '-')} must be {what}, got {getattr(self, name)}")
 
-        check("num_terms", 1 <= self.num_terms <= 16, "in 1..16")
+        check("num_terms", 1 <= self.num_terms <= 8, "in 1..8")
         check("weight_l1", self.weight_l1 >= 0, ">= 0")
         check("refine_every", self.refine_every >= 1, ">= 1")
         check("activate_fraction", 0 <= self.activate_fraction <= 1, "in [0, 1]")
