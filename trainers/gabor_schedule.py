@@ -88,6 +88,7 @@ class GaborTraining(Strategy):
         self.scene_scale = scene_scale
         scene.probe_inactive = True
         self._gen = torch.Generator().manual_seed(self.config.seed)
+        self._first_candidates(scene)
         self._last_probe_step = -1
         self._reset_stats(scene)
         self.last_report = self._counts(scene)
@@ -178,13 +179,9 @@ class GaborTraining(Strategy):
         on_rows, on_terms = candidates, term[candidates]
         active[on_rows, on_terms] = 1.0
         raw[on_rows, on_terms] = -torch.sign(self.probe[on_rows, on_terms]) * cfg.initial_weight
-        # new candidates for every inactive term (directions in the primitive frame, magnitudes up to the cap)
-        cap = self.nu_cap(step)
+        # new candidates for every inactive term
         idle = active == 0
-        direction = torch.nn.functional.normalize(torch.randn(n, k, 3, generator=self._gen), dim=-1).to(device)
-        magnitude = (0.5 + 0.5 * torch.rand(n, k, generator=self._gen)).to(device) * cap
-        nu = torch.where(idle[..., None], direction * magnitude[..., None], nu)
-        phases = torch.where(idle, (torch.rand(n, k, generator=self._gen).to(device) * 2 - 1) * math.pi, phases)
+        nu, phases = self._candidates(idle, nu, phases, self.nu_cap(step))
         raw = torch.where(idle, torch.zeros_like(raw), raw)
         # the hard frequency limit
         norm = nu.norm(dim=-1, keepdim=True)
@@ -195,6 +192,28 @@ class GaborTraining(Strategy):
         changed[on_rows, on_terms] = True
         self._overwrite_terms(scene, optimizers, rows, values, changed)
         return {"gabor_switched_on": float(on_rows.numel()), "gabor_switched_off": float(off.sum())}
+
+    def _candidates(self, idle: torch.Tensor, nu: torch.Tensor, phases: torch.Tensor, cap: float):
+        """(nu, phases) with the `idle` terms' replaced by new candidates: a random direction in the primitive frame,
+        a magnitude in [cap / 2, cap] cycles per sigma, a random phase."""
+        n, k = idle.shape
+        device = nu.device
+        direction = torch.nn.functional.normalize(torch.randn(n, k, 3, generator=self._gen), dim=-1).to(device)
+        magnitude = (0.5 + 0.5 * torch.rand(n, k, generator=self._gen)).to(device) * cap
+        nu = torch.where(idle[..., None], direction * magnitude[..., None], nu)
+        phases = torch.where(idle, (torch.rand(n, k, generator=self._gen).to(device) * 2 - 1) * math.pi, phases)
+        return nu, phases
+
+    @torch.no_grad()
+    def _first_candidates(self, scene: GaborScene) -> None:
+        """Inactive terms that have no frequency yet (a fresh scene) get candidates, so the probe measures texture
+        from the first step instead of a constant (nu = 0) modulation."""
+        blank = (scene.params["gabor_active"] == 0) & (scene.params["gabor_nu"].abs().sum(-1) == 0)
+        if bool(blank.any()):
+            nu, phases = self._candidates(blank, scene.params["gabor_nu"].detach(), scene.params["gabor_phases"].detach(),
+                                          self.config.nu_start)
+            scene.params["gabor_nu"].data.copy_(nu)
+            scene.params["gabor_phases"].data.copy_(phases)
 
     @staticmethod
     def _overwrite_terms(scene, optimizers, rows, values, changed: torch.Tensor) -> None:
