@@ -92,3 +92,12 @@ def test_bad_gabor_options_are_refused():
         GaborTrainingConfig(weight_l1=-1)
     with pytest.raises(ValueError, match="--gabor.nu-end"):
         GaborTrainingConfig(nu_start=2.0, nu_end=1.0)
+
+
+def test_batch_scaling_scales_the_gabor_schedule():
+    from trainers.distributed import scale_schedule
+
+    config, notes = scale_schedule(TrainConfig(model="gabor"), 4)
+    assert (config.gabor.refine_start, config.gabor.refine_every, config.gabor.refine_stop) == (125, 25, 3750)
+    assert "gabor.refine_every 100 -> 25" in notes
+    assert scale_schedule(TrainConfig(model="gaussian"), 4)[0].gabor.refine_start == 500
