@@ -90,6 +90,11 @@ class SplatScene(torch.nn.Module):
         """Two children per parameter row set `rows` (a strategy's split): sampled from the parent, scales / 1.6."""
         raise NotImplementedError
 
+    def scale_dependent_rows(self, index: torch.Tensor, new_log_scales: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Other parameter rows that must change when a strategy sets primitives `index` to `new_log_scales`
+        (MCMC relocation); none for Gaussians (GaborScene rescales its frame-relative frequencies)."""
+        return {}
+
     # ----- checkpoints --------------------------------------------------------------------------------
     def settings(self) -> Dict[str, object]:
         """Everything in `state()` except the parameters."""

@@ -1,4 +1,4 @@
-"""Open and save a scene in any file type splatforge knows (PLY, checkpoint, .splat, .spz), 3D or 4D."""
+"""Open and save a scene in any file type splatforge knows (PLY, checkpoint, .splat, .spz): 3D, 4D or Gabor."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import Dict, Union
 
 from .base import SplatScene
 from .checkpoint import load_checkpoint
+from .gabor_scene import GaborScene
 from .gaussian4d_scene import Gaussian4DScene
 from .gaussian_scene import GaussianScene
 
 SCENE_SUFFIXES = (".ply", ".pt", ".ckpt", ".pth", ".splat", ".spz")
 EXPORT_SUFFIXES = (".ply", ".splat", ".spz")
-SCENE_TYPES = {cls.KIND: cls for cls in (GaussianScene, Gaussian4DScene)}
+SCENE_TYPES = {cls.KIND: cls for cls in (GaussianScene, Gaussian4DScene, GaborScene)}
 
 
 def scene_from_state(state: Dict[str, object]) -> SplatScene:
@@ -24,12 +25,15 @@ def scene_from_state(state: Dict[str, object]) -> SplatScene:
 
 
 def _read(path: Path) -> SplatScene:
+    from .gabor_ply import is_gabor_ply
     from .ply import is_gaussian4d_ply
 
     suffix = path.suffix.lower()
     if suffix == ".ply":
         if path.is_file() and is_gaussian4d_ply(path):
             return Gaussian4DScene.from_ply(path)
+        if path.is_file() and is_gabor_ply(path):
+            return GaborScene.from_ply(path)
         return GaussianScene.from_ply(path)
     if suffix in (".pt", ".ckpt", ".pth"):
         payload = load_checkpoint(path)
@@ -50,7 +54,7 @@ def _read(path: Path) -> SplatScene:
 
 
 def load_scene(path: Union[str, Path], allow_empty: bool = False) -> SplatScene:
-    """A 3D or 4D scene from a PLY or checkpoint, or a 3D one from `.splat` (SH degree 0) or `.spz`.
+    """A 3D, 4D or Gabor scene from a PLY or checkpoint, or a 3D one from `.splat` (SH degree 0) or `.spz`.
 
     One with no primitives is refused (ValueError naming the file) unless `allow_empty`.
     """
@@ -63,7 +67,7 @@ def load_scene(path: Union[str, Path], allow_empty: bool = False) -> SplatScene:
 
 
 def save_scene(scene: SplatScene, path: Union[str, Path]) -> None:
-    """Write `scene` as PLY, `.splat` or `.spz` by the suffix of `path`, atomically (4D scenes: PLY only)."""
+    """Write `scene` as PLY, `.splat` or `.spz` by the suffix of `path`, atomically (4D and Gabor scenes: PLY only)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in EXPORT_SUFFIXES:

@@ -77,6 +77,9 @@ def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
         f"[eval] {metrics['split']}: PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, "
         f"{metrics['steps']} steps in {metrics['train_seconds']:.1f} s ({metrics['steps_per_second']:.1f} steps/s)"
     )
+    if "gabor_active_terms" in metrics:
+        print(f"[gabor] {int(metrics['gabor_active_terms'])} terms active "
+              f"({metrics['gabor_terms_per_primitive']:.2f} per primitive of {int(metrics['gabor_num_terms'])})")
     print(json.dumps({"run_dir": str(trainer.run_dir)}))
     if server is not None:
         server.control.finished(f"training finished: test PSNR {metrics['psnr']:.2f} dB")

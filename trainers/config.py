@@ -9,6 +9,7 @@ from typing import Literal, Optional, Tuple, Union
 import tyro
 from typing_extensions import Annotated
 
+from .gabor_schedule import GaborTrainingConfig
 from .strategies import DefaultStrategy, FixedStrategy, MCMCStrategy
 
 # A port option whose default (None) means 8080, or the next free port if 8080 is busy; an explicit port must be
@@ -43,6 +44,13 @@ class LearningRates:
     """Temporal log-scale: as the spatial log-scales."""
     quats_r: float = 1e-3
     """Right quaternion of the 4D rotation: as the (left) quaternions."""
+    # Gabor scenes only (GaborScene's terms):
+    gabor_nu: float = 2e-3
+    """Term frequencies in the primitive frame (cycles per sigma)."""
+    gabor_raw_weights: float = 1e-2
+    """Raw term weights u (effective w = u / (1 + sum |u|), so |w| moves at most about this much per step)."""
+    gabor_phases: float = 1e-2
+    """Term phases (radians)."""
 
 
 @dataclass
@@ -59,9 +67,12 @@ class TrainConfig:
     """Each run writes into output_dir/<run_name>."""
     run_name: Optional[str] = None
     """Folder name of this run (default: a timestamp)."""
-    model: Literal["auto", "gaussian", "gaussian4d"] = "auto"
-    """Scene model: gaussian (static 3D), gaussian4d (4D Gaussians sliced at each view's time), or auto
-    (gaussian4d when the dataset's training views carry times, as D-NeRF's do; said so in the log)."""
+    model: Literal["auto", "gaussian", "gaussian4d", "gabor"] = "auto"
+    """Scene model: gaussian (static 3D), gaussian4d (4D Gaussians sliced at each view's time), gabor (static 3D
+    Gabor primitives: Gaussians modulated by K cosine waves, switched on where texture needs them; --gabor.*), or
+    auto (gaussian4d when the dataset's training views carry times, as D-NeRF's do; said so in the log)."""
+    gabor: GaborTrainingConfig = field(default_factory=GaborTrainingConfig)
+    """--model gabor only: terms per primitive, weight sparsity (L1) and the frequency-adaptive schedule."""
     init_time_scale: float = 0.25
     """4D only: initial temporal scale as a fraction of the time span."""
     max_steps: int = 3000
@@ -182,7 +193,8 @@ def validate_train_config(cfg: "TrainConfig") -> None:
     check_range("init_random_points", cfg.init_random_points, 0, low_open=True)
     check_range("init_random_extent", cfg.init_random_extent, 0, low_open=True)
     check_range("max_init_points", cfg.max_init_points, 0, low_open=True)
-    for name in ("means", "means_final_ratio", "log_scales", "quats", "opacity_logits", "sh_dc", "sh_rest"):
+    for name in ("means", "means_final_ratio", "log_scales", "quats", "opacity_logits", "sh_dc", "sh_rest",
+                 "gabor_nu", "gabor_raw_weights", "gabor_phases"):
         check_range(f"lr.{name}", getattr(cfg.lr, name), 0)
     check_range("eval_every", cfg.eval_every, 0)
     for step in cfg.eval_steps:

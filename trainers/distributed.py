@@ -203,6 +203,12 @@ def scale_schedule(config, global_batch: int, scale: bool = True) -> Tuple[objec
     lr = dataclasses.replace(config.lr, **{f.name: getattr(config.lr, f.name) * factor for f in dataclasses.fields(config.lr) if f.name != "means_final_ratio"})
     changes["lr"] = lr
     changes["strategy"] = dataclasses.replace(strategy, **strategy_changes)
+    gabor = getattr(config, "gabor", None)  # --model gabor's term schedule counts steps too
+    if gabor is not None and getattr(config, "model", None) == "gabor":
+        gabor_changes = {name: max(1, int(round(getattr(gabor, name) / global_batch))) for name in STRATEGY_STEP_FIELDS
+                         if hasattr(gabor, name)}
+        notes += [f"gabor.{name} {getattr(gabor, name)} -> {value}" for name, value in gabor_changes.items()]
+        changes["gabor"] = dataclasses.replace(gabor, **gabor_changes)
     return dataclasses.replace(config, **changes), notes
 
 

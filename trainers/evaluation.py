@@ -66,6 +66,7 @@ def evaluate(
         "lpips_note": lpips_reason if not lpips_ok else "LPIPS (AlexNet)",
         "render_ms_per_image": 1000.0 * render_seconds / count,
         "num_gaussians": len(scene),
+        **(scene.extra_metrics() if hasattr(scene, "extra_metrics") else {}),  # Gabor scenes: active terms
         "per_image": per_image,
         "per_time": per_time(per_image),
     }

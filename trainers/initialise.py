@@ -7,7 +7,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from render.paths import focus_point
-from scenes import Gaussian4DScene, GaussianScene, SplatScene
+from scenes import GaborScene, Gaussian4DScene, GaussianScene, SplatScene
 
 from .data.dataset import SceneData
 
@@ -21,20 +21,21 @@ def resolve_model(model: str, data: SceneData) -> Tuple[str, str]:
         return "gaussian", "auto: the training views carry no times"
     if model == "gaussian4d" and time_range is None:
         raise ValueError(f"{data.source}: --model gaussian4d needs training views with times (e.g. D-NeRF 'time')")
-    if model not in ("gaussian", "gaussian4d"):
-        raise ValueError(f"model must be auto, gaussian or gaussian4d, got {model!r}")
+    if model not in ("gaussian", "gaussian4d", "gabor"):
+        raise ValueError(f"model must be auto, gaussian, gaussian4d or gabor, got {model!r}")
     return model, "asked for"
 
 
 def initial_scene(
     data: SceneData, sh_degree: int, init_opacity: float, random_points: int, max_points: int, seed: int,
-    random_extent: float = 0.33, model: str = "gaussian", time_scale: float = 0.25,
+    random_extent: float = 0.33, model: str = "gaussian", time_scale: float = 0.25, num_terms: int = 4,
 ) -> SplatScene:
     """Seed points when the dataset has them; else `random_points` uniform in a cube around the cameras' focus
     point with half-size `random_extent` x their mean distance to it (Inria's +-1.3 cube for NeRF-synthetic).
 
     model 'gaussian4d': the same points at the seed points' own times when the dataset has them, else each at a
-    time drawn uniformly over the training time range; temporal scale `time_scale` x the time span."""
+    time drawn uniformly over the training time range; temporal scale `time_scale` x the time span. model 'gabor': the same Gaussians
+    with `num_terms` Gabor terms each, all off (exact Gaussians until training switches terms on)."""
     points, colors, times = _initial_points(data, random_points, max_points, seed, random_extent)
     if model == "gaussian4d":
         t0, t1 = data.time_range or (0.0, 1.0)
@@ -42,6 +43,9 @@ def initial_scene(
             times = np.random.default_rng(seed + 1).uniform(t0, t1, size=len(points))
         return Gaussian4DScene.from_points(points, times, colors, sh_degree=sh_degree, initial_opacity=init_opacity,
                                            time_range=(t0, t1), time_scale=time_scale * max(t1 - t0, 1e-6))
+    if model == "gabor":
+        return GaborScene.from_points(points, colors, sh_degree=sh_degree, initial_opacity=init_opacity,
+                                      num_terms=num_terms)
     return GaussianScene.from_points(points, colors, sh_degree=sh_degree, initial_opacity=init_opacity)
 
 

@@ -12,7 +12,8 @@ from .config import LearningRates
 
 
 def make_optimizers(scene: SplatScene, lr: LearningRates, scene_scale: float, time_span: float = 1.0) -> Dict[str, torch.optim.Adam]:
-    """Adam per parameter; 4D scenes' times / log_scale_t / quats_r get their own rates (see LearningRates)."""
+    """Adam per parameter; 4D scenes' times / log_scale_t / quats_r and Gabor scenes' terms get their own rates
+    (see LearningRates); parameters with no rate (GaborScene's gabor_active mask) get no optimiser."""
     rates = {
         "means": lr.means * scene_scale,
         "quats": lr.quats,
@@ -23,6 +24,9 @@ def make_optimizers(scene: SplatScene, lr: LearningRates, scene_scale: float, ti
         "times": lr.times * time_span,
         "log_scale_t": lr.log_scale_t,
         "quats_r": lr.quats_r,
+        "gabor_nu": lr.gabor_nu,
+        "gabor_raw_weights": lr.gabor_raw_weights,
+        "gabor_phases": lr.gabor_phases,
     }
     return {
         # fused: one pass over each tensor instead of ~10 elementwise ops (7x less time for the SH coefficients)

@@ -27,6 +27,7 @@ from .data.dataset import SceneData, View
 from .distributed import StatisticsSync, device_for_rank, init_distributed, scale_schedule
 from .device import describe_device, optimizer_state_to_params, peak_gpu_memory_mb, resolve_device, tensors_to
 from .evaluation import evaluate
+from .gabor_schedule import check_resume_model, gabor_summary, with_gabor_training
 from .initialise import initial_scene, resolve_model
 from .losses import depth_l1, photometric_loss_and_mse, psnr_from_mse
 from .optim import make_optimizers, means_lr_at
@@ -77,7 +78,7 @@ class Trainer:
         if scene is None:
             scene = initial_scene(
                 data, config.sh_degree, config.init_opacity, config.init_random_points, config.max_init_points,
-                config.seed, config.init_random_extent, self.model, config.init_time_scale,
+                config.seed, config.init_random_extent, self.model, config.init_time_scale, config.gabor.num_terms,
             )
         else:
             self.model, self.model_reason = scene.KIND, "given scene"
@@ -93,6 +94,7 @@ class Trainer:
         self.optimizers = make_optimizers(self.scene, config.lr, self.scene_scale, self.time_span)
         self.strategy = copy.deepcopy(config.strategy)
         self.strategy.total_steps = config.max_steps
+        self.strategy = with_gabor_training(self.strategy, self.scene, config.gabor)  # Gabor: + term schedule
         self.strategy.initialise(self.scene, self.scene_scale)
         self.step = 0
         self.train_seconds = 0.0  # training wall time so far (evaluation excluded), carried across resumes
@@ -117,7 +119,9 @@ class Trainer:
             if key not in payload:
                 raise ValueError(f"{path}: checkpoint has no {key!r} entry, so training cannot resume from it")
         self.scene = scene_from_state(payload["scene"]).to(self.device)
+        check_resume_model(self.config.model, self.scene, path)
         self.model = self.scene.KIND
+        self.strategy = with_gabor_training(self.strategy, self.scene, self.config.gabor)
         self.optimizers = make_optimizers(self.scene, self.config.lr, self.scene_scale, self.time_span)
         for name, state in payload["optimizers"].items():
             self.optimizers[name].load_state_dict(state)
@@ -351,6 +355,8 @@ class Trainer:
         write_json(self.run_dir / "evaluations.json", self.evaluations)
         print(f"[eval] step {self.step} ({reason}): test PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}, "
               f"{len(self.scene)} Gaussians", flush=True)
+        if gabor_summary(self.scene):
+            print(gabor_summary(self.scene), flush=True)
         return record
 
     def save_checkpoint(self) -> Path:

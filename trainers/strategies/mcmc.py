@@ -84,6 +84,7 @@ class MCMCStrategy(Strategy):
         new_o, new_s = relocated_opacity_and_scale(scene.opacities[sources], scene.scales[sources], counts)
         new_o = new_o.clamp(self.min_opacity, 1 - 1e-6)
         values = {"opacity_logits": _logit(new_o), "log_scales": torch.log(new_s.clamp(min=1e-12))}
+        values.update(scene.scale_dependent_rows(sources, values["log_scales"]))  # Gabor terms keep their frequencies
         ops.overwrite(scene, optimizers, sources, values)
         return ops.gather(scene, sources)
 
