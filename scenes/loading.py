@@ -12,7 +12,9 @@ from .gaussian_scene import GaussianScene
 
 SCENE_SUFFIXES = (".ply", ".pt", ".ckpt", ".pth", ".splat", ".spz")
 EXPORT_SUFFIXES = (".ply", ".splat", ".spz")
-SCENE_TYPES = {cls.KIND: cls for cls in (GaussianScene, Gaussian4DScene)}
+from .radiance_field import RadianceField
+
+SCENE_TYPES = {cls.KIND: cls for cls in (GaussianScene, Gaussian4DScene, RadianceField)}
 
 
 def scene_from_state(state: Dict[str, object]) -> SplatScene:
@@ -23,7 +25,7 @@ def scene_from_state(state: Dict[str, object]) -> SplatScene:
     return SCENE_TYPES[kind].from_state(state)
 
 
-def _read(path: Path) -> SplatScene:
+def _read(path: Path):
     from .ply import is_gaussian4d_ply
 
     suffix = path.suffix.lower()
@@ -56,7 +58,7 @@ def load_scene(path: Union[str, Path], allow_empty: bool = False) -> SplatScene:
     """
     path = Path(path)
     scene = _read(path)
-    if len(scene) == 0 and not allow_empty:
+    if isinstance(scene, SplatScene) and len(scene) == 0 and not allow_empty:
         raise ValueError(f"{path}: the scene has no Gaussians (0 primitives), so there is nothing to render; "
                          f"check that it was written by a finished training run")
     return scene

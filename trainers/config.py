@@ -9,6 +9,7 @@ from typing import Literal, Optional, Tuple, Union
 import tyro
 from typing_extensions import Annotated
 
+from .field_config import FieldTrainConfig
 from .strategies import DefaultStrategy, FixedStrategy, MCMCStrategy
 
 # A port option whose default (None) means 8080, or the next free port if 8080 is busy; an explicit port must be
@@ -59,9 +60,12 @@ class TrainConfig:
     """Each run writes into output_dir/<run_name>."""
     run_name: Optional[str] = None
     """Folder name of this run (default: a timestamp)."""
-    model: Literal["auto", "gaussian", "gaussian4d"] = "auto"
-    """Scene model: gaussian (static 3D), gaussian4d (4D Gaussians sliced at each view's time), or auto
-    (gaussian4d when the dataset's training views carry times, as D-NeRF's do; said so in the log)."""
+    model: Literal["auto", "gaussian", "gaussian4d", "nerf"] = "auto"
+    """Scene model: gaussian (static 3D), gaussian4d (4D Gaussians sliced at each view's time), nerf (a hash-grid
+    radiance field, settings under --nerf.*), or auto (gaussian4d when the dataset's training views carry times, as
+    D-NeRF's do; said so in the log)."""
+    nerf: FieldTrainConfig = field(default_factory=FieldTrainConfig)
+    """--model nerf only: the radiance field and its training."""
     init_time_scale: float = 0.25
     """4D only: initial temporal scale as a fraction of the time span."""
     max_steps: int = 3000

@@ -23,7 +23,8 @@ constexpr uint32_t kPrime2 = 805459861u;
 SFF_HD uint32_t corner_row(uint32_t i, uint32_t j, uint32_t k, uint32_t res, uint32_t size) {
   const uint64_t side = uint64_t(res) + 1;
   if (side * side * side <= size) return uint32_t(i + side * (j + side * k));
-  return (i ^ (j * kPrime1) ^ (k * kPrime2)) % size;
+  const uint32_t h = i ^ (j * kPrime1) ^ (k * kPrime2);
+  return (size & (size - 1)) == 0 ? (h & (size - 1)) : h % size;  // hashed levels are powers of two
 }
 
 // The 8 trilinear corners of unit-cube point x at a level of resolution `res`: table rows and weights.

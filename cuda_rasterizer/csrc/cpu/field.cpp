@@ -35,18 +35,36 @@ Tensor hash_encode_fwd(Tensor x, Tensor table, Tensor res, Tensor offsets, int64
     const scalar_t* xp = x.data_ptr<scalar_t>();
     const scalar_t* tp = table.data_ptr<scalar_t>();
     scalar_t* op = out.data_ptr<scalar_t>();
-_Pragma("omp parallel for schedule(static) num_threads(nthreads)")
-    for (int64_t i = 0; i < n; ++i) {
-      uint32_t rows[8];
-      scalar_t w[8];
-      for (int64_t l = 0; l < levels; ++l) {
-        sf_field::level_corners(xp + 3 * i, uint32_t(r[l]), uint32_t(off[l + 1] - off[l]), rows, w);
+    // Level-major: one level's table stays in cache while every sample reads it (as the backward pass).
+    const int64_t chunk = 4096;
+    const int64_t chunks = (n + chunk - 1) / chunk;
+_Pragma("omp parallel for schedule(dynamic, 1) collapse(2) num_threads(nthreads)")
+    for (int64_t l = 0; l < levels; ++l) {
+      for (int64_t b = 0; b < chunks; ++b) {
+        uint32_t rows[8];
+        scalar_t w[8];
         const scalar_t* level = tp + int64_t(off[l]) * feats;
-        scalar_t* dst = op + i * levels * feats + l * feats;
-        for (int64_t f = 0; f < feats; ++f) dst[f] = scalar_t(0);
-        for (int c = 0; c < 8; ++c) {
-          const scalar_t* row = level + int64_t(rows[c]) * feats;
-          for (int64_t f = 0; f < feats; ++f) dst[f] += w[c] * row[f];
+        const uint32_t size = uint32_t(off[l + 1] - off[l]);
+        const int64_t end = std::min(n, (b + 1) * chunk);
+        for (int64_t i = b * chunk; i < end; ++i) {
+          sf_field::level_corners(xp + 3 * i, uint32_t(r[l]), size, rows, w);
+          scalar_t* dst = op + i * levels * feats + l * feats;
+          if (feats == 2) {
+            scalar_t a0 = 0, a1 = 0;
+            for (int c = 0; c < 8; ++c) {
+              const scalar_t* row = level + int64_t(rows[c]) * 2;
+              a0 += w[c] * row[0];
+              a1 += w[c] * row[1];
+            }
+            dst[0] = a0;
+            dst[1] = a1;
+            continue;
+          }
+          for (int64_t f = 0; f < feats; ++f) dst[f] = scalar_t(0);
+          for (int c = 0; c < 8; ++c) {
+            const scalar_t* row = level + int64_t(rows[c]) * feats;
+            for (int64_t f = 0; f < feats; ++f) dst[f] += w[c] * row[f];
+          }
         }
       }
     }
@@ -77,6 +95,15 @@ _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nthreads)")
       for (int64_t i = 0; i < n; ++i) {
         sf_field::level_corners(xp + 3 * i, uint32_t(r[l]), size, rows, w);
         const scalar_t* g = gp + i * levels * feats + l * feats;
+        if (feats == 2) {
+          const scalar_t g0 = g[0], g1 = g[1];
+          for (int c = 0; c < 8; ++c) {
+            scalar_t* row = level + int64_t(rows[c]) * 2;
+            row[0] += w[c] * g0;
+            row[1] += w[c] * g1;
+          }
+          continue;
+        }
         for (int c = 0; c < 8; ++c) {
           scalar_t* row = level + int64_t(rows[c]) * feats;
           for (int64_t f = 0; f < feats; ++f) row[f] += w[c] * g[f];

@@ -1,8 +1,8 @@
 // Radiance-field kernels on the GPU: hash-grid encoding (one thread per sample and level; backward scatters with
 // atomicAdd), occupancy-grid marching (one thread per ray: count, prefix sum, fill) and per-ray compositing.
 // Math shared with the CPU kernels: ../field_math.h.
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime.h>
 
 #include "../field_math.h"
@@ -104,12 +104,12 @@ __global__ void composite_bwd_kernel(const S* sigma, const S* rgb, const S* t, c
 Tensor hash_encode_fwd(Tensor x, Tensor table, Tensor res, Tensor offsets) {
   check_cuda(x, "x");
   check_cuda(table, "table");
-  const at::cuda::OptionalCUDAGuard guard(x.device());
+  const c10::cuda::OptionalCUDAGuard guard(x.device());
   const int64_t n = x.size(0), levels = res.numel(), feats = table.size(1);
   auto r = res.to(x.device(), torch::kInt32).contiguous(), off = offsets.to(x.device(), torch::kInt32).contiguous();
   auto out = torch::empty({n, levels * feats}, x.options());
   if (n == 0) return out;
-  auto stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hash_encode_fwd", [&] {
     encode_fwd_kernel<scalar_t><<<blocks_for(n * levels), kThreads, 0, stream>>>(
         x.data_ptr<scalar_t>(), table.data_ptr<scalar_t>(), r.data_ptr<int32_t>(), off.data_ptr<int32_t>(), n,
@@ -121,12 +121,12 @@ Tensor hash_encode_fwd(Tensor x, Tensor table, Tensor res, Tensor offsets) {
 Tensor hash_encode_bwd(Tensor x, Tensor grad_out, Tensor res, Tensor offsets, int64_t rows) {
   check_cuda(x, "x");
   check_cuda(grad_out, "grad_out");
-  const at::cuda::OptionalCUDAGuard guard(x.device());
+  const c10::cuda::OptionalCUDAGuard guard(x.device());
   const int64_t n = x.size(0), levels = res.numel(), feats = grad_out.size(1) / levels;
   auto r = res.to(x.device(), torch::kInt32).contiguous(), off = offsets.to(x.device(), torch::kInt32).contiguous();
   auto grad = torch::zeros({rows, feats}, x.options());
   if (n == 0) return grad;
-  auto stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "hash_encode_bwd", [&] {
     encode_bwd_kernel<scalar_t><<<blocks_for(n * levels), kThreads, 0, stream>>>(
         x.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(), r.data_ptr<int32_t>(), off.data_ptr<int32_t>(), n,
@@ -140,10 +140,10 @@ std::vector<Tensor> march(Tensor rays_o, Tensor rays_d, Tensor t0, Tensor t1, Te
                           int64_t max_samples) {
   for (auto* t : {&rays_o, &rays_d, &t0, &t1, &jitter, &grid, &params}) check_cuda(*t, "march input");
   TORCH_CHECK(grid.dtype() == torch::kUInt8 && grid.dim() == 3, "march: grid must be uint8 (G, G, G)");
-  const at::cuda::OptionalCUDAGuard guard(rays_o.device());
+  const c10::cuda::OptionalCUDAGuard guard(rays_o.device());
   const int64_t n = rays_o.size(0);
   auto counts = torch::zeros({n + 1}, rays_o.options().dtype(torch::kInt64));
-  auto stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   std::vector<Tensor> result;
   AT_DISPATCH_FLOATING_TYPES(rays_o.scalar_type(), "march", [&] {
     using S = scalar_t;
@@ -169,13 +169,13 @@ std::vector<Tensor> march(Tensor rays_o, Tensor rays_d, Tensor t0, Tensor t1, Te
 
 std::vector<Tensor> composite_fwd(Tensor sigma, Tensor rgb, Tensor t, Tensor dt, Tensor offsets, double t_min) {
   for (auto* x : {&sigma, &rgb, &t, &dt, &offsets}) check_cuda(*x, "composite input");
-  const at::cuda::OptionalCUDAGuard guard(sigma.device());
+  const c10::cuda::OptionalCUDAGuard guard(sigma.device());
   const int64_t n = offsets.numel() - 1;
   auto out_rgb = torch::empty({n, 3}, sigma.options());
   auto out_op = torch::empty({n}, sigma.options());
   auto out_depth = torch::empty({n}, sigma.options());
   if (n == 0) return {out_rgb, out_op, out_depth};
-  auto stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(sigma.scalar_type(), "composite_fwd", [&] {
     using S = scalar_t;
     composite_fwd_kernel<S><<<blocks_for(n), kThreads, 0, stream>>>(
@@ -189,12 +189,12 @@ std::vector<Tensor> composite_bwd(Tensor sigma, Tensor rgb, Tensor t, Tensor dt,
                                   Tensor out_rgb, Tensor out_opacity, Tensor out_depth, Tensor v_rgb,
                                   Tensor v_opacity, Tensor v_depth) {
   for (auto* x : {&sigma, &rgb, &t, &dt, &offsets, &v_rgb, &v_opacity, &v_depth}) check_cuda(*x, "composite_bwd input");
-  const at::cuda::OptionalCUDAGuard guard(sigma.device());
+  const c10::cuda::OptionalCUDAGuard guard(sigma.device());
   const int64_t n = offsets.numel() - 1;
   auto v_sigma = torch::zeros_like(sigma);
   auto v_color = torch::zeros_like(rgb);
   if (n == 0) return {v_sigma, v_color};
-  auto stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(sigma.scalar_type(), "composite_bwd", [&] {
     using S = scalar_t;
     composite_bwd_kernel<S><<<blocks_for(n), kThreads, 0, stream>>>(
