@@ -88,6 +88,9 @@ def sh_encode(d: torch.Tensor) -> torch.Tensor:
     ], dim=-1)
 
 
+INFERENCE_CHUNK = 8192  # samples per MLP call when rendering without gradients
+
+
 class RadianceField(nn.Module):
     """Hash-grid radiance field. `space` is ("box", lo, hi) or ("contract", centre, radius) in the field frame."""
 
@@ -139,10 +142,20 @@ class RadianceField(nn.Module):
 
     def density(self, points: torch.Tensor) -> torch.Tensor:
         """(N,) density at field-frame points (edits applied)."""
+        if not torch.is_grad_enabled() and len(points) > INFERENCE_CHUNK:
+            return torch.cat([self._geo(p)[0] for p in points.split(INFERENCE_CHUNK)])
         return self._geo(points)[0]
 
     def query(self, points: torch.Tensor, sh_dirs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(density (N,), colour (N, 3)) at field-frame points seen along directions encoded by `sh_encode`."""
+        """(density (N,), colour (N, 3)) at field-frame points seen along directions encoded by `sh_encode`.
+
+        Without autograd, evaluated in chunks of INFERENCE_CHUNK samples (the activations stay in cache)."""
+        if not torch.is_grad_enabled() and len(points) > INFERENCE_CHUNK:
+            parts = [self._query(p, s) for p, s in zip(points.split(INFERENCE_CHUNK), sh_dirs.split(INFERENCE_CHUNK))]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        return self._query(points, sh_dirs)
+
+    def _query(self, points: torch.Tensor, sh_dirs: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         sigma, h = self._geo(points)
         rgb = torch.sigmoid(self.color_mlp(torch.cat([h, sh_dirs], dim=1)))
         return sigma, rgb
@@ -164,14 +177,13 @@ class RadianceField(nn.Module):
         d = d / scale
         t0, t1 = t_near * scale[:, 0], t_far * scale[:, 0]
         t0, t1 = self._clip(o, d, t0, t1)
+        if jitter is None and not torch.is_grad_enabled():
+            out = self._render_rounds(o, d, t0, t1, density_only)
+            out["depth"] = out["depth"] / scale[:, 0]
+            return out
         if jitter is None:
             jitter = torch.zeros_like(t0)
-        step = self.base_step
-        cone = 0.0 if self.mode == field_ops.MODE_BOX else self.config.cone
-        offsets, t, dt, ray_ids = field_ops.march(
-            o.detach(), d.detach(), t0.detach(), t1.detach(), jitter, self.occupancy, self.space, self.mode,
-            step, step * self.config.dt_max_ratio, cone, self.config.max_samples,
-        )
+        offsets, t, dt, ray_ids = self._march(o, d, t0, t1, jitter, self.config.max_samples)
         points = o[ray_ids] + t[:, None] * d[ray_ids]
         if density_only:
             sigma = self.density(points)
@@ -180,6 +192,46 @@ class RadianceField(nn.Module):
             sigma, rgb = self.query(points, sh_encode(d)[ray_ids])
         out_rgb, opacity, depth = field_ops.composite(sigma, rgb, t, dt, offsets)
         return {"rgb": out_rgb, "opacity": opacity, "depth": depth / scale[:, 0], "samples": int(t.numel())}
+
+    def _march(self, o, d, t0, t1, jitter, max_samples: int):
+        step = self.base_step
+        cone = 0.0 if self.mode == field_ops.MODE_BOX else self.config.cone
+        return field_ops.march(o.detach(), d.detach(), t0.detach(), t1.detach(), jitter, self.occupancy, self.space,
+                               self.mode, step, step * self.config.dt_max_ratio, cone, max_samples)
+
+    def _render_rounds(self, o, d, t0, t1, density_only: bool, first: int = 16, t_min: float = 1e-4):
+        """Inference: march and shade rays in rounds of growing sample counts, dropping rays once opaque (or
+        done), so occluded samples are never evaluated. Field-frame t; the same result as one pass up to the
+        transmittance cut-off."""
+        n = len(o)
+        rgb, opacity, depth = o.new_zeros(n, 3), o.new_zeros(n), o.new_zeros(n)
+        trans = o.new_ones(n)
+        alive = torch.arange(n, device=o.device)
+        start, budget, total = t0.clone(), first, 0
+        while len(alive):
+            offsets, t, dt, ids = self._march(o[alive], d[alive], start[alive], t1[alive], torch.zeros(len(alive), device=o.device), budget)
+            total += int(t.numel())
+            if t.numel() == 0:
+                break
+            points = o[alive][ids] + t[:, None] * d[alive][ids]
+            if density_only:
+                sigma = self.density(points)
+                colour = torch.zeros(len(t), 3, device=o.device, dtype=sigma.dtype)
+            else:
+                sigma, colour = self.query(points, sh_encode(d[alive])[ids])
+            seg_rgb, seg_op, seg_depth = field_ops.composite(sigma, colour, t, dt, offsets, t_min)
+            tr = trans[alive]
+            rgb[alive] += tr[:, None] * seg_rgb
+            depth[alive] += tr * seg_depth
+            trans[alive] = tr * (1 - seg_op)
+            counts = offsets[1:] - offsets[:-1]
+            last = torch.where(counts > 0, offsets[1:] - 1, offsets[:-1]).clamp(max=len(t) - 1)
+            start[alive] = torch.where(counts > 0, t[last] + 0.5 * dt[last], start[alive])
+            keep = (counts >= budget) & (trans[alive] > t_min)
+            alive = alive[keep]
+            budget = min(budget * 2, self.config.max_samples)
+        opacity = 1 - trans
+        return {"rgb": rgb, "opacity": opacity, "depth": depth, "samples": total}
 
     def _clip(self, o, d, t0, t1):
         """Box mode: limit [t0, t1] to the box (rays that miss it get t0 = t1)."""

@@ -185,7 +185,7 @@ class FieldTrainer(Trainer):
         seconds = time.perf_counter() - started
         self._rays_per_second = n / max(seconds, 1e-9)
         mse = float(((rgb.detach().clamp(0, 1) - target) ** 2).mean())
-        return {"loss": float(loss), "psnr": psnr_from_mse(mse), "rays": float(n), "samples": float(samples),
+        return {"loss": float(loss.detach()), "psnr": psnr_from_mse(mse), "rays": float(n), "samples": float(samples),
                 "rays_per_second": self._rays_per_second, "lr": lr}
 
     def progress_postfix(self) -> Dict[str, str]:

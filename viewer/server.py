@@ -7,6 +7,7 @@ import logging
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Deque, Dict, Optional, Sequence
 
 import numpy as np
@@ -97,6 +98,7 @@ class ViewerServer:
         self.guis: Dict[int, ClientGui] = {}
         self.camera_paths: Dict[int, CameraPathPanel] = {}  # per-client "Camera path" panels
         self.edit_panels: Dict[int, EditPanel] = {}  # per-client "Edit" panels (shared SplatEditor per scene)
+        self.field_save_path = Path("edited_field.pt")  # where a field layer's "Save field" writes (sf-view sets it)
         self._history = history
         self._lock = threading.Lock()
         self._frame_event = threading.Condition(self._lock)
@@ -212,7 +214,12 @@ class ViewerServer:
             self.guis[client.client_id] = gui
             self.frames_sent.setdefault(client.client_id, collections.deque(maxlen=self._history))
         self.camera_paths[client.client_id] = CameraPathPanel(client, time_slider=gui.time_slider)
-        self.edit_panels[client.client_id] = EditPanel(self, client)
+        if hasattr(scene, "render_rays") or hasattr(scene, "field"):  # a radiance field (alone or with splats)
+            from .field_panel import FieldLayer, FieldPanel
+
+            self.edit_panels[client.client_id] = FieldPanel(FieldLayer(self), client, self.field_save_path)
+        else:
+            self.edit_panels[client.client_id] = EditPanel(self, client)
         from .mesh_panel import attach_mesh_panel  # meshes + server-side shadows on the splats
 
         attach_mesh_panel(self, client, loop)
