@@ -70,6 +70,9 @@ def save_scene(scene: SplatScene, path: Union[str, Path]) -> None:
     suffix = path.suffix.lower()
     if suffix not in EXPORT_SUFFIXES:
         raise ValueError(f"{path}: cannot export to {path.suffix!r} (expected one of {', '.join(EXPORT_SUFFIXES)})")
+    if not isinstance(scene, SplatScene):
+        raise ValueError(f"{path}: a {type(scene).__name__} has no splats to export; turn a radiance field into "
+                         f"Gaussians with sf-distill first")
     if suffix != ".ply" and not isinstance(scene, GaussianScene):
         raise ValueError(f"{path}: {path.suffix} holds static 3D Gaussians only; export this {type(scene).__name__} as .ply")
     params = {k: v.detach().cpu() for k, v in scene.params.items()}
