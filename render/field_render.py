@@ -19,6 +19,7 @@ def camera_rays(camera: Camera, pixels: Optional[torch.Tensor] = None, device=No
     device = device or torch.device("cpu")
     if pixels is None:
         pixels = torch.arange(camera.width * camera.height, device=device)
+    pixels = pixels.to(device)
     u = (pixels % camera.width).float() + 0.5
     v = torch.div(pixels, camera.width, rounding_mode="floor").float() + 0.5
     local = torch.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy, torch.ones_like(u)], dim=1)

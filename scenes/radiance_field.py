@@ -43,10 +43,25 @@ class FieldConfig:
     max_samples: int = 1024
     """Most samples kept per ray."""
 
+    def __post_init__(self) -> None:
+        checks = {"levels": (1, 32), "features": (1, 8), "log2_table": (4, 30), "base_res": (1, 1 << 16),
+                  "finest_res": (self.base_res, 1 << 20), "hidden": (1, 1024), "geo_features": (1, 256),
+                  "grid_res": (4, 1024), "march_steps": (8, 1 << 16), "max_samples": (1, 1 << 16)}
+        for name, (low, high) in checks.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"--nerf.net.{name.replace('_', '-')} must be in [{low}, {high}], got {value}")
+        if not (self.cone >= 0 and self.dt_max_ratio >= 1):
+            raise ValueError(f"--nerf.net.cone must be >= 0 and --nerf.net.dt-max-ratio >= 1, got {self.cone}, {self.dt_max_ratio}")
+
     def table_bytes(self) -> int:
         """Bytes of the hash tables (float32) plus Adam's two moments."""
         _, offsets = field_ops.hash_grid_levels(self.levels, self.log2_table, self.base_res, self.finest_res)
         return int(offsets[-1]) * self.features * 4 * 3
+
+
+class FieldTooLargeError(MemoryError, ValueError):
+    """The field's tables would not fit in memory (a ValueError too, so the CLIs print it as one line)."""
 
 
 def check_memory(config: FieldConfig) -> None:
@@ -54,7 +69,7 @@ def check_memory(config: FieldConfig) -> None:
     need = config.table_bytes() + config.grid_res**3 * 5
     available = _available_memory()
     if available is not None and need > 0.8 * available:
-        raise MemoryError(
+        raise FieldTooLargeError(
             f"radiance field needs {need / 2**30:.2f} GiB for its hash tables (2^{config.log2_table} rows x "
             f"{config.levels} levels x {config.features} features, with Adam state) and {config.grid_res}^3 occupancy "
             f"grid, but only {available / 2**30:.2f} GiB is available; lower --nerf.net.log2-table or --nerf.net.grid-res"

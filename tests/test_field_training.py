@@ -90,3 +90,36 @@ def test_memory_check_says_how_much_is_needed(monkeypatch):
     with pytest.raises(MemoryError, match=r"needs \d+\.\d+ GiB .* only 1.00 GiB"):
         check_memory(FieldConfig(log2_table=26))
     check_memory(SMALL)
+
+
+def test_sf_distill_turns_the_field_into_gaussians(tiny_demo, tmp_path):
+    from scripts.distill import DistillConfig, run_distill
+
+    data = load_dataset(tiny_demo)
+    Trainer(_config(tiny_demo, tmp_path, "teacher", 40), data).train()
+    train = TrainConfig(progress=False, video=False, num_test_renders=0)
+    report = run_distill(DistillConfig(field=tmp_path / "teacher" / "field.pt", data=tiny_demo, output_dir=tmp_path,
+                                       run_name="student", points=2000, max_steps=30, min_opacity=0.1, train=train))
+    for key in ("field_psnr", "splats_psnr", "psnr_kept", "distill_seconds", "num_gaussians"):
+        assert key in report
+    assert (tmp_path / "student" / "scene.ply").is_file() and (tmp_path / "student" / "distill.json").is_file()
+    assert report["splats_psnr"] > 8
+    with pytest.raises(ValueError, match="not a radiance field"):
+        run_distill(DistillConfig(field=tmp_path / "student" / "scene.ply", data=tiny_demo, output_dir=tmp_path))
+
+
+def test_bad_field_settings_are_one_line_errors():
+    with pytest.raises(ValueError, match="--nerf.net.log2-table"):
+        FieldConfig(log2_table=40)
+    with pytest.raises(ValueError, match="--nerf.rays-per-step"):
+        FieldTrainConfig(rays_per_step=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU training needs CUDA")
+def test_nerf_trains_on_the_gpu(tiny_demo, tmp_path):
+    data = load_dataset(tiny_demo)
+    trainer = Trainer(_config(tiny_demo, tmp_path, "gpu", 20, device="cuda"), data)
+    trainer.train()
+    assert trainer.scene.table.is_cuda and trainer.history[-1]["psnr"] > trainer.history[0]["psnr"]
+    cpu = load_scene(tmp_path / "gpu" / "field.pt")
+    assert not cpu.table.is_cuda

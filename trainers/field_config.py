@@ -32,3 +32,14 @@ class FieldTrainConfig:
     """Until this step every occupancy update evaluates all cells; after, a random quarter."""
     random_background: bool = True
     """With alpha images, a random background colour per ray (the field must learn true transparency)."""
+
+    def __post_init__(self) -> None:
+        positive = ("box_extent", "rays_per_step", "samples_per_step", "max_rays_per_step", "lr", "occupancy_every")
+        for name in positive:
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"--nerf.{name.replace('_', '-')} must be > 0, got {value}")
+        if not 0 < self.lr_final_ratio <= 1:
+            raise ValueError(f"--nerf.lr-final-ratio must be in (0, 1], got {self.lr_final_ratio}")
+        if self.weight_decay < 0 or self.occupancy_warmup < 0:
+            raise ValueError("--nerf.weight-decay and --nerf.occupancy-warmup must be >= 0")
