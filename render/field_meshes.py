@@ -64,7 +64,7 @@ def composite_with_field(
             center = camera.center.double()
 
             def shade(rgb, alpha, z, pix):
-                covered = (alpha > 0.01) & (z > 0)
+                covered = (alpha > 0.05) & (z > 0)  # as shadow_splats (the viewer's shadow pass)
                 if not bool(covered.any()):
                     return rgb
                 points = (center + rays[pix[covered]] * z[covered, None].double()).numpy()

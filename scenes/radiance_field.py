@@ -143,6 +143,14 @@ class RadianceField(nn.Module):
             return float((s[3:6] - s[:3]).norm()) / self.config.march_steps
         return float(s[3]) * 2 * math.sqrt(3) / self.config.march_steps
 
+    def world_center_radius(self) -> Tuple[torch.Tensor, float]:
+        """Centre and radius of the field's box (or contraction's unit ball) in the world, after placement."""
+        s = self.space.double().cpu()
+        centre, radius = ((s[:3] + s[3:6]) / 2, float((s[3:6] - s[:3]).norm()) / 2) if self.mode == field_ops.MODE_BOX else (s[:3], float(s[3]))
+        world_from_field = torch.linalg.inv(self.edits.field_from_world)
+        scale = abs(float(torch.linalg.det(world_from_field[:3, :3]))) ** (1 / 3)
+        return (world_from_field[:3, :3] @ centre + world_from_field[:3, 3]).float(), radius * scale
+
     def unit_points(self, points: torch.Tensor) -> torch.Tensor:
         """Field-frame points -> the encoding's unit cube."""
         return field_ops.map_points(points, self.mode, self.space)

@@ -126,3 +126,20 @@ def test_mesh_shadows_fall_on_the_field():
     shadowed = composite(field, camera(), [aside, shield], up)
     assert pixel(clear, (16, 16)).mean() == pytest.approx(1.0, abs=0.03)
     assert pixel(shadowed, (16, 16)).mean() == pytest.approx(0.4, abs=0.05)  # 1 - shadow_strength
+
+
+def test_sf_render_and_the_viewer_shadow_the_field_alike():
+    """sf-render (composite) and the viewer (field frame + MeshLayer's shadow_splats pass) agree off the mesh."""
+    from render.composite import shadow_splats
+    from render.shadows import build_shadow_map
+
+    field = SlabField(5, 6, color=(1.0, 1.0, 1.0))
+    up = Light(direction=(0.2, 0.1, 1.0), intensity=0.8, ambient=0.2, shadow_strength=0.6)
+    shield = MeshAsset.box("shield", (1.5, 1.5, 0.2), center=(0.0, 0.0, 8.0), color=GREEN)  # behind: casts onto it
+    sf_render = composite(field, camera(), [shield], up, self_shadow=False, shadow_resolution=384)
+    frame = render(field, camera())
+    smap = build_shadow_map([shield], up.unit_direction, 384)
+    viewer, _ = shadow_splats(frame.rgb.double().numpy(), frame.alpha.double().numpy(), frame.depth.double().numpy(),
+                              camera(), smap, up.shadow_strength)
+    np.testing.assert_allclose(sf_render.rgb.numpy(), viewer, atol=2e-3)
+    assert viewer.min() < 0.5  # the shadow is there

@@ -159,6 +159,13 @@ class ViewerServer:
     def _frame_initial_camera(self, scene) -> None:
         """Point new clients' cameras at the bulk of the scene (median of the means, robust radius)."""
         means = getattr(scene, "means", None)
+        field = scene if hasattr(scene, "render_rays") else getattr(scene, "field", None)
+        if means is None and field is not None:  # a radiance field: look at its box from outside
+            center, radius = field.world_center_radius()
+            c = center.numpy().astype(np.float64)
+            self.viser.initial_camera.look_at = tuple(c)
+            self.viser.initial_camera.position = tuple(c + np.array([1.0, 1.0, 0.6]) / np.linalg.norm([1.0, 1.0, 0.6]) * radius * 2.0)
+            return
         if means is None or len(scene) == 0:
             return
         pts = means.detach().float().cpu()
