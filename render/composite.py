@@ -183,6 +183,11 @@ def composite(
     and the splat shadow mask.
     """
     background = tuple(float(c) for c in background)
+    if hasattr(scene, "render_rays") or hasattr(scene, "field"):  # a radiance field, alone or with splats
+        from .field_meshes import composite_with_field
+
+        return composite_with_field(scene, camera, meshes, light, background, backend, sh_degree, shadows,
+                                    self_shadow, shadow_resolution)
     t0 = time.perf_counter()
     with torch.no_grad():
         out = render(scene, camera, background=background, backend=backend, sh_degree=sh_degree)

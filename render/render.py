@@ -27,13 +27,22 @@ def render(
     backend: str = "auto",
     sh_degree: Optional[int] = None,
 ) -> RenderOutput:
-    """Render `scene` (anything with `rasterizer_inputs(camera, sh_degree)`) from `camera`.
+    """Render `scene` (anything with `rasterizer_inputs(camera, sh_degree)`, a radiance field, or a hybrid scene of
+    splats and a field composited by depth, `render.hybrid`) from `camera`.
 
     background: RGB in [0, 1] (default black). backend: auto | cuda | cpu | reference. The scene sees
     `camera.time` through the camera (4D scenes render their slice at that time). Scenes that cull primitives
     (4D: temporally) provide `rasterizer_inputs_with_index`; meta['primitive_index'] then maps each rasterized
     row (means2d, radii, depths) to its primitive in the scene.
     """
+    if hasattr(scene, "render_rays"):  # a radiance field (scenes.radiance_field)
+        from .field_render import render_field
+
+        return render_field(scene, camera, background)
+    if hasattr(scene, "field") and hasattr(scene, "splats"):  # splats + field (scenes.hybrid)
+        from .hybrid import render_layers
+
+        return render_layers(scene, camera, background=background, backend=backend, sh_degree=sh_degree)
     with_index = getattr(scene, "rasterizer_inputs_with_index", None)
     if with_index is not None:
         inputs, index = with_index(camera, sh_degree=sh_degree)

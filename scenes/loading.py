@@ -13,7 +13,9 @@ from .gaussian_scene import GaussianScene
 
 SCENE_SUFFIXES = (".ply", ".pt", ".ckpt", ".pth", ".splat", ".spz")
 EXPORT_SUFFIXES = (".ply", ".splat", ".spz")
-SCENE_TYPES = {cls.KIND: cls for cls in (GaussianScene, Gaussian4DScene, GaborScene)}
+from .radiance_field import RadianceField
+
+SCENE_TYPES = {cls.KIND: cls for cls in (GaussianScene, Gaussian4DScene, GaborScene, RadianceField)}
 
 
 def scene_from_state(state: Dict[str, object]) -> SplatScene:
@@ -24,7 +26,7 @@ def scene_from_state(state: Dict[str, object]) -> SplatScene:
     return SCENE_TYPES[kind].from_state(state)
 
 
-def _read(path: Path) -> SplatScene:
+def _read(path: Path):
     from .gabor_ply import is_gabor_ply
     from .ply import is_gaussian4d_ply
 
@@ -60,7 +62,7 @@ def load_scene(path: Union[str, Path], allow_empty: bool = False) -> SplatScene:
     """
     path = Path(path)
     scene = _read(path)
-    if len(scene) == 0 and not allow_empty:
+    if isinstance(scene, SplatScene) and len(scene) == 0 and not allow_empty:
         raise ValueError(f"{path}: the scene has no Gaussians (0 primitives), so there is nothing to render; "
                          f"check that it was written by a finished training run")
     return scene
@@ -72,6 +74,9 @@ def save_scene(scene: SplatScene, path: Union[str, Path]) -> None:
     suffix = path.suffix.lower()
     if suffix not in EXPORT_SUFFIXES:
         raise ValueError(f"{path}: cannot export to {path.suffix!r} (expected one of {', '.join(EXPORT_SUFFIXES)})")
+    if not isinstance(scene, SplatScene):
+        raise ValueError(f"{path}: a {type(scene).__name__} has no splats to export; turn a radiance field into "
+                         f"Gaussians with sf-distill first")
     if suffix != ".ply" and not isinstance(scene, GaussianScene):
         raise ValueError(f"{path}: {path.suffix} holds static 3D Gaussians only; export this {type(scene).__name__} as .ply")
     params = {k: v.detach().cpu() for k, v in scene.params.items()}

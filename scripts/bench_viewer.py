@@ -4,6 +4,8 @@ stops, for a 300k-Gaussian scene, through the real per-client render loop (viewe
 The browser is replaced by a stand-in client that does the same encoding work viser does for each frame
 (JPEG of the image, PNG of the 16-bit-packed depth), so the figures include encoding but not the network.
 Run: python scripts/bench_viewer.py [--num-gaussians 300000] [--out viewer_bench.json]
+Radiance fields: python -m scripts.bench_viewer --field outputs/quality/lego200_nerf/field.pt --width 640 --height 360
+--orbit-radius 4 (the field instead of random Gaussians; the camera orbits at the dataset cameras' distance).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ class BenchViewerConfig:
     """How often the stand-in browser reports a new camera pose while moving."""
     seed: int = 0
     out: Optional[Path] = None
+    field: Optional[Path] = None
+    """Benchmark this radiance field (field.pt) instead of random Gaussians."""
+    orbit_radius: float = 6.0
+    orbit_height: float = 2.0
 
 
 def random_scene(n: int, seed: int) -> GaussianScene:
@@ -59,7 +65,8 @@ def random_scene(n: int, seed: int) -> GaussianScene:
 class EncodingClient:
     """Stands in for a viser client: a movable camera, and frames encoded as viser encodes them."""
 
-    def __init__(self, width: int, height: int):
+    def __init__(self, width: int, height: int, radius: float = 6.0, height_z: float = 2.0):
+        self.radius, self.height_z = radius, height_z
         self.client_id = 1
         self.width, self.height = width, height
         self.camera = SimpleNamespace(wxyz=(1, 0, 0, 0), position=(0, 0, 0), fov=math.radians(60), image_width=width, image_height=height)
@@ -68,7 +75,7 @@ class EncodingClient:
         self.move_to(0.0)
 
     def move_to(self, angle: float) -> None:
-        eye = (6.0 * math.cos(angle), 6.0 * math.sin(angle), 2.0)
+        eye = (self.radius * math.cos(angle), self.radius * math.sin(angle), self.height_z)
         wxyz, position = opencv_w2c_to_viser_pose(look_at_w2c(eye, (0.0, 0.0, 0.0)))
         self.camera.wxyz, self.camera.position = wxyz, position
 
@@ -81,8 +88,13 @@ class EncodingClient:
 
 
 def run(config: BenchViewerConfig) -> dict:
-    scene = random_scene(config.num_gaussians, config.seed)
-    client = EncodingClient(config.width, config.height)
+    if config.field is not None:
+        from scenes import load_scene
+
+        scene = load_scene(config.field)
+    else:
+        scene = random_scene(config.num_gaussians, config.seed)
+    client = EncodingClient(config.width, config.height, config.orbit_radius, config.orbit_height)
     lock = threading.RLock()
     loop = ClientRenderLoop(
         client,
@@ -113,7 +125,7 @@ def run(config: BenchViewerConfig) -> dict:
     loop.stop(join_timeout=5.0)
     moving = [(t, w, h) for t, w, h in client.sent if start <= t <= stopped]
     result = {
-        "num_gaussians": config.num_gaussians,
+        "scene": str(config.field) if config.field is not None else f"{config.num_gaussians} random Gaussians",
         "full_resolution": [config.width, config.height],
         "moving_fps": len(moving) / (stopped - start),
         "moving_resolutions": sorted({(w, h) for _, w, h in moving}),

@@ -62,7 +62,9 @@ def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
     main = trainer.dist.is_main
     if main:
         print(f"[train] model {trainer.model} ({trainer.model_reason})")
-        print(f"[train] {len(trainer.scene)} Gaussians on {describe_device(trainer.device)}, run folder {trainer.run_dir}")
+        what = (f"radiance field ({trainer.scene.num_parameters()} parameters)" if trainer.model == "nerf"
+                else f"{len(trainer.scene)} Gaussians")
+        print(f"[train] {what} on {describe_device(trainer.device)}, run folder {trainer.run_dir}")
     server = attach_viewer(trainer) if config.viewer and main else None
     try:
         metrics = trainer.train()

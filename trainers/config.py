@@ -9,6 +9,7 @@ from typing import Literal, Optional, Tuple, Union
 import tyro
 from typing_extensions import Annotated
 
+from .field_config import FieldTrainConfig
 from .gabor_schedule import GaborTrainingConfig
 from .strategies import DefaultStrategy, FixedStrategy, MCMCStrategy
 
@@ -67,12 +68,15 @@ class TrainConfig:
     """Each run writes into output_dir/<run_name>."""
     run_name: Optional[str] = None
     """Folder name of this run (default: a timestamp)."""
-    model: Literal["auto", "gaussian", "gaussian4d", "gabor"] = "auto"
+    model: Literal["auto", "gaussian", "gaussian4d", "gabor", "nerf"] = "auto"
     """Scene model: gaussian (static 3D), gaussian4d (4D Gaussians sliced at each view's time), gabor (static 3D
-    Gabor primitives: Gaussians modulated by K cosine waves, switched on where texture needs them; --gabor.*), or
-    auto (gaussian4d when the dataset's training views carry times, as D-NeRF's do; said so in the log)."""
+    Gabor primitives: Gaussians modulated by K cosine waves, switched on where texture needs them; --gabor.*), nerf (a
+    hash-grid radiance field, settings under --nerf.*), or auto (gaussian4d when the dataset's training views carry
+    times, as D-NeRF's do; said so in the log)."""
     gabor: GaborTrainingConfig = field(default_factory=GaborTrainingConfig)
     """--model gabor only: terms per primitive, weight sparsity (L1) and the frequency-adaptive schedule."""
+    nerf: FieldTrainConfig = field(default_factory=FieldTrainConfig)
+    """--model nerf only: the radiance field and its training."""
     init_time_scale: float = 0.25
     """4D only: initial temporal scale as a fraction of the time span."""
     max_steps: int = 3000

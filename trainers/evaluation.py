@@ -65,7 +65,7 @@ def evaluate(
         "lpips": sum(r["lpips"] for r in per_image) / count if lpips_fn is not None else None,
         "lpips_note": lpips_reason if not lpips_ok else "LPIPS (AlexNet)",
         "render_ms_per_image": 1000.0 * render_seconds / count,
-        "num_gaussians": len(scene),
+        "num_gaussians": len(scene) if hasattr(scene, "__len__") else 0,
         **(scene.extra_metrics() if hasattr(scene, "extra_metrics") else {}),  # Gabor scenes: active terms
         "per_image": per_image,
         "per_time": per_time(per_image),

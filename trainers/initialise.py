@@ -21,8 +21,8 @@ def resolve_model(model: str, data: SceneData) -> Tuple[str, str]:
         return "gaussian", "auto: the training views carry no times"
     if model == "gaussian4d" and time_range is None:
         raise ValueError(f"{data.source}: --model gaussian4d needs training views with times (e.g. D-NeRF 'time')")
-    if model not in ("gaussian", "gaussian4d", "gabor"):
-        raise ValueError(f"model must be auto, gaussian, gaussian4d or gabor, got {model!r}")
+    if model not in ("gaussian", "gaussian4d", "gabor", "nerf"):
+        raise ValueError(f"model must be auto, gaussian, gaussian4d, gabor or nerf, got {model!r}")
     return model, "asked for"
 
 

@@ -48,7 +48,16 @@ def write_json(path: Path, payload: object) -> None:
 
 
 class Trainer:
-    """Optimises a scene (3D or 4D Gaussians) against a SceneData's training views."""
+    """Optimises a scene (3D or 4D Gaussians) against a SceneData's training views.
+
+    With config.model == "nerf" the object built is a `trainers.field_trainer.FieldTrainer` (a radiance field)."""
+
+    def __new__(cls, config: TrainConfig, *args, **kwargs):
+        if cls is Trainer and config.model == "nerf":
+            from .field_trainer import FieldTrainer
+
+            return super().__new__(FieldTrainer)
+        return super().__new__(cls)
 
     def __init__(self, config: TrainConfig, data: SceneData, scene: Optional[SplatScene] = None):
         if config.batch_size < 1:
@@ -115,6 +124,8 @@ class Trainer:
     def resume(self, path: Path) -> None:
         """Restore scene, optimiser, strategy, step and random state from a checkpoint."""
         payload = load_checkpoint(path)
+        if payload["scene"].get("kind") == "nerf":
+            raise ValueError(f"{path}: checkpoint holds a radiance field; resume it with --model nerf")
         for key in ("optimizers", "step", "rng", "strategy"):
             if key not in payload:
                 raise ValueError(f"{path}: checkpoint has no {key!r} entry, so training cannot resume from it")
@@ -309,8 +320,7 @@ class Trainer:
             for callback in self.callbacks:
                 callback(self, self.step, stats)
             if bar is not None:
-                recent = self.history[-20:]
-                bar.set_postfix(loss=f"{np.mean([h['loss'] for h in recent]):.4f}", psnr=f"{np.mean([h['psnr'] for h in recent]):.2f}", n=len(self.scene))
+                bar.set_postfix(**self.progress_postfix())
                 bar.update(1)
             if main and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
@@ -337,6 +347,11 @@ class Trainer:
             return {"rank": self.dist.rank, "steps": self.step, "train_seconds": self.train_seconds}
         finally:
             self.dist.shutdown()
+
+    def progress_postfix(self) -> Dict[str, object]:
+        """What the progress bar shows after each step."""
+        recent = self.history[-20:]
+        return dict(loss=f"{np.mean([h['loss'] for h in recent]):.4f}", psnr=f"{np.mean([h['psnr'] for h in recent]):.2f}", n=len(self.scene))
 
     def evaluate_now(self, reason: str) -> Dict[str, object]:
         """Evaluate on the test views mid-training; appends to evaluations.json (and the step's history entry)."""
@@ -379,11 +394,15 @@ class Trainer:
         self._last_good_checkpoint = path
         return path
 
+    def save_scene_file(self) -> None:
+        """The scene file of the run folder (scene.ply)."""
+        self.scene.save_ply(self.run_dir / "scene.ply")
+
     def finish(self, train_seconds: float) -> Dict[str, object]:
         """Write checkpoint, PLY, test renders, orbit video and metrics.json."""
         cfg = self.config
         self.save_checkpoint()
-        self.scene.save_ply(self.run_dir / "scene.ply")
+        self.save_scene_file()
         views = self.data.test_views or self.data.train_views
         metrics = evaluate(self.scene, views, self.background, cfg.backend, self.run_dir / "renders", cfg.num_test_renders)
         metrics.update(

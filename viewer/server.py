@@ -7,6 +7,7 @@ import logging
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Callable, Deque, Dict, Optional, Sequence
 
 import numpy as np
@@ -97,6 +98,7 @@ class ViewerServer:
         self.guis: Dict[int, ClientGui] = {}
         self.camera_paths: Dict[int, CameraPathPanel] = {}  # per-client "Camera path" panels
         self.edit_panels: Dict[int, EditPanel] = {}  # per-client "Edit" panels (shared SplatEditor per scene)
+        self.field_save_path = Path("edited_field.pt")  # where a field layer's "Save field" writes (sf-view sets it)
         self._history = history
         self._lock = threading.Lock()
         self._frame_event = threading.Condition(self._lock)
@@ -157,6 +159,13 @@ class ViewerServer:
     def _frame_initial_camera(self, scene) -> None:
         """Point new clients' cameras at the bulk of the scene (median of the means, robust radius)."""
         means = getattr(scene, "means", None)
+        field = scene if hasattr(scene, "render_rays") else getattr(scene, "field", None)
+        if means is None and field is not None:  # a radiance field: look at its box from outside
+            center, radius = field.world_center_radius()
+            c = center.numpy().astype(np.float64)
+            self.viser.initial_camera.look_at = tuple(c)
+            self.viser.initial_camera.position = tuple(c + np.array([1.0, 1.0, 0.6]) / np.linalg.norm([1.0, 1.0, 0.6]) * radius * 2.0)
+            return
         if means is None or len(scene) == 0:
             return
         pts = means.detach().float().cpu()
@@ -212,7 +221,12 @@ class ViewerServer:
             self.guis[client.client_id] = gui
             self.frames_sent.setdefault(client.client_id, collections.deque(maxlen=self._history))
         self.camera_paths[client.client_id] = CameraPathPanel(client, time_slider=gui.time_slider)
-        self.edit_panels[client.client_id] = EditPanel(self, client)
+        if hasattr(scene, "render_rays") or hasattr(scene, "field"):  # a radiance field (alone or with splats)
+            from .field_panel import FieldLayer, FieldPanel
+
+            self.edit_panels[client.client_id] = FieldPanel(FieldLayer(self), client, self.field_save_path)
+        else:
+            self.edit_panels[client.client_id] = EditPanel(self, client)
         from .mesh_panel import attach_mesh_panel  # meshes + server-side shadows on the splats
 
         attach_mesh_panel(self, client, loop)
