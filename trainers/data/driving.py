@@ -83,7 +83,7 @@ def load_driving(
     test_every: int = 10,
     odometry: Optional[OdometryConfig] = None,
     voxel: float = 0.1,
-    max_points: int = 150_000,
+    max_points: int = 100_000,
     skip_missing_frames: bool = False,
     **_: object,
 ) -> SceneData:

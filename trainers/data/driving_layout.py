@@ -35,14 +35,15 @@ def is_canonical_log(path: Path) -> bool:
 
 
 def _read_matrix(path: Path, shape=(4, 4)) -> np.ndarray:
+    size = int(np.prod(shape))
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing (driving log layout needs it)")
     try:
         values = np.array(path.read_text().split(), dtype=np.float64)
     except ValueError:
-        raise ValueError(f"{path}: expected {shape[0] * shape[1]} numbers, found non-numeric text") from None
-    if values.size != shape[0] * shape[1] or not np.isfinite(values).all():
-        raise ValueError(f"{path}: expected {shape[0] * shape[1]} finite numbers, found {values.size}")
+        raise ValueError(f"{path}: expected {size} numbers, found non-numeric text") from None
+    if values.size != size or not np.isfinite(values).all():
+        raise ValueError(f"{path}: expected {size} finite numbers, found {values.size}")
     return values.reshape(shape)
 
 
