@@ -143,3 +143,18 @@ def load_sky_beside(scene_path: Path) -> Optional[SkyEnvMap]:
     """The sky.pt a driving run wrote beside its scene file, if any (sf-eval / sf-render composite it)."""
     path = Path(scene_path).parent / SKY_FILE
     return SkyEnvMap.load(path) if path.is_file() else None
+
+
+def sky_compose_beside(scene_path: Path):
+    """evaluate()'s `compose` drawing the sky saved beside `scene_path` behind the splats, or None without one."""
+    sky = load_sky_beside(scene_path)
+    if sky is None:
+        return None
+
+    def compose(out, camera, background) -> torch.Tensor:
+        sky.to(out.rgb.device)
+        bg = torch.as_tensor(background, dtype=torch.float32, device=out.rgb.device)
+        with torch.no_grad():
+            return sky.behind(out.rgb, out.alpha, bg, camera)
+
+    return compose

@@ -36,6 +36,7 @@ class DrivingInfo:
     geometry: Optional[LidarGeometry]
     up: np.ndarray  # world up (ego z at the first frame)
     test_frames: List[int]
+    test_every: int = 10
 
     @property
     def trajectory(self) -> np.ndarray:
@@ -83,6 +84,7 @@ def load_driving(
     test_every: int = 10,
     odometry: Optional[OdometryConfig] = None,
     voxel: float = 0.1,
+    poisson_depth: int = 9,
     max_points: int = 100_000,
     skip_missing_frames: bool = False,
     **_: object,
@@ -94,7 +96,7 @@ def load_driving(
     bg = parse_background(background, (0.0, 0.0, 0.0))
     log = with_odometry(read_driving_log(path), odometry)
     images = [_load_frame_images(log, i, downscale, bg) for i in range(len(log.frames))]
-    geometry = build_geometry(log, images, voxel=voxel) if log.has_lidar else None
+    geometry = build_geometry(log, images, voxel=voxel, poisson_depth=poisson_depth) if log.has_lidar else None
     ray_scene = geometry.raycasting_scene() if geometry is not None else None
     up = log.ego_poses[0][:3, 2].copy()
     train, test, test_ids = [], [], []
@@ -133,6 +135,6 @@ def load_driving(
             points, colors, normals = points[keep], colors[keep], normals[keep]
         notes.append(f"LiDAR geometry: {len(geometry.points)} coloured points, mesh of "
                      f"{len(geometry.mesh.triangles)} triangles; {len(points)} seed points")
-    info = DrivingInfo(log, geometry, up, test_ids)
+    info = DrivingInfo(log, geometry, up, test_ids, test_every)
     return SceneData(train, test, Path(path), points=points, point_colors=colors, background=bg, notes=notes,
                      point_normals=normals, driving=info)
