@@ -1,7 +1,7 @@
 """Driving logs (KITTI raw or the canonical layout) -> SceneData for the trainer.
 
 Pipeline: read the log -> ego poses (its own, else LiDAR odometry) -> images at 1/downscale -> LiDAR accumulated,
-coloured and meshed (lidar_geometry) -> per view: mesh depth (View.depth), z-buffered LiDAR depth
+coloured and meshed from the training frames only (lidar_geometry) -> per view: mesh depth (View.depth), z-buffered LiDAR depth
 (View.lidar_depth) and a sky mask -> seed points on the LiDAR with normals (flat Gaussians).
 Split: every `test_every`-th frame (0, 10, 20, ... by position in the log) is held out, and the log says which.
 """
@@ -96,7 +96,13 @@ def load_driving(
     bg = parse_background(background, (0.0, 0.0, 0.0))
     log = with_odometry(read_driving_log(path), odometry)
     images = [_load_frame_images(log, i, downscale, bg) for i in range(len(log.frames))]
-    geometry = build_geometry(log, images, voxel=voxel, poisson_depth=poisson_depth) if log.has_lidar else None
+    train_frames = [i for i in range(len(log.frames)) if i % test_every != 0]
+    if not train_frames:
+        raise ValueError(f"{path}: {len(log.frames)} frame(s) leave no training frame with every {test_every}th "
+                         f"held out")
+    # Geometry from the training frames only: held-out scans and images must not reach the model.
+    geometry = build_geometry(log, images, voxel=voxel, poisson_depth=poisson_depth,
+                              frames=train_frames) if log.has_lidar else None
     ray_scene = geometry.raycasting_scene() if geometry is not None else None
     up = log.ego_poses[0][:3, 2].copy()
     train, test, test_ids = [], [], []
@@ -133,7 +139,7 @@ def load_driving(
         if len(points) > max_points:
             keep = np.random.default_rng(0).choice(len(points), max_points, replace=False)
             points, colors, normals = points[keep], colors[keep], normals[keep]
-        notes.append(f"LiDAR geometry: {len(geometry.points)} coloured points, mesh of "
+        notes.append(f"LiDAR geometry from the {len(train_frames)} training frames: {len(geometry.points)} coloured points, mesh of "
                      f"{len(geometry.mesh.triangles)} triangles; {len(points)} seed points")
     info = DrivingInfo(log, geometry, up, test_ids, test_every)
     return SceneData(train, test, Path(path), points=points, point_colors=colors, background=bg, notes=notes,

@@ -67,12 +67,13 @@ def _frame_points(log: DrivingLog, i: int, max_range: float) -> np.ndarray:
 
 
 def accumulate_points(log: DrivingLog, images: List[dict], max_range: float = 60.0, voxel: float = 0.1,
-                      ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """World points, colours and sensor-facing normals from every scan's returns that a camera of its own frame
-    sees. `images[i][camera]` is frame i's image (H, W, 3) float at the camera's full intrinsics size."""
+                      frames: Optional[List[int]] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """World points, colours and sensor-facing normals from the scans of `frames` (default: all; training uses
+    only its own frames, so held-out frames' scans and images never reach the model), keeping the returns that a
+    camera of their own frame sees. `images[i][camera]` is frame i's image (H, W, 3), any downscale."""
     o3d = import_open3d()
     all_pts, all_rgb, all_origin = [], [], []
-    for i in range(len(log.frames)):
+    for i in (range(len(log.frames)) if frames is None else frames):
         scan = _frame_points(log, i, max_range)
         ego_scan = transform_points(log.lidar_to_ego, scan)
         world = transform_points(log.ego_poses[i], ego_scan)
@@ -125,8 +126,8 @@ def build_mesh(points: np.ndarray, normals: np.ndarray, colors: Optional[np.ndar
 
 
 def build_geometry(log: DrivingLog, images: List[dict], voxel: float = 0.1, max_range: float = 60.0,
-                   poisson_depth: int = 9) -> LidarGeometry:
-    points, colors, normals = accumulate_points(log, images, max_range, voxel)
+                   poisson_depth: int = 9, frames: Optional[List[int]] = None) -> LidarGeometry:
+    points, colors, normals = accumulate_points(log, images, max_range, voxel, frames)
     mesh = build_mesh(points, normals, colors, poisson_depth, trim_m=max(3 * voxel, 0.25))
     return LidarGeometry(points, colors, normals, mesh)
 
