@@ -14,7 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from trainers.config import TrainConfig
 from trainers.data import load_dataset
@@ -39,6 +39,8 @@ class BenchDrivingConfig:
     sh_degree: int = 1
     output_dir: Path = Path("outputs/bench_driving")
     seed: int = 0
+    modes: Tuple[str, ...] = ("lidar-camera", "camera-only")
+    """Which runs to make (the difference line needs both)."""
 
 
 def _train(name: str, data, cfg: BenchDrivingConfig, driving: DrivingConfig) -> Dict[str, object]:
@@ -60,7 +62,11 @@ def run_bench(cfg: BenchDrivingConfig) -> List[Dict[str, object]]:
     for note in data.notes:
         print(f"[data] {note}")
     rows = []
-    for name, driving in (("lidar-camera", DrivingConfig()), ("camera-only", DrivingConfig(use_lidar=False))):
+    runs = {"lidar-camera": DrivingConfig(), "camera-only": DrivingConfig(use_lidar=False)}
+    for name in cfg.modes:
+        if name not in runs:
+            raise ValueError(f"--modes: unknown mode {name!r} (lidar-camera, camera-only)")
+        driving = runs[name]
         m = _train(name, data, cfg, driving)
         rows.append({"mode": name, **{k: m.get(k) for k in ("psnr", "ssim", "depth_abs_rel", "depth_rmse",
                                                             "depth_delta1", "num_gaussians", "train_seconds")}})
@@ -71,8 +77,9 @@ def run_bench(cfg: BenchDrivingConfig) -> List[Dict[str, object]]:
     for r in rows:
         print(f"{r['mode']:<14}{r['psnr']:>8.2f}{r['ssim']:>8.4f}{r['depth_abs_rel']:>8.3f}{r['depth_rmse']:>8.2f}"
               f"{r['depth_delta1']:>8.3f}{int(r['num_gaussians']):>9}{r['train_seconds']:>9.0f}")
-    print(f"LiDAR-camera - camera-only: {rows[0]['psnr'] - rows[1]['psnr']:+.2f} dB PSNR")
-    write_json(Path(cfg.output_dir) / "bench_driving.json",
+    if len(rows) == 2:
+        print(f"LiDAR-camera - camera-only: {rows[0]['psnr'] - rows[1]['psnr']:+.2f} dB PSNR")
+    write_json(Path(cfg.output_dir) / f"bench_driving_{'_'.join(cfg.modes)}.json",
                {"data": str(path), "config": dataclasses.asdict(cfg), "rows": rows})
     return rows
 

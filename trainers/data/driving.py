@@ -2,7 +2,8 @@
 
 Pipeline: read the log -> ego poses (its own, else LiDAR odometry) -> images at 1/downscale -> LiDAR accumulated,
 coloured and meshed from the training frames only (lidar_geometry) -> per view: mesh depth (View.depth), z-buffered LiDAR depth
-(View.lidar_depth) and a sky mask -> seed points on the LiDAR with normals (flat Gaussians).
+(View.lidar_depth; on training views without the returns that neighbouring scans saw through,
+i.e. moving traffic; held-out views keep every return for evaluation) and a sky mask -> seed points on the LiDAR with normals (flat Gaussians).
 Split: every `test_every`-th frame (0, 10, 20, ... by position in the log) is held out, and the log says which.
 """
 
@@ -22,7 +23,7 @@ from .dataset import SceneData, View
 from .driving_layout import is_canonical_log, read_canonical_log
 from .driving_log import DrivingLog, transform_points
 from .kitti_raw import is_kitti_raw, read_kitti_raw
-from .lidar_geometry import LidarGeometry, build_geometry, lidar_depth, mesh_depth
+from .lidar_geometry import LidarGeometry, build_geometry, dynamic_mask, lidar_depth, mesh_depth
 from .lidar_odometry import OdometryConfig, with_odometry
 
 SKY_MIN_ELEVATION_DEG = 2.0  # the HDL-64E's top beam: above it, no LiDAR return does not mean no surface
@@ -85,6 +86,7 @@ def load_driving(
     odometry: Optional[OdometryConfig] = None,
     voxel: float = 0.1,
     poisson_depth: int = 9,
+    remove_dynamic: bool = True,
     max_points: int = 100_000,
     skip_missing_frames: bool = False,
     **_: object,
@@ -102,13 +104,15 @@ def load_driving(
                          f"held out")
     # Geometry from the training frames only: held-out scans and images must not reach the model.
     geometry = build_geometry(log, images, voxel=voxel, poisson_depth=poisson_depth,
-                              frames=train_frames) if log.has_lidar else None
+                              frames=train_frames, remove_dynamic=remove_dynamic) if log.has_lidar else None
     ray_scene = geometry.raycasting_scene() if geometry is not None else None
     up = log.ego_poses[0][:3, 2].copy()
     train, test, test_ids = [], [], []
     for i, frame in enumerate(log.frames):
         is_test = i % test_every == 0
         scan_ego = transform_points(log.lidar_to_ego, log.scan(i)[:, :3]) if frame.lidar is not None else None
+        if scan_ego is not None and not is_test and remove_dynamic:  # training supervision: static returns only
+            scan_ego = scan_ego[~dynamic_mask(log, i, transform_points(log.ego_poses[i], scan_ego))]
         for name, cam in log.cameras.items():
             img = images[i][name]
             h, w = img.shape[:2]

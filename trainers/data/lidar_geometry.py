@@ -66,17 +66,51 @@ def _frame_points(log: DrivingLog, i: int, max_range: float) -> np.ndarray:
     return scan[np.linalg.norm(scan, axis=1) <= max_range]
 
 
+def _angles(points: np.ndarray, bin_deg: float) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r = np.linalg.norm(points, axis=1)
+    az = np.degrees(np.arctan2(points[:, 1], points[:, 0]))
+    el = np.degrees(np.arcsin(np.clip(points[:, 2] / np.maximum(r, 1e-9), -1, 1)))
+    return np.floor((az + 180) / bin_deg).astype(np.int64), np.floor((el + 90) / bin_deg).astype(np.int64), r
+
+
+def dynamic_mask(log: DrivingLog, i: int, points_world: np.ndarray, neighbours: Tuple[int, ...] = (-4, -2, 2, 4),
+                 bin_deg: float = 0.5, margin: float = 0.8, rel_margin: float = 0.05) -> np.ndarray:
+    """True for world points of frame `i` that another frame's LiDAR saw through (free-space carving): a return
+    of frame k in the same direction lies clearly beyond the point, so the point's surface was not there at k (a
+    moving car). Directions frame k never measured vote nothing."""
+    dynamic = np.zeros(len(points_world), dtype=bool)
+    n_az, n_el = int(np.ceil(360 / bin_deg)) + 1, int(np.ceil(180 / bin_deg)) + 1
+    for step in neighbours:
+        k = i + step
+        if not 0 <= k < len(log.frames):
+            continue
+        to_k = np.linalg.inv(log.ego_poses[k] @ log.lidar_to_ego)
+        scan_k = log.scan(k)[:, :3]
+        ai, ei, r = _angles(scan_k, bin_deg)
+        nearest = np.full(n_az * n_el, np.inf)
+        np.minimum.at(nearest, ai * n_el + ei, r)
+        aj, ej, rj = _angles(transform_points(to_k, points_world), bin_deg)
+        seen = nearest[aj * n_el + ej]
+        dynamic |= np.isfinite(seen) & (seen > rj + margin + rel_margin * rj)
+    return dynamic
+
+
 def accumulate_points(log: DrivingLog, images: List[dict], max_range: float = 60.0, voxel: float = 0.1,
-                      frames: Optional[List[int]] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      frames: Optional[List[int]] = None, remove_dynamic: bool = True,
+                      ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """World points, colours and sensor-facing normals from the scans of `frames` (default: all; training uses
     only its own frames, so held-out frames' scans and images never reach the model), keeping the returns that a
-    camera of their own frame sees. `images[i][camera]` is frame i's image (H, W, 3), any downscale."""
+    camera of their own frame sees. `images[i][camera]` is frame i's image (H, W, 3), any downscale.
+    `remove_dynamic` drops returns that neighbouring scans saw through (`dynamic_mask`: moving traffic)."""
     o3d = import_open3d()
     all_pts, all_rgb, all_origin = [], [], []
     for i in (range(len(log.frames)) if frames is None else frames):
         scan = _frame_points(log, i, max_range)
         ego_scan = transform_points(log.lidar_to_ego, scan)
         world = transform_points(log.ego_poses[i], ego_scan)
+        if remove_dynamic:
+            moving = dynamic_mask(log, i, world)
+            scan, ego_scan, world = scan[~moving], ego_scan[~moving], world[~moving]
         rgb = np.full((len(scan), 3), -1.0)
         for name, cam in log.cameras.items():
             img = images[i][name]
@@ -126,8 +160,9 @@ def build_mesh(points: np.ndarray, normals: np.ndarray, colors: Optional[np.ndar
 
 
 def build_geometry(log: DrivingLog, images: List[dict], voxel: float = 0.1, max_range: float = 60.0,
-                   poisson_depth: int = 9, frames: Optional[List[int]] = None) -> LidarGeometry:
-    points, colors, normals = accumulate_points(log, images, max_range, voxel, frames)
+                   poisson_depth: int = 9, frames: Optional[List[int]] = None,
+                   remove_dynamic: bool = True) -> LidarGeometry:
+    points, colors, normals = accumulate_points(log, images, max_range, voxel, frames, remove_dynamic)
     mesh = build_mesh(points, normals, colors, poisson_depth, trim_m=max(3 * voxel, 0.25))
     return LidarGeometry(points, colors, normals, mesh)
 
