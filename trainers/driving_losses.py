@@ -27,7 +27,8 @@ class DrivingConfig:
     """Driving logs (KITTI raw / canonical layout) only; ignored for other data."""
 
     use_lidar: bool = True
-    """False: the camera-only baseline (random initial points, no depth losses) on the same views."""
+    """False: the camera-only baseline on the same views: random initial points in the training frusta (no
+    LiDAR), no depth losses."""
     lidar_depth_weight: float = 0.5
     """Weight of the relative L1 (|d - d*| / d*) to the frame's own z-buffered LiDAR returns."""
     mesh_depth_weight: float = 0.2
@@ -45,6 +46,28 @@ class DrivingConfig:
     lr_exposure: float = 1e-3
     flat_init: bool = True
     """Initial Gaussians on LiDAR points flattened along the surface normal (thickness 0.1 x their size)."""
+
+
+def frustum_points(data: SceneData, count: int, max_depth: float, seed: int = 0):
+    """`count` points through random pixels of random training views at depths uniform in inverse depth between
+    2 m and `max_depth`, coloured by their pixel (the camera-only initialisation: no LiDAR used)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    views = data.train_views
+    which = rng.integers(len(views), size=count)
+    inv = rng.uniform(1.0 / max_depth, 1.0 / 2.0, size=count)
+    points, colors = np.zeros((count, 3)), np.zeros((count, 3))
+    for k, view in enumerate(views):
+        sel = np.flatnonzero(which == k)
+        cam = view.camera
+        u, v = rng.uniform(0, cam.width, len(sel)), rng.uniform(0, cam.height, len(sel))
+        z = 1.0 / inv[sel]
+        local = np.stack([(u - cam.cx) / cam.fx * z, (v - cam.cy) / cam.fy * z, z], 1)
+        c2w = cam.camera_to_world.double().numpy()
+        points[sel] = local @ c2w[:3, :3].T + c2w[:3, 3]
+        colors[sel] = view.image.numpy()[v.astype(int), u.astype(int)]
+    return points, colors
 
 
 def relative_depth_l1(rendered: torch.Tensor, target: torch.Tensor, max_depth: float) -> torch.Tensor:
@@ -78,13 +101,15 @@ class DrivingTerms:
         return DrivingTerms(config, data, device) if data.driving is not None else None
 
     @staticmethod
-    def prepare_data(config: DrivingConfig, data: SceneData) -> SceneData:
-        """Camera-only runs drop the LiDAR seed points (the trainer then starts from random points)."""
+    def prepare_data(config: DrivingConfig, data: SceneData, seed: int = 0) -> SceneData:
+        """Camera-only runs replace the LiDAR seed points by random points in the training cameras' frusta."""
         if data.driving is None:
             return data
         if not config.use_lidar:
-            data.points = data.point_colors = data.point_normals = None
-            data.notes.append("camera-only: LiDAR seed points and depth losses off (--driving.no-use-lidar)")
+            data.points, data.point_colors = frustum_points(data, 100_000, config.max_depth, seed)
+            data.point_normals = None
+            data.notes.append("camera-only: LiDAR seed points and depth losses off (--driving.no-use-lidar); "
+                              f"{len(data.points)} random seed points in the training frusta (2-{config.max_depth:g} m)")
         elif not config.flat_init:
             data.point_normals = None
         return data

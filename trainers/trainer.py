@@ -68,7 +68,7 @@ class Trainer:
                 print(f"[batch] {note}", flush=True)
         self._stats_sync = StatisticsSync(self.dist)
         self.config = config
-        data = DrivingTerms.prepare_data(config.driving, data)  # driving logs only (camera-only baseline)
+        data = DrivingTerms.prepare_data(config.driving, data, config.seed)  # driving logs only (camera-only baseline)
         self.data = data
         self.device = resolve_device(config.device)
         self.stages = StageTimer(enabled=False, device=self.device)  # per-stage timing for benchmarks (off: free)
