@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from trainers.config import DefaultablePort, TrainConfig, check_port
 from trainers.data import DemoSceneConfig, generate_demo_scene
 from trainers.data.dynamic_scene import DynamicSceneConfig, generate_dynamic_scene
+from trainers.data.synthetic_street import SyntheticStreetConfig, canonical_root, generate_synthetic_street
 from trainers.strategies import DefaultStrategy
 
 from ._cli import check_output_dir, parse_config, run_cli
@@ -43,6 +44,20 @@ class DemoConfig:
             strategy=DefaultStrategy(refine_stop=2000, max_gaussians=20_000),
         )
     )
+    driving: bool = False
+    """Use the synthetic driving log (a procedural street seen by a camera and a 64-beam LiDAR,
+    trainers/data/synthetic_street.py) and train a LiDAR-camera scene on it (`driving_train`); the viewer shows
+    the LiDAR points and the ego trajectory as layers and can fly along the trajectory."""
+    driving_scene: SyntheticStreetConfig = field(default_factory=SyntheticStreetConfig)
+    driving_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            run_name="demo_driving",
+            max_steps=2000,
+            max_seconds=300.0,  # a cap for slow or shared machines
+            sh_degree=1,
+            strategy=DefaultStrategy(refine_stop=1600, max_gaussians=150_000),
+        )
+    )
     serve: bool = True
     """Serve the trained scene in the viewer afterwards (Ctrl-C stops)."""
     host: str = "127.0.0.1"
@@ -55,7 +70,12 @@ class DemoConfig:
 
 def run_demo(config: DemoConfig):
     # Output folders and an explicit port are checked before the scene is generated and trained.
-    if config.dynamic:
+    if config.dynamic and config.driving:
+        raise ValueError("--dynamic and --driving are different demos: pass one of them")
+    if config.driving:
+        check_output_dir(config.driving_scene.output, "--driving-scene.output")
+        check_output_dir(config.driving_train.output_dir, "--driving-train.output-dir")
+    elif config.dynamic:
         check_output_dir(config.dynamic_scene.output, "--dynamic-scene.output")
         check_output_dir(config.dynamic_train.output_dir, "--dynamic-train.output-dir")
     else:
@@ -65,7 +85,11 @@ def run_demo(config: DemoConfig):
         from viewer.server import check_port_free
 
         check_port_free(config.host, config.port, "--port")
-    if config.dynamic:
+    if config.driving:
+        print(f"[demo] generating the synthetic driving log in {config.driving_scene.output}")
+        data_dir = canonical_root(generate_synthetic_street(config.driving_scene))
+        trainer = train(dataclasses.replace(config.driving_train, data=data_dir))
+    elif config.dynamic:
         print(f"[demo] generating the procedural dynamic scene in {config.dynamic_scene.output}")
         data_dir = generate_dynamic_scene(config.dynamic_scene)
         trainer = train(dataclasses.replace(config.dynamic_train, data=data_dir))
@@ -80,6 +104,10 @@ def run_demo(config: DemoConfig):
     from viewer import ViewerServer
 
     server = ViewerServer(trainer.scene, host=config.host, port=config.port, background=tuple(trainer.background.tolist()))
+    if trainer.data.driving is not None:
+        from viewer.driving_layers import attach_driving_layers
+
+        attach_driving_layers(server, trainer.data.driving)
     print(f"[demo] open {server.url} in a browser; Ctrl-C stops", flush=True)
     server.serve_forever()
     return trainer

@@ -50,8 +50,19 @@ def run_eval(config: EvalConfig) -> dict:
     views = data.test_views or data.train_views
     background = config.background if config.background is not None else data.background
     render_dir = output.parent / f"{output.stem}_renders" if config.save_renders else None
-    metrics = evaluate(scene, views, background, config.backend, render_dir, config.save_renders)
+    compose = None
+    if data.driving is not None:  # driving logs: the run's sky behind the splats; held-out frames named
+        from trainers.driving_losses import sky_compose_beside
+
+        compose = sky_compose_beside(config.scene)
+        metrics_note = next((n for n in data.notes if n.startswith("split:")), "")
+        print(f"[eval] driving log, {metrics_note}; sky: {'sky.pt beside the scene' if compose else 'none'}")
+    metrics = evaluate(scene, views, background, config.backend, render_dir, config.save_renders, compose=compose)
     metrics.update(split="test" if data.test_views else "train (no test views)", scene=str(config.scene), dataset=str(data.source))
+    if data.driving is not None:
+        metrics["held_out"] = f"every {data.driving.test_every}th frame: {', '.join(map(str, data.driving.test_frames))}"
+        print(f"depth vs LiDAR (1-80 m, {metrics['depth_points']} returns): AbsRel {metrics['depth_abs_rel']:.4f}, "
+              f"RMSE {metrics['depth_rmse']:.3f} m, delta<1.25 {metrics['depth_delta1']:.4f}")
     metrics["splits"] = {name: evaluate(scene, split_views, background, config.backend) for name, split_views in data.extra_splits.items()}
     run_metrics = config.scene.parent / "metrics.json"
     if run_metrics.is_file():  # training wall time and memory come from the run that made the scene

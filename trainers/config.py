@@ -9,6 +9,7 @@ from typing import Literal, Optional, Tuple, Union
 import tyro
 from typing_extensions import Annotated
 
+from .driving_losses import DrivingConfig
 from .field_config import FieldTrainConfig
 from .gabor_schedule import GaborTrainingConfig
 from .strategies import DefaultStrategy, FixedStrategy, MCMCStrategy
@@ -61,7 +62,8 @@ class TrainConfig:
     data: Path = Path("outputs/demo_scene")
     """Dataset folder, format auto-detected: nerfstudio transforms.json, Blender / D-NeRF transforms_*.json,
     COLMAP (sparse/0 or sparse/ with cameras/images/points3D .bin or .txt), LLFF poses_bounds.npy, multi-view
-    video as Panoptic / Dynamic3D train_meta.json or N3DV poses_bounds.npy + camNN.mp4."""
+    video as Panoptic / Dynamic3D train_meta.json or N3DV poses_bounds.npy + camNN.mp4, driving logs as a KITTI
+    raw root / date / drive folder or a canonical driving log (driving_log.json)."""
     skip_missing_frames: bool = False
     """Skip frames whose images are missing, reporting how many; default: a missing image is a clear error."""
     output_dir: Path = Path("outputs/runs")
@@ -94,7 +96,9 @@ class TrainConfig:
     ssim_weight: float = 0.2
     depth_weight: float = 0.0
     """Weight of an L1 loss between rendered and measured depth, on views that carry depth maps (nerfstudio
-    `depth_file_path`); 0 disables it."""
+    `depth_file_path`; driving logs: the LiDAR mesh depth, in metres); 0 disables it."""
+    driving: DrivingConfig = field(default_factory=DrivingConfig)
+    """Driving logs only: LiDAR depth / mesh depth weights, sky, exposure, camera-only baseline."""
     coarse_to_fine: Tuple[int, ...] = ()
     """Steps at which the training resolution doubles: with k steps, training starts at 1/2^k resolution
     (e.g. `--coarse-to-fine 500 1500`: 1/4 until step 500, 1/2 until 1500, then full). Empty: full resolution."""
@@ -189,6 +193,9 @@ def validate_train_config(cfg: "TrainConfig") -> None:
     check_range("sh_degree_interval", cfg.sh_degree_interval, 0, low_open=True)
     check_range("ssim_weight", cfg.ssim_weight, 0, 1)
     check_range("depth_weight", cfg.depth_weight, 0)
+    for name in ("lidar_depth_weight", "mesh_depth_weight", "sky_opacity_weight", "lr_sky", "lr_exposure"):
+        check_range(f"driving.{name}", getattr(cfg.driving, name), 0)
+    check_range("driving.max_depth", cfg.driving.max_depth, 0, low_open=True)
     for step in cfg.coarse_to_fine:
         check_range("coarse_to_fine", step, 0, low_open=True)
     if list(cfg.coarse_to_fine) != sorted(set(cfg.coarse_to_fine)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -12,6 +12,7 @@ from render import render
 from render.writers import write_image
 
 from .data.dataset import View
+from .depth_metrics import depth_errors, pool
 from .losses import psnr, ssim
 from .lpips_metric import lpips_status, make_lpips
 
@@ -30,13 +31,19 @@ def evaluate(
     backend: str = "auto",
     save_dir: Optional[Path] = None,
     max_saved: int = 8,
+    compose: Optional[Callable] = None,
 ) -> Dict[str, object]:
     """Render every view; optionally save (render | ground truth) side by side for the first `max_saved`.
+
+    `compose(out, camera, background) -> rgb` replaces the render's image (driving logs: the sky behind the
+    splats). Views with LiDAR depth (driving logs) add depth_abs_rel / depth_rmse / depth_delta1 (1-80 m, pooled
+    over all LiDAR hits of all views) and per-image depth_abs_rel.
 
     Metrics are computed on the device the scene renders on (each view's image is copied there); PNGs are written
     from CPU copies.
     """
     per_image: List[Dict[str, object]] = []
+    depth_records: List[Dict[str, float]] = []
     render_seconds = 0.0
     lpips_fn = make_lpips(_scene_device(scene))
     for i, view in enumerate(views):
@@ -45,9 +52,13 @@ def evaluate(
         if out.rgb.is_cuda:
             torch.cuda.synchronize(out.rgb.device)  # kernels run asynchronously: time the render, not its launch
         render_seconds += time.perf_counter() - start
-        image = out.rgb.clamp(0, 1)
+        image = (out.rgb if compose is None else compose(out, view.camera, background)).clamp(0, 1)
         target = view.image.to(image.device)
         record = {"name": view.name, "psnr": psnr(image, target), "ssim": float(ssim(image, target))}
+        if view.lidar_depth is not None:
+            errors = depth_errors(out.depth, view.lidar_depth)
+            depth_records.append(errors)
+            record["depth_abs_rel"] = errors["abs_rel"] / max(errors["count"], 1)
         if view.camera.time is not None:
             record["time"] = float(view.camera.time)
         if lpips_fn is not None:
@@ -58,7 +69,9 @@ def evaluate(
             write_image(Path(save_dir) / f"{i:03d}_{Path(view.name).stem}.png", side_by_side)
     count = max(len(per_image), 1)
     lpips_ok, lpips_reason = lpips_status()
+    depth = pool(depth_records) if depth_records else {}
     return {
+        **depth,
         "num_views": len(per_image),
         "psnr": sum(r["psnr"] for r in per_image) / count,
         "ssim": sum(r["ssim"] for r in per_image) / count,

@@ -44,9 +44,43 @@ def initial_scene(
         return Gaussian4DScene.from_points(points, times, colors, sh_degree=sh_degree, initial_opacity=init_opacity,
                                            time_range=(t0, t1), time_scale=time_scale * max(t1 - t0, 1e-6))
     if model == "gabor":
-        return GaborScene.from_points(points, colors, sh_degree=sh_degree, initial_opacity=init_opacity,
-                                      num_terms=num_terms)
-    return GaussianScene.from_points(points, colors, sh_degree=sh_degree, initial_opacity=init_opacity)
+        scene = GaborScene.from_points(points, colors, sh_degree=sh_degree, initial_opacity=init_opacity,
+                                       num_terms=num_terms)
+    else:
+        scene = GaussianScene.from_points(points, colors, sh_degree=sh_degree, initial_opacity=init_opacity)
+    normals = data.point_normals
+    if normals is not None and data.points is not None and len(normals) == len(data.points) == len(points):
+        flatten_along_normals(scene, np.asarray(normals))
+    return scene
+
+
+def flatten_along_normals(scene: SplatScene, normals: np.ndarray, thickness: float = 0.1) -> None:
+    """Turn each Gaussian so its third axis is its point's normal and shrink that axis to `thickness` x its size
+    (surfels on LiDAR surfaces)."""
+    import torch
+
+    n = normals / np.clip(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12, None)
+    helper = np.where(np.abs(n[:, :1]) < 0.9, np.array([[1.0, 0, 0]]), np.array([[0, 1.0, 0]]))
+    t1 = np.cross(n, helper)
+    t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
+    t2 = np.cross(n, t1)
+    rot = np.stack([t1, t2, n], axis=2)  # columns: the Gaussian's axes in the world
+    with torch.no_grad():
+        scene.params["quats"].copy_(torch.from_numpy(_matrices_to_wxyz(rot)).float())
+        scene.params["log_scales"][:, 2] += float(np.log(thickness))
+
+
+def _matrices_to_wxyz(rot: np.ndarray) -> np.ndarray:
+    """(N, 3, 3) proper rotations -> (N, 4) unit quaternions (w, x, y, z)."""
+    w = np.sqrt(np.clip(1.0 + rot[:, 0, 0] + rot[:, 1, 1] + rot[:, 2, 2], 0, None)) / 2
+    x = np.sqrt(np.clip(1.0 + rot[:, 0, 0] - rot[:, 1, 1] - rot[:, 2, 2], 0, None)) / 2
+    y = np.sqrt(np.clip(1.0 - rot[:, 0, 0] + rot[:, 1, 1] - rot[:, 2, 2], 0, None)) / 2
+    z = np.sqrt(np.clip(1.0 - rot[:, 0, 0] - rot[:, 1, 1] + rot[:, 2, 2], 0, None)) / 2
+    x = np.copysign(x, rot[:, 2, 1] - rot[:, 1, 2])
+    y = np.copysign(y, rot[:, 0, 2] - rot[:, 2, 0])
+    z = np.copysign(z, rot[:, 1, 0] - rot[:, 0, 1])
+    q = np.stack([w, x, y, z], axis=1)
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
 def _initial_points(

@@ -24,6 +24,7 @@ from scenes.atomic import atomic_path
 from .config import TrainConfig
 from .curves import plot_training_curves
 from .data.dataset import SceneData, View
+from .driving_losses import DrivingTerms
 from .distributed import StatisticsSync, device_for_rank, init_distributed, scale_schedule
 from .device import describe_device, optimizer_state_to_params, peak_gpu_memory_mb, resolve_device, tensors_to
 from .evaluation import evaluate
@@ -77,6 +78,7 @@ class Trainer:
                 print(f"[batch] {note}", flush=True)
         self._stats_sync = StatisticsSync(self.dist)
         self.config = config
+        data = DrivingTerms.prepare_data(config.driving, data, config.seed)  # driving logs only (camera-only baseline)
         self.data = data
         self.device = resolve_device(config.device)
         self.stages = StageTimer(enabled=False, device=self.device)  # per-stage timing for benchmarks (off: free)
@@ -92,6 +94,8 @@ class Trainer:
         else:
             self.model, self.model_reason = scene.KIND, "given scene"
         self.scene = scene.to(self.device)
+        # Sky, exposure and LiDAR depth terms (trainers/driving_losses.py); None unless the data is a driving log.
+        self.driving = DrivingTerms.create(config.driving, data, self.device)
         background = config.background if config.background is not None else data.background
         self.background = torch.tensor(background, dtype=torch.float32, device=self.device)
         # Training views' tensors on the device, uploaded on first use (the dataset itself stays on the CPU).
@@ -216,6 +220,8 @@ class Trainer:
         self.strategy.pre_backward(out.meta)
         with stage("loss"):
             image = out.rgb
+            if self.driving is not None:
+                image = self.driving.compose(image, out, camera, index, background)
             if mask is not None:
                 image = torch.where(mask, image, target)
             loss, mse = photometric_loss_and_mse(image, target, cfg.ssim_weight)
@@ -225,6 +231,8 @@ class Trainer:
                 if mask is not None:  # masked-out pixels carry no supervision, depth included
                     depth_target = torch.where(mask, depth_target, torch.zeros_like(depth_target))
                 loss = loss + cfg.depth_weight * depth_l1(out.depth, out.alpha, depth_target)
+            if self.driving is not None:
+                loss = loss + self.driving.loss(out, index, factor)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss became {loss.item()} at step {self.step} (view {view.name})")
         return loss, mse, out, camera
@@ -266,6 +274,8 @@ class Trainer:
             for opt in self.optimizers.values():
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+            if self.driving is not None:
+                self.driving.step()
         self.step += 1
         with stage("strategy"):
             changes = self.strategy.post_step(self.scene, self.optimizers, self.step)
@@ -355,7 +365,8 @@ class Trainer:
 
     def evaluate_now(self, reason: str) -> Dict[str, object]:
         """Evaluate on the test views mid-training; appends to evaluations.json (and the step's history entry)."""
-        metrics = evaluate(self.scene, self.data.test_views, self.background, self.config.backend)
+        metrics = evaluate(self.scene, self.data.test_views, self.background, self.config.backend,
+                           compose=self.driving.eval_compose if self.driving is not None else None)
         record = {
             "reason": reason,
             "step": self.step,
@@ -404,7 +415,10 @@ class Trainer:
         self.save_checkpoint()
         self.save_scene_file()
         views = self.data.test_views or self.data.train_views
-        metrics = evaluate(self.scene, views, self.background, cfg.backend, self.run_dir / "renders", cfg.num_test_renders)
+        metrics = evaluate(self.scene, views, self.background, cfg.backend, self.run_dir / "renders", cfg.num_test_renders,
+                           compose=self.driving.eval_compose if self.driving is not None else None)
+        if self.driving is not None:
+            self.driving.save(self.run_dir)
         metrics.update(
             split="test" if self.data.test_views else "train (no test views)",
             steps=self.step,

@@ -12,7 +12,9 @@ import torch
 
 from render import Camera, render
 
-RENDER_MODES = ("RGB", "Depth", "Alpha")
+RENDER_MODES = ("RGB", "Depth", "Depth (metric)", "Alpha")
+METRIC_DEPTH_MAX = 80.0  # "Depth (metric)": a fixed turbo scale, red at 0 to blue at this many scene units (metres
+# for driving logs), so colours read as distances and stay put while the camera moves
 
 # viser packs depth as 24-bit fixed point with 1e-5 precision: anything beyond this many scene units is clamped.
 VISER_MAX_DEPTH = (2**24 - 1) / 100_000.0
@@ -75,8 +77,10 @@ def _render_strips(scene, camera: Camera, background, backend: str, sh_degree, s
     return out
 
 
-def colorize_depth(depth: np.ndarray, alpha: np.ndarray, background: Sequence[float]) -> np.ndarray:
-    """Turbo-coloured depth (near = red end), robustly normalised over covered pixels; background elsewhere."""
+def colorize_depth(depth: np.ndarray, alpha: np.ndarray, background: Sequence[float],
+                   fixed_range: Optional[Tuple[float, float]] = None) -> np.ndarray:
+    """Turbo-coloured depth (near = red end), robustly normalised over covered pixels (or over `fixed_range`, in
+    scene units); background elsewhere."""
     import cv2
 
     d = depth[..., 0]
@@ -84,7 +88,7 @@ def colorize_depth(depth: np.ndarray, alpha: np.ndarray, background: Sequence[fl
     out = np.empty((*d.shape, 3), dtype=np.float32)
     out[:] = np.asarray(background, dtype=np.float32)
     if valid.any():
-        lo, hi = np.percentile(d[valid], [2, 98])
+        lo, hi = np.percentile(d[valid], [2, 98]) if fixed_range is None else fixed_range
         norm = np.clip((d - lo) / max(hi - lo, 1e-8), 0, 1)
         gray = ((1.0 - norm) * 255).astype(np.uint8)
         turbo = cv2.applyColorMap(gray, cv2.COLORMAP_TURBO)[..., ::-1].astype(np.float32) / 255.0
@@ -125,6 +129,8 @@ def render_frame(
         display = rgb
     elif mode == "Alpha":
         display = np.repeat(alpha, 3, axis=-1)
+    elif mode == "Depth (metric)":
+        display = colorize_depth(depth, alpha, background, (0.0, METRIC_DEPTH_MAX))
     else:
         display = colorize_depth(depth, alpha, background)
     image = (np.clip(display, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

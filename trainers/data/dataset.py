@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -24,6 +24,10 @@ class View:
     # (H, W, 1) float32 measured camera-axis z depth in scene units (the units of the camera poses); 0 where there
     # is no measurement. Compare with render(...).depth, e.g. via trainers.losses.depth_l1.
     depth: Optional[torch.Tensor] = None
+    # Driving logs only: (H, W, 1) float32 sparse LiDAR z depth (z-buffered returns of this frame's scan, 0 where
+    # none) and (H, W, 1) bool sky mask (no LiDAR-supported surface, ray above the horizon).
+    lidar_depth: Optional[torch.Tensor] = None
+    sky_mask: Optional[torch.Tensor] = None
 
     def __post_init__(self) -> None:
         h, w = self.camera.height, self.camera.width
@@ -33,6 +37,10 @@ class View:
             raise ValueError(f"view {self.name!r}: alpha shape {tuple(self.alpha.shape)} != ({h}, {w}, 1)")
         if self.depth is not None and tuple(self.depth.shape) != (h, w, 1):
             raise ValueError(f"view {self.name!r}: depth shape {tuple(self.depth.shape)} != ({h}, {w}, 1)")
+        for name in ("lidar_depth", "sky_mask"):
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != (h, w, 1):
+                raise ValueError(f"view {self.name!r}: {name} shape {tuple(value.shape)} != ({h}, {w}, 1)")
 
     def on_background(self, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         """The image re-composited from background `old` onto `new` (needs alpha; exact for straight alpha)."""
@@ -54,6 +62,8 @@ class SceneData:
     notes: List[str] = field(default_factory=list)  # human-readable facts (split sizes, scaling) for the log
     point_times: Optional[np.ndarray] = None  # (M,) seed point times for dynamic data, when the seed file has them
     extra_splits: Dict[str, List[View]] = field(default_factory=dict)  # e.g. D-NeRF's 'val', loaded on request
+    point_normals: Optional[np.ndarray] = None  # (M, 3) unit normals of the seed points (LiDAR): flat Gaussians
+    driving: Optional[Any] = None  # trainers.data.driving.DrivingInfo for driving logs (trajectory, up axis, LiDAR)
 
     def __post_init__(self) -> None:
         if not self.train_views:

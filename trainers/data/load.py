@@ -8,18 +8,20 @@ from typing import Any, Optional, Sequence
 from .blender import load_blender
 from .colmap import find_sparse_dir, load_colmap
 from .dataset import SceneData
+from .driving import is_driving_log, load_driving
 from .llff import load_llff
 from .n3dv import find_videos, load_n3dv
 from .nerfstudio import load_nerfstudio
 from .normalize import normalize_scene
 from .panoptic import load_panoptic
 
-FORMATS = ("nerfstudio", "blender", "colmap", "llff", "panoptic", "n3dv")
+FORMATS = ("nerfstudio", "blender", "colmap", "llff", "panoptic", "n3dv", "driving")
 
 
 def detect_format(path: Path) -> str:
     """'nerfstudio', 'blender', 'colmap' (sparse/0 or sparse/ with cameras.bin/.txt), 'llff' (poses_bounds.npy),
-    'panoptic' (train_meta.json, Dynamic 3D Gaussians) or 'n3dv' (poses_bounds.npy plus cam*.mp4 videos).
+    'panoptic' (train_meta.json, Dynamic 3D Gaussians), 'n3dv' (poses_bounds.npy plus cam*.mp4 videos) or
+    'driving' (a KITTI raw root, date or drive folder, or a canonical driving log with driving_log.json).
 
     Video (n3dv) and panoptic folders win over a COLMAP model beside them; otherwise a folder with both a COLMAP
     model and poses_bounds.npy is 'colmap'. Unknown folders or files, and missing
@@ -43,6 +45,8 @@ def detect_format(path: Path) -> str:
         raise FileNotFoundError(f"{path}: not found (no such dataset folder or file)")
     if not path.is_dir():
         raise ValueError(f"{path}: is not a folder; expected a dataset folder")
+    if is_driving_log(path):
+        return "driving"
     if (path / "transforms.json").is_file():
         return "nerfstudio"
     if (path / "transforms_train.json").is_file():
@@ -59,7 +63,8 @@ def detect_format(path: Path) -> str:
         f"{path}: unrecognised dataset folder (expected transforms.json for nerfstudio, "
         f"transforms_train.json for Blender/D-NeRF, sparse/0 or sparse/ with cameras.bin/.txt for COLMAP, "
         f"poses_bounds.npy for LLFF, train_meta.json for Dynamic 3D Gaussians / CMU Panoptic, "
-        f"or poses_bounds.npy plus cam*.mp4 videos for Neural 3D Video)"
+        f"poses_bounds.npy plus cam*.mp4 videos for Neural 3D Video, a KITTI raw folder (a date folder with "
+        f"calib_cam_to_cam.txt) or driving_log.json for a canonical driving log)"
     )
 
 
@@ -87,6 +92,8 @@ def load_dataset(
         folder = path.parent if path.is_file() else path
         return reader(folder, downscale=downscale, background=background,
                       normalize=True if normalize is None else normalize, **options)
+    if fmt == "driving":
+        return load_driving(path, downscale=downscale, background=background, **options)
     if fmt == "nerfstudio":
         scene = load_nerfstudio(path, downscale=downscale, background=background, **options)
     elif fmt == "panoptic":
