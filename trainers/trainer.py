@@ -53,6 +53,8 @@ class Trainer:
 
     With config.model == "nerf" the object built is a `trainers.field_trainer.FieldTrainer` (a radiance field)."""
 
+    driving = None  # DrivingTerms for driving logs (set in __init__); None for other data and for FieldTrainer
+
     def __new__(cls, config: TrainConfig, *args, **kwargs):
         if cls is Trainer and config.model == "nerf":
             from .field_trainer import FieldTrainer
