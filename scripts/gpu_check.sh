@@ -17,10 +17,14 @@ grep -qw avx512f /proc/cpuinfo && echo "CPU has AVX-512: the hand-vectorised row
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 status=0
 SECONDS=0
-python3 -c "from cuda_rasterizer._build import build_cuda_extension, build_cpu_extension; build_cuda_extension(); build_cpu_extension()" || status=1
+python3 -c "
+from cuda_rasterizer._build import build_cuda_extension, build_cpu_extension
+from cuda_rasterizer._field_build import build_cuda_field_extension
+build_cuda_extension(); build_cpu_extension(); build_cuda_field_extension()" || status=1
 echo "[gpu_check] builds: ${SECONDS} s"
 python3 -m pytest -q -ra -p no:cacheprovider tests/test_cuda_backend.py tests/test_gaussian4d_cuda.py \
-  tests/test_fused_loss.py tests/test_gabor_rasterizer.py "$@" || status=1
+  tests/test_fused_loss.py tests/test_gabor_rasterizer.py tests/test_field_ops.py tests/test_field_training.py \
+  tests/test_training_device.py "$@" || status=1
 echo "[gpu_check] tests done: ${SECONDS} s"
 python3 -m scripts.bench_cuda --cases ${BENCH_CASES:-B1 B2 B3 B4} --repeats 10 --no-cpu-baseline --out "$out/bench_cuda.json" || status=1
 python3 -m scripts.bench_gabor --backend cuda --repeats 10 --out "$out/bench_gabor_cuda.json" || status=1
