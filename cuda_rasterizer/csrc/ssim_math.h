@@ -45,11 +45,14 @@ SF_SSIM_HD inline T pixel(T mu_x, T mu_y, T s_xx, T s_yy, T s_xy, T* d_mu = null
   const T a2 = T(2) * (s_xy - mu_x * mu_y) + c2;
   const T d1 = mu_x * mu_x + mu_y * mu_y + c1;
   const T d2 = (s_xx - mu_x * mu_x) + (s_yy - mu_y * mu_y) + c2;
-  const T s = (a1 * a2) / (d1 * d2);
+  const T inv = T(1) / (d1 * d2);  // d1 >= c1 and d2 >= c2 (variances are non-negative up to round-off)
+  const T s = a1 * a2 * inv;
   if (d_mu != nullptr) {
-    *d_mu = s * (T(2) * mu_y / a1 - T(2) * mu_y / a2 - T(2) * mu_x / d1 + T(2) * mu_x / d2);
+    // No division by a1 or a2: a2 = 2 cov + c2 is exactly 0 for anti-correlated windows (cov = -c2 / 2), where
+    // s (dS/dx) / a2 would give 0 x inf = NaN.
+    *d_mu = (T(2) * mu_y * (a2 - a1) - T(2) * mu_x * s * (d2 - d1)) * inv;
     *d_sxx = -s / d2;
-    *d_sxy = T(2) * s / a2;
+    *d_sxy = T(2) * a1 * inv;
   }
   return s;
 }
