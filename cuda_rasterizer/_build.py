@@ -113,7 +113,7 @@ def build_cuda_extension(arch_list: Optional[str] = None) -> ModuleType:
     try:
         return _load(
             f"splatforge_cuda_rasterizer_sm{tag}",
-            [cu / "bindings.cpp", cu / "project.cu", cu / "raster.cu", cu / "fused_loss.cu"],
+            [cu / "bindings.cpp", cu / "project.cu", cu / "gabor_project.cu", cu / "raster.cu", cu / "fused_loss.cu"],
             f"splatforge: compiling the CUDA rasterizer for compute capability {arch_list} (first use, a few minutes)...",
             extra_cflags=["-O3"],
             extra_cuda_cflags=["-O3", "--use_fast_math", "-lineinfo"],

@@ -23,7 +23,7 @@ def test_cuda_extension_builds_and_imports():
 
     ext = build_cuda_extension("8.0")
     for name in ("covar_fwd", "covar_bwd", "project_fwd", "project_bwd", "sh_fwd", "sh_bwd", "raster_fwd", "raster_bwd",
-                 "slice4_fwd", "slice4_bwd", "l1_ssim"):
+                 "slice4_fwd", "slice4_bwd", "l1_ssim", "gabor_project_fwd", "gabor_project_bwd"):
         assert callable(getattr(ext, name)), name
 
 

@@ -485,3 +485,47 @@ def test_browser_dropdown_slider_and_a_burst_of_camera_moves(browser):
         page.close()
     finally:
         server.stop()
+
+
+def red_then_blue_4d_scene(n: int = 200):
+    """A real Gaussian4DScene: a red ball that exists around t = 0 and a blue one around t = 1 (same place)."""
+    from scenes import Gaussian4DScene
+    from scenes.gaussian_scene import rgb_to_sh_dc
+
+    ball = ball_scene(n)
+    params = {}
+    for name in ("means", "quats", "log_scales", "opacity_logits", "sh_rest"):
+        params[name] = torch.cat([ball.params[name].detach()] * 2)
+    red, blue = torch.tensor([0.9, 0.1, 0.1]), torch.tensor([0.1, 0.1, 0.9])
+    params["sh_dc"] = torch.cat([rgb_to_sh_dc(red).expand(n, 1, 3), rgb_to_sh_dc(blue).expand(n, 1, 3)])
+    params["sh_rest"] = torch.zeros_like(params["sh_rest"])
+    params["times"] = torch.cat([torch.zeros(n, 1), torch.ones(n, 1)])
+    params["log_scale_t"] = torch.full((2 * n, 1), math.log(0.1))  # invisible 0.5 away in time
+    params["quats_r"] = torch.tensor([1.0, 0.0, 0.0, 0.0]).expand(2 * n, 4).clone()
+    return Gaussian4DScene(params, sh_degree=ball.sh_degree, time_range=(0.0, 1.0))
+
+
+@pytest.mark.browser
+def test_browser_time_slider_drives_a_real_4d_scene(browser):
+    """The slider re-slices a Gaussian4DScene: red primitives at t = 0 give way to blue ones at t = 1."""
+    from viewer import ViewerServer
+
+    server = ViewerServer(red_then_blue_4d_scene(), port=0, max_resolution=96, verbose=False)
+    try:
+        page = browser.new_page(viewport={"width": 320, "height": 240})
+        page.goto(f"{server.url}/?fixedDpr=1")
+        got = server.wait_for_frame(lambda cid, rec: rec.full_res and rec.std > 0.02, timeout=40)
+        assert got is not None
+        cid, first = got
+        r0, _, b0 = first.mean_rgb
+        seq = server.frames_sent[cid][-1].seq
+        server.guis[cid].time_slider.value = 1.0
+        got = server.wait_for_frame(lambda c, rec: c == cid and rec.full_res, timeout=40, after_seq={cid: seq})
+        assert got is not None, "no frame after moving the time slider"
+        r1, _, b1 = got[1].mean_rgb
+        assert got[1].scene_time == pytest.approx(1.0)
+        assert r0 > b0 + 0.02, (r0, b0)  # the red primitives at t = 0
+        assert b1 > r1 + 0.02, (r1, b1)  # the blue ones at t = 1
+        page.close()
+    finally:
+        server.stop()

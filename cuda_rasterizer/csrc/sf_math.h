@@ -519,6 +519,14 @@ template <typename T> struct GaussianFootprint {
   SF_HOST_DEVICE inline void factor_vjp(T dx, T dy, T fac, T v_fac, T* v_params, int stride, T& v_mx, T& v_my) const {
     sigma_vjp(dx, dy, -fac * v_fac, v_params, stride, v_mx, v_my);
   }
+  // The cached variants (see GaborFootprint): nothing to keep here.
+  static constexpr int kCache = 0;
+  SF_HOST_DEVICE inline T factor_cached(T dx, T dy, T& sig, T*, int) const { return factor(dx, dy, sig); }
+  SF_HOST_DEVICE inline void fill_cache(T, T, T*, int) const {}
+  SF_HOST_DEVICE inline void factor_vjp_cached(T dx, T dy, T fac, T v_fac, const T*, int, T* v_params, int stride,
+                                               T& v_mx, T& v_my) const {
+    factor_vjp(dx, dy, fac, v_fac, v_params, stride, v_mx, v_my);
+  }
 };
 
 // ---- per-pixel blend step ----
@@ -536,6 +544,17 @@ template <typename T> SF_HOST_DEVICE inline T blend_alpha(T opacity, T sigma) {
 template <typename T, typename FP> SF_HOST_DEVICE inline T footprint_alpha(const FP& fp, T opacity, T dx, T dy, T& fac) {
   T sig;
   fac = fp.factor(dx, dy, sig);
+  const T raw = opacity * fac;
+  T alpha = raw < T(MAX_ALPHA) ? raw : T(MAX_ALPHA);
+  alpha = sig >= T(0) ? alpha : T(0);
+  return alpha >= T(ALPHA_THRESHOLD) ? alpha : T(0);
+}
+
+// footprint_alpha that leaves the footprint's per-lane values in `cache` (stride `cstride`) for factor_vjp_cached.
+template <typename T, typename FP>
+SF_HOST_DEVICE inline T footprint_alpha_cached(const FP& fp, T opacity, T dx, T dy, T& fac, T* cache, int cstride) {
+  T sig;
+  fac = fp.factor_cached(dx, dy, sig, cache, cstride);
   const T raw = opacity * fac;
   T alpha = raw < T(MAX_ALPHA) ? raw : T(MAX_ALPHA);
   alpha = sig >= T(0) ? alpha : T(0);

@@ -58,14 +58,15 @@ template <typename T> inline void channel_vjp(const LaneStep<T>& st, T& va, T cv
 }
 
 // From dL/dalpha to the opacity, footprint parameters, mean2d and absolute mean2d gradients of one lane.
+// `cache`: the lane's values left by footprint_alpha_cached (stride `cs`).
 template <typename T, typename FP>
-inline void footprint_vjp(const FP& fp, T dx, T dy, T op, T ex, T okf, T va, T& g_o, T* g_p, int lp, T& g_m0, T& g_m1,
-                          T& g_a0, T& g_a1) {
+inline void footprint_vjp(const FP& fp, T dx, T dy, const T* cache, int cs, T op, T ex, T okf, T va, T& g_o, T* g_p,
+                          int lp, T& g_m0, T& g_m1, T& g_a0, T& g_a1) {
   const T raw = op * ex;  // ex: the footprint's factor (exp(-sigma) times any modulation)
   const T pass = (raw <= T(sf::MAX_ALPHA)) ? okf : T(0);  // the MAX_ALPHA clamp has no gradient
   g_o += pass * ex * va;
   T vmx, vmy;
-  fp.factor_vjp(dx, dy, ex, pass * op * va, g_p, lp, vmx, vmy);
+  fp.factor_vjp_cached(dx, dy, ex, pass * op * va, cache, cs, g_p, lp, vmx, vmy);
   g_m0 += vmx;
   g_m1 += vmy;
   g_a0 += std::abs(vmx);
@@ -90,7 +91,8 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
   const int n_lane = 2 + KP + 4 + (C + 1);  // lane accumulators: mean2d, params, opacity, absgrad(2), colours+depth
   int lp = 1;  // lane stride: power of two >= row width, for the tree sums
   while (lp < rs) lp *= 2;
-  scratch.assign(size_t(np) * (4 + 2 * (C + 1)) + size_t(lp) * n_lane + size_t(rs) * 7 + 16, T(0));
+  constexpr int KC = FP::kCache;  // per-lane footprint values kept from the alpha pass for the VJP
+  scratch.assign(size_t(np) * (4 + 2 * (C + 1)) + size_t(lp) * n_lane + size_t(rs) * (7 + KC) + 16, T(0));
   T* tr = scratch.data();
   T* tfin = tr + np;
   T* vA = tfin + np;
@@ -131,6 +133,7 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
   T* va_l = rowtmp + 4 * rs;
   T* ex_l = rowtmp + 5 * rs;
   T* al_l = rowtmp + 6 * rs;
+  T* cache_l = rowtmp + 7 * rs;  // KC x rs
   // the forward's hand-vectorised row kernel ran for float, 16-lane rows and 3 channels: recompute alphas with it
   const bool vector_alpha = RowAlpha<T, FP>::kVector && LW == 16 && C == 3;
   const T dx_lo_off = T(x0 + tw - 1) + T(0.5) + T(1), dx_hi_off = T(x0) + T(0.5) - T(1);
@@ -177,6 +180,10 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
           const __m512 dxv = _mm512_sub_ps(_mm512_set1_ps(mx), _mm512_loadu_ps(px));
           _mm512_storeu_ps(al_l, RowAlpha<T, FP>::eval(fp, dxv, dy, op, rx, ex));
           _mm512_storeu_ps(ex_l, ex);
+          if constexpr (KC > 0) {
+#pragma omp simd
+            for (int x = 0; x < nl; ++x) fp.fill_cache(mx - px[x], dy, cache_l + x, rs);
+          }
         }
       }
 #endif
@@ -185,7 +192,7 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
         for (int x = 0; x < nl; ++x) {
           const T dx = mx - px[x];
           T fac;
-          const T alpha = sf::footprint_alpha(fp, op, dx, dy, fac);  // as the forward's generic row loop
+          const T alpha = sf::footprint_alpha_cached(fp, op, dx, dy, fac, cache_l + x, rs);  // the forward's bits
           al_l[x] = std::abs(dx) <= rx ? alpha : T(0);
           ex_l[x] = fac;
         }
@@ -214,7 +221,7 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
           channel_vjp(st, va, c1, bh1[x], vc1[x], gc1[x]);
           channel_vjp(st, va, c2, bh2[x], vc2[x], gc2[x]);
           channel_vjp(st, va, dep, bhd[x], vcd[x], gcd[x]);
-          footprint_vjp(fp, mx - px[x], dy, op, ex_l[x], st.okf, va, g_o[x], g_p + x, lp, g_m0[x], g_m1[x], g_a0[x],
+          footprint_vjp(fp, mx - px[x], dy, cache_l + x, rs, op, ex_l[x], st.okf, va, g_o[x], g_p + x, lp, g_m0[x], g_m1[x], g_a0[x],
                         g_a1[x]);
         }
         continue;
@@ -242,7 +249,7 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
       }
 #pragma omp simd
       for (int x = 0; x < nl; ++x)
-        footprint_vjp(fp, mx - px[x], dy, op, ex_l[x], ok_l[x], va_l[x], g_o[x], g_p + x, lp, g_m0[x], g_m1[x], g_a0[x],
+        footprint_vjp(fp, mx - px[x], dy, cache_l + x, rs, op, ex_l[x], ok_l[x], va_l[x], g_o[x], g_p + x, lp, g_m0[x], g_m1[x], g_a0[x],
                       g_a1[x]);
     }
     if (!any) continue;

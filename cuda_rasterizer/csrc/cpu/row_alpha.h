@@ -96,7 +96,7 @@ template <> struct RowAlpha<float, sf::GaussianFootprint<float>> {
 
 namespace avx512 {
 // sin and cos on 16 lanes: the steps of sf::sf_sincos(float) (quadrant reduction, polynomials on [-pi/4, pi/4]).
-inline void sincos(__m512 x, __m512& s, __m512& c) {
+__attribute__((always_inline)) inline void sincos(__m512 x, __m512& s, __m512& c) {
   const __m512 q = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(0.636619772367581343f), _mm512_set1_ps(0.5f)),
                                         _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(q, _mm512_set1_ps(1.5703125f), x);
@@ -128,7 +128,7 @@ template <> struct RowAlpha<float, sf::GaborFootprint<float, 4>> {
     return _mm512_fnmadd_ps(_mm512_set1_ps(fp.hx[k]), dx, _mm512_set1_ps(fp.ph[k] - fp.hy[k] * dy));
   }
   // alpha on 16 lanes; `ex` receives the factor exp(-sigma) * modulation (clamped at 0, as sf::GaborFootprint).
-  static inline __m512 eval(const FP& fp, __m512 dx, float dy, float opacity, float rx, __m512& ex) {
+  __attribute__((always_inline)) static inline __m512 eval(const FP& fp, __m512 dx, float dy, float opacity, float rx, __m512& ex) {
     const __m512 sig = Env::sigma(fp.env, dx, dy);
     __m512 m = _mm512_set1_ps(1.0f);
     for (int k = 0; k < 4; ++k) {
@@ -140,7 +140,7 @@ template <> struct RowAlpha<float, sf::GaborFootprint<float, 4>> {
     return Env::alpha_of(sig, ex, dx, opacity, rx);
   }
   // sf::GaborFootprint::factor_vjp on 16 lanes.
-  static inline void factor_vjp(const FP& fp, __m512 dx, float dy, __m512 fac, __m512 v_fac, __m512 v_params[FP::kParams],
+  __attribute__((always_inline)) static inline void factor_vjp(const FP& fp, __m512 dx, float dy, __m512 fac, __m512 v_fac, __m512 v_params[FP::kParams],
                                 __m512& v_mx, __m512& v_my) {
     const __m512 e = avx512::exp_neg(_mm512_sub_ps(_mm512_setzero_ps(), Env::sigma(fp.env, dx, dy)));
     Env::factor_vjp(fp.env, dx, dy, fac, v_fac, v_params, v_mx, v_my);

@@ -43,17 +43,28 @@ int64_t tile_offsets(const float* means2d, const int32_t* radii, int64_t n, int 
 void sort_intersections(const float* means2d, const int32_t* radii, const float* depths, const int32_t* offsets,
                         int64_t n, int64_t m, int width, int height, int64_t* keys, int32_t* ids,
                         int64_t* keys_sorted, int32_t* ids_sorted, int32_t* tile_ranges, cudaStream_t s);
-void render_fwd(const int32_t* tile_ranges, const int32_t* ids, const float* means2d, const float* conics,
+// Footprint parameters (n, 3 + 4 terms): the conic, then per Gabor term (hx, hy, amplitude, phase); terms = 0 is
+// the Gaussian footprint, 1..8 the Gabor one.
+void render_fwd(const int32_t* tile_ranges, const int32_t* ids, const float* means2d, const float* fp_params, int terms,
                 const float* colors, const float* opacities, const float* depths, const int32_t* radii,
                 const float* background, int channels, int width, int height, float* out_colors, float* out_alphas,
                 float* out_depths, float* out_trans, int32_t* last_pos, int32_t* last_id, cudaStream_t s);
 // Backward; gradient outputs must be zeroed by the caller (atomics accumulate into them).
-void render_bwd(const int32_t* tile_ranges, const int32_t* ids, const float* means2d, const float* conics,
+void render_bwd(const int32_t* tile_ranges, const int32_t* ids, const float* means2d, const float* fp_params, int terms,
                 const float* colors, const float* opacities, const float* depths, const int32_t* radii,
                 const float* background, int channels, int width, int height, const float* trans,
                 const int32_t* last_pos, const float* v_colors_px, const float* v_alphas_px,
-                const float* v_depths_px, float* v_means2d, float* v_conics, float* v_colors, float* v_opacities,
+                const float* v_depths_px, float* v_means2d, float* v_params, float* v_colors, float* v_opacities,
                 float* v_depths, float* absgrad, cudaStream_t s);
+// Gabor wave terms seen from a camera (sf::gabor_view / gabor_term): freqs (n, k, 3), weights and phases (n, k) ->
+// terms (n, k, 4) = (hx, hy, amplitude, phase), zeros where radii == 0; gabor_project_bwd is its VJP.
+void gabor_project_fwd(const sf::Camera& cam, const float* means, const float* covars, const float* freqs,
+                       const float* weights, const float* phases, const int32_t* radii, int64_t n, int k, float eps2d,
+                       float* terms, cudaStream_t s);
+void gabor_project_bwd(const sf::Camera& cam, const float* means, const float* covars, const float* freqs,
+                       const float* weights, const int32_t* radii, int64_t n, int k, float eps2d, const float* v_terms,
+                       float* v_means, float* v_covars, float* v_freqs, float* v_weights, float* v_phases,
+                       cudaStream_t s);
 
 // Fused (1 - w) L1 + w (1 - SSIM) of (H, W, C) float32 images (fused_loss.cu): stats = [mean |x - y|, mean SSIM,
 // mean (clamp(x, 0, 1) - y)^2] (device, float64); `grad` (nullable) receives d loss / d x. Scratch sizes come from the two helpers below.

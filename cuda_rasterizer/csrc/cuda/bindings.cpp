@@ -117,9 +117,19 @@ Tensor sh_bwd(int64_t degree, Tensor v_out, int64_t k, Tensor dirs, int64_t) {
   return vc;
 }
 
+// Footprint parameters (N, 3 + 4 K): the conic, then K Gabor terms (hx, hy, amplitude, phase); K = 0: Gaussians.
+int footprint_terms(const Tensor& params) {
+  TORCH_CHECK(params.dim() == 2 && params.size(1) >= 3 && (params.size(1) - 3) % 4 == 0,
+              "footprint parameters must be (N, 3 + 4 K), got ", params.sizes());
+  const int terms = int((params.size(1) - 3) / 4);
+  TORCH_CHECK(terms <= 8, "splatforge cuda backend: Gabor primitives support 1..8 terms, got ", terms);
+  return terms;
+}
+
 py::tuple raster_fwd(Tensor m2d, Tensor conics, Tensor colors, Tensor opac, Tensor depths, Tensor radii,
                      c10::optional<Tensor> background, int64_t width, int64_t height, int64_t tile, int64_t) {
   const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(m2d));
+  const int terms = footprint_terms(conics);
   TORCH_CHECK(tile == sf_cuda::kTile, "splatforge cuda backend: tile size is fixed at ", sf_cuda::kTile);
   m2d = c(m2d); conics = c(conics); colors = c(colors); opac = c(opac); depths = c(depths);
   radii = c(radii.to(torch::kInt32));
@@ -144,7 +154,7 @@ py::tuple raster_fwd(Tensor m2d, Tensor conics, Tensor colors, Tensor opac, Tens
   auto out_c = torch::empty({height, width, ch}, o), out_a = torch::empty({height, width, 1}, o);
   auto out_d = torch::empty({height, width, 1}, o), out_t = torch::empty({height, width, 1}, o);
   auto last_pos = torch::empty({height, width}, io), last_id = torch::empty({height, width}, io);
-  sf_cuda::render_fwd(p<int32_t>(ranges), p<int32_t>(ids_sorted), p<float>(m2d), p<float>(conics), p<float>(colors),
+  sf_cuda::render_fwd(p<int32_t>(ranges), p<int32_t>(ids_sorted), p<float>(m2d), p<float>(conics), terms, p<float>(colors),
                       p<float>(opac), p<float>(depths), p<int32_t>(radii), bg.defined() ? p<float>(bg) : nullptr,
                       int(ch), int(width), int(height), p<float>(out_c), p<float>(out_a), p<float>(out_d),
                       p<float>(out_t), p<int32_t>(last_pos), p<int32_t>(last_id), stream());
@@ -158,6 +168,7 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor m2d, Tensor co
                                int64_t height, int64_t, int64_t, Tensor trans, Tensor last_pos, Tensor v_colors,
                                Tensor v_alphas, Tensor v_depths) {
   const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(m2d));
+  const int terms = footprint_terms(conics);
   m2d = c(m2d); conics = c(conics); colors = c(colors); opac = c(opac); depths = c(depths);
   radii = c(radii.to(torch::kInt32)); trans = c(trans); last_pos = c(last_pos);
   v_colors = c(v_colors); v_alphas = c(v_alphas); v_depths = c(v_depths);
@@ -165,7 +176,7 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor m2d, Tensor co
   if (background.has_value()) bg = c(background.value());
   auto vm = torch::zeros_like(m2d), vcon = torch::zeros_like(conics), vcol = torch::zeros_like(colors);
   auto vo = torch::zeros_like(opac), vd = torch::zeros_like(depths), ag = torch::zeros_like(m2d);
-  sf_cuda::render_bwd(p<int32_t>(bins->ranges), p<int32_t>(bins->ids), p<float>(m2d), p<float>(conics),
+  sf_cuda::render_bwd(p<int32_t>(bins->ranges), p<int32_t>(bins->ids), p<float>(m2d), p<float>(conics), terms,
                       p<float>(colors), p<float>(opac), p<float>(depths), p<int32_t>(radii),
                       bg.defined() ? p<float>(bg) : nullptr, int(colors.size(1)), int(width), int(height),
                       p<float>(trans), p<int32_t>(last_pos), p<float>(v_colors), p<float>(v_alphas),
@@ -173,6 +184,37 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor m2d, Tensor co
                       p<float>(ag), stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {vm, vcon, vcol, vo, vd, ag};
+}
+
+Tensor gabor_project_fwd(Tensor means, Tensor covars, Tensor freqs, Tensor weights, Tensor phases, Tensor viewmat,
+                         Tensor K, int64_t width, int64_t height, Tensor radii, double eps2d, int64_t) {
+  const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(means));
+  means = c(means); covars = c(covars); freqs = c(freqs); weights = c(weights); phases = c(phases);
+  radii = c(radii.to(torch::kInt32));
+  auto cam = make_camera(viewmat, K, width, height);
+  const int64_t n = means.size(0), k = weights.size(1);
+  auto terms = torch::empty({n, k, 4}, means.options());
+  sf_cuda::gabor_project_fwd(cam, p<float>(means), p<float>(covars), p<float>(freqs), p<float>(weights),
+                             p<float>(phases), p<int32_t>(radii), n, int(k), float(eps2d), p<float>(terms), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return terms;
+}
+
+std::vector<Tensor> gabor_project_bwd(Tensor means, Tensor covars, Tensor freqs, Tensor weights, Tensor viewmat,
+                                      Tensor K, int64_t width, int64_t height, Tensor radii, double eps2d,
+                                      Tensor v_terms, int64_t) {
+  const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(means));
+  means = c(means); covars = c(covars); freqs = c(freqs); weights = c(weights); v_terms = c(v_terms);
+  radii = c(radii.to(torch::kInt32));
+  auto cam = make_camera(viewmat, K, width, height);
+  const int64_t n = means.size(0), k = weights.size(1);
+  auto vm = torch::empty_like(means), vc = torch::empty_like(covars), vf = torch::empty_like(freqs);
+  auto vw = torch::empty_like(weights), vp = torch::empty_like(weights);
+  sf_cuda::gabor_project_bwd(cam, p<float>(means), p<float>(covars), p<float>(freqs), p<float>(weights),
+                             p<int32_t>(radii), n, int(k), float(eps2d), p<float>(v_terms), p<float>(vm),
+                             p<float>(vc), p<float>(vf), p<float>(vw), p<float>(vp), stream());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {vm, vc, vf, vw, vp};
 }
 
 std::vector<Tensor> slice4_fwd(Tensor means, Tensor times, Tensor ql, Tensor qr, Tensor scales, Tensor opac, double t) {
@@ -235,6 +277,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("slice4_fwd", &slice4_fwd);
   m.def("slice4_bwd", &slice4_bwd);
   m.def("sh_bwd", &sh_bwd);
+  m.def("gabor_project_fwd", &gabor_project_fwd);
+  m.def("gabor_project_bwd", &gabor_project_bwd);
   m.def("raster_fwd", &raster_fwd);
   m.def("raster_bwd", &raster_bwd);
   m.def("l1_ssim", &l1_ssim);

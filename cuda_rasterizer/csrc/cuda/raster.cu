@@ -108,7 +108,8 @@ __global__ void __launch_bounds__(kBlock)
       const float dx = s_m[j].x - fx, dy = s_m[j].y - fy;
       if (fabsf(dx) > s_r[j].x || fabsf(dy) > s_r[j].y) continue;  // same box clip as the CPU backend
       const FP fp = FP::load(s_p, j);
-      const float alpha = sf::blend_alpha(s_o[j], fp.sigma(dx, dy));
+      float fac;
+      const float alpha = sf::footprint_alpha(fp, s_o[j], dx, dy, fac);
       if (alpha <= 0.f) continue;
       const float next = T * (1.f - alpha);
       if (next <= float(sf::TRANSMITTANCE_EPS)) {
@@ -204,12 +205,10 @@ __global__ void __launch_bounds__(kBlock)
       const float dx = s_m[j].x - fx, dy = s_m[j].y - fy;
       const FP fp = FP::load(s_p, j);
       bool valid = b_end - 1 - j <= last && fabsf(dx) <= s_r[j].x && fabsf(dy) <= s_r[j].y;
-      const float sigma = valid ? fp.sigma(dx, dy) : -1.f;
-      valid = valid && sigma >= 0.f;
-      const float ex = valid ? sf::sf_exp_neg(-sigma) : 0.f;
+      float ex = 0.f;  // the footprint's factor: exp(-sigma) times any modulation
+      const float alpha = valid ? sf::footprint_alpha(fp, s_o[j], dx, dy, ex) : 0.f;
       const float raw = s_o[j] * ex;
-      const float alpha = fminf(float(sf::MAX_ALPHA), raw);
-      valid = valid && alpha >= float(sf::ALPHA_THRESHOLD);
+      valid = valid && alpha > 0.f;
       if (!__any_sync(0xffffffffu, valid)) continue;  // warp-uniform
       const int32_t id = s_id[j];
       float g_col[kCh], g_dep = 0.f, g_op = 0.f, vp[FP::kParams], vmx = 0.f, vmy = 0.f;
@@ -236,7 +235,7 @@ __global__ void __launch_bounds__(kBlock)
         g_dep = w * vD;
         if (raw <= float(sf::MAX_ALPHA)) {  // the MAX_ALPHA clamp has no gradient
           g_op = ex * v_alpha;
-          fp.sigma_vjp(dx, dy, -raw * v_alpha, vp, 1, vmx, vmy);
+          fp.factor_vjp(dx, dy, ex, s_o[j] * v_alpha, vp, 1, vmx, vmy);
         }
       }
       const float amx = warp_sum(fabsf(vmx)), amy = warp_sum(fabsf(vmy));
@@ -303,32 +302,53 @@ void sort_intersections(const float* m2d, const int32_t* radii, const float* dep
   ranges_k<<<unsigned((m + 255) / 256), 256, 0, s>>>(keys_sorted, m, ranges);
 }
 
-void render_fwd(const int32_t* ranges, const int32_t* ids, const float* m2d, const float* conics, const float* colors,
-                const float* opac, const float* depths, const int32_t* radii, const float* bg, int C, int W, int H,
-                float* out_c, float* out_a, float* out_d, float* out_t, int32_t* last_pos, int32_t* last_id,
-                cudaStream_t s) {
-  const int tiles_x = (W + kTile - 1) / kTile, tiles_y = (H + kTile - 1) / kTile;
-  render_fwd_k<sf::GaussianFootprint<float>><<<dim3(tiles_x, tiles_y), dim3(kTile, kTile), 0, s>>>(
-      ranges, ids, m2d, conics, colors, opac, depths, radii, bg, C, W, H, tiles_x, out_c, out_a, out_d, out_t,
-      last_pos, last_id);
+// Calls f(FP{}) with the footprint type for `terms` wave terms (0: Gaussian; 1..8: Gabor), as the CPU backend.
+template <typename F> void with_footprint(int terms, F&& f) {
+  switch (terms) {
+    case 0: f(sf::GaussianFootprint<float>{}); break;
+    case 1: f(sf::GaborFootprint<float, 1>{}); break;
+    case 2: f(sf::GaborFootprint<float, 2>{}); break;
+    case 3: f(sf::GaborFootprint<float, 3>{}); break;
+    case 4: f(sf::GaborFootprint<float, 4>{}); break;
+    case 5: f(sf::GaborFootprint<float, 5>{}); break;
+    case 6: f(sf::GaborFootprint<float, 6>{}); break;
+    case 7: f(sf::GaborFootprint<float, 7>{}); break;
+    case 8: f(sf::GaborFootprint<float, 8>{}); break;
+    default: break;  // the bindings refuse other counts
+  }
 }
 
-void render_bwd(const int32_t* ranges, const int32_t* ids, const float* m2d, const float* conics, const float* colors,
-                const float* opac, const float* depths, const int32_t* radii, const float* bg, int C, int W, int H,
-                const float* trans, const int32_t* last_pos, const float* v_c, const float* v_a, const float* v_d,
-                float* g_m2d, float* g_conics, float* g_colors, float* g_opac, float* g_depths, float* g_abs,
-                cudaStream_t s) {
+void render_fwd(const int32_t* ranges, const int32_t* ids, const float* m2d, const float* fp_params, int terms,
+                const float* colors, const float* opac, const float* depths, const int32_t* radii, const float* bg,
+                int C, int W, int H, float* out_c, float* out_a, float* out_d, float* out_t, int32_t* last_pos,
+                int32_t* last_id, cudaStream_t s) {
+  const int tiles_x = (W + kTile - 1) / kTile, tiles_y = (H + kTile - 1) / kTile;
+  with_footprint(terms, [&](auto tag) {
+    using FP = decltype(tag);
+    render_fwd_k<FP><<<dim3(tiles_x, tiles_y), dim3(kTile, kTile), 0, s>>>(
+        ranges, ids, m2d, fp_params, colors, opac, depths, radii, bg, C, W, H, tiles_x, out_c, out_a, out_d, out_t,
+        last_pos, last_id);
+  });
+}
+
+void render_bwd(const int32_t* ranges, const int32_t* ids, const float* m2d, const float* fp_params, int terms,
+                const float* colors, const float* opac, const float* depths, const int32_t* radii, const float* bg,
+                int C, int W, int H, const float* trans, const int32_t* last_pos, const float* v_c, const float* v_a,
+                const float* v_d, float* g_m2d, float* g_params, float* g_colors, float* g_opac, float* g_depths,
+                float* g_abs, cudaStream_t s) {
   const int tiles_x = (W + kTile - 1) / kTile, tiles_y = (H + kTile - 1) / kTile;
   const dim3 grid(tiles_x, tiles_y), block(kTile, kTile);
-  using FP = sf::GaussianFootprint<float>;
-  if (C == 3)
-    render_bwd_k<FP, 3><<<grid, block, 0, s>>>(ranges, ids, m2d, conics, colors, opac, depths, radii, bg, C, W, H,
-                                                tiles_x, trans, last_pos, v_c, v_a, v_d, g_m2d, g_conics, g_colors,
-                                                g_opac, g_depths, g_abs);
-  else
-    render_bwd_k<FP, 0><<<grid, block, 0, s>>>(ranges, ids, m2d, conics, colors, opac, depths, radii, bg, C, W, H,
-                                                tiles_x, trans, last_pos, v_c, v_a, v_d, g_m2d, g_conics, g_colors,
-                                                g_opac, g_depths, g_abs);
+  with_footprint(terms, [&](auto tag) {
+    using FP = decltype(tag);
+    if (C == 3)
+      render_bwd_k<FP, 3><<<grid, block, 0, s>>>(ranges, ids, m2d, fp_params, colors, opac, depths, radii, bg, C, W,
+                                                  H, tiles_x, trans, last_pos, v_c, v_a, v_d, g_m2d, g_params,
+                                                  g_colors, g_opac, g_depths, g_abs);
+    else
+      render_bwd_k<FP, 0><<<grid, block, 0, s>>>(ranges, ids, m2d, fp_params, colors, opac, depths, radii, bg, C, W,
+                                                  H, tiles_x, trans, last_pos, v_c, v_a, v_d, g_m2d, g_params,
+                                                  g_colors, g_opac, g_depths, g_abs);
+  });
 }
 
 }  // namespace sf_cuda
