@@ -156,6 +156,12 @@ class GaborScene(SplatScene):
         (N, K, 3), `gabor_weights` (N, K) and `gabor_phases` (N, K)."""
         coeffs, degree = self._sh_inputs(sh_degree)
         scales = self.scales
+        on = self.params["gabor_active"] == 1
+        freqs = world_frequencies(self.params["gabor_nu"], self.quats, scales)
+        # Inactive terms weigh 0, so their frequencies and phases have no true gradient: detached, nothing the
+        # rasterizer returns for them (0 times a large number) reaches nu, the scales or the rotations.
+        freqs = torch.where(on[..., None], freqs, freqs.detach())
+        phases = torch.where(on, self.params["gabor_phases"], self.params["gabor_phases"].detach())
         inputs = dict(
             means=self.means,
             quats=self.quats,
@@ -163,9 +169,9 @@ class GaborScene(SplatScene):
             opacities=self.opacities,
             colors=coeffs,
             sh_degree=degree,
-            gabor_freqs=world_frequencies(self.params["gabor_nu"], self.quats, scales),
+            gabor_freqs=freqs,
             gabor_weights=self.gabor_weights,
-            gabor_phases=self.params["gabor_phases"],
+            gabor_phases=phases,
         )
         return self._apply_render_hook(inputs)
 

@@ -128,9 +128,13 @@ def main(cfg: BenchConfig) -> List[Dict[str, object]]:
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
     from scenes.atomic import atomic_path
 
-    with atomic_path(cfg.output_dir / "bench_gabor_quality.json") as tmp:
-        tmp.write_text(json.dumps(rows, indent=2))
-    print(table(rows))
+    out = cfg.output_dir / "bench_gabor_quality.json"  # rows of earlier invocations are kept (same key: replaced)
+    earlier = json.loads(out.read_text()) if out.is_file() else []
+    keys = {(r["dataset"], r["cap"], r["model"]) for r in rows}
+    merged = [r for r in earlier if (r["dataset"], r["cap"], r["model"]) not in keys] + rows
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(merged, indent=2))
+    print(table(merged))
     return rows
 
 

@@ -51,6 +51,8 @@ def test_active_terms_change_the_image_and_the_probe_sees_inactive_terms():
         grads[backend] = gabor.params["gabor_raw_weights"].grad.clone()
     assert grads["cpu"].abs().sum() > 0  # dL/dw of terms that are off: the residual's correlation with each wave
     assert torch.allclose(grads["cpu"], grads["reference"], rtol=1e-3, atol=1e-7)
+    nu_grad = gabor.params["gabor_nu"].grad  # terms that are off pass nothing to their frequencies and phases
+    assert nu_grad is None or torch.equal(nu_grad, torch.zeros_like(nu_grad))
     plain = render(gabor, camera(), backend="cpu").rgb
     with torch.no_grad():
         gabor.params["gabor_active"][:, 0] = 1.0

@@ -134,6 +134,10 @@ class GaborTraining(Strategy):
                 if radii is not None and meta.get("primitive_index") is None and radii.shape[0] == len(scene):
                     self.seen += (radii > 0).all(dim=-1).to(self.seen.dtype)
         raw.grad.masked_fill_(inactive, 0.0)  # the probe is a measurement: inactive weights stay at 0
+        for name in ("gabor_nu", "gabor_phases"):  # inactive terms are not optimised (their gradient is 0 times
+            grad = scene.params[name].grad         # something; overwritten, so a 0 * inf there cannot reach Adam)
+            if grad is not None:
+                grad.masked_fill_(inactive if grad.dim() == 2 else inactive[..., None], 0.0)
 
     def post_step(self, scene, optimizers, step) -> Dict[str, float]:
         cfg = self.config
