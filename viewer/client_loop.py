@@ -178,7 +178,7 @@ class ClientRenderLoop:
                 lock=lock,
                 post_process=getattr(self, "post_process", None),  # set by viewer.mesh_panel
             )
-            primitives = len(scene)
+            primitives = len(scene) if hasattr(scene, "__len__") else 0  # a radiance field has no primitives
         except FrameAborted:
             self.frames_dropped += 1
             return None
