@@ -39,6 +39,8 @@ class BenchDrivingConfig:
     sh_degree: int = 1
     output_dir: Path = Path("outputs/bench_driving")
     seed: int = 0
+    driving: DrivingConfig = field(default_factory=DrivingConfig)
+    """The LiDAR-camera run's driving settings (camera-only: the same with --driving.no-use-lidar)."""
     modes: Tuple[str, ...] = ("lidar-camera", "camera-only")
     """Which runs to make (the difference line needs both)."""
 
@@ -62,7 +64,8 @@ def run_bench(cfg: BenchDrivingConfig) -> List[Dict[str, object]]:
     for note in data.notes:
         print(f"[data] {note}")
     rows = []
-    runs = {"lidar-camera": DrivingConfig(), "camera-only": DrivingConfig(use_lidar=False)}
+    runs = {"lidar-camera": dataclasses.replace(cfg.driving, use_lidar=True),
+            "camera-only": dataclasses.replace(cfg.driving, use_lidar=False)}
     for name in cfg.modes:
         if name not in runs:
             raise ValueError(f"--modes: unknown mode {name!r} (lidar-camera, camera-only)")

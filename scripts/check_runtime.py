@@ -30,6 +30,7 @@ RUNTIME_MODULES = {
     "scipy": "initial scales",
     "matplotlib": "training curves",
     "tyro": "the command lines",
+    "kiss_icp": "LiDAR odometry for driving logs without poses",
 }
 # Native shared objects inside a package, checked with ldd (relative to the package folder).
 NATIVE_OBJECTS = {"open3d": ["pybind*.so", "libOpen3D.so*"]}

@@ -82,6 +82,9 @@ def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
     if "gabor_active_terms" in metrics:
         print(f"[gabor] {int(metrics['gabor_active_terms'])} terms active "
               f"({metrics['gabor_terms_per_primitive']:.2f} per primitive of {int(metrics['gabor_num_terms'])})")
+    if metrics.get("depth_abs_rel") is not None:  # driving logs: depth against the held-out frames' LiDAR
+        print(f"[eval] depth vs LiDAR (1-80 m): AbsRel {metrics['depth_abs_rel']:.4f}, RMSE {metrics['depth_rmse']:.3f} m, "
+              f"delta<1.25 {metrics['depth_delta1']:.4f}")
     print(json.dumps({"run_dir": str(trainer.run_dir)}))
     if server is not None:
         server.control.finished(f"training finished: test PSNR {metrics['psnr']:.2f} dB")
