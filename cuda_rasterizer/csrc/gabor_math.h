@@ -42,13 +42,21 @@ SF_HOST_DEVICE SF_FORCE_INLINE void sf_sincos(float x, float& s, float& c) {
   s = (qi & 2) ? -s0 : s0;
   c = (qi == 1 || qi == 2) ? -c0 : c0;
 }
-// cos alone (the forward needs no sine): x = r + q pi, |r| <= pi/2, cos x = (-1)^q cos r with the Taylor polynomial
-// to r^12 (truncation < 6e-9 on [-pi/2, pi/2]); ~12 operations against ~22 for sf_sincos.
-SF_HOST_DEVICE SF_FORCE_INLINE float sf_cos(float x) {
+// x = r + q pi with |r| <= pi/2 (3-part Cody-Waite pi); `odd` says whether q is odd (cos and sin change sign).
+SF_HOST_DEVICE SF_FORCE_INLINE float reduce_half_turns(float x, bool& odd) {
   const float q = floor(x * 0.318309886183790672f + 0.5f);
   float r = x - q * 3.140625f;
   r = r - q * 9.67502593994140625e-4f;
   r = r - q * 1.509957990978376432e-7f;
+  odd = (static_cast<int32_t>(q) & 1) != 0;
+  return r;
+}
+
+// cos alone (the forward needs no sine): cos x = (-1)^q cos r with the Taylor polynomial to r^12 (truncation < 6e-9
+// on [-pi/2, pi/2]); ~12 operations against ~22 for sf_sincos.
+SF_HOST_DEVICE SF_FORCE_INLINE float sf_cos(float x) {
+  bool odd;
+  const float r = reduce_half_turns(x, odd);
   const float r2 = r * r;
   float p = 2.08767569878680989e-9f;
   p = p * r2 - 2.75573192239858907e-7f;
@@ -57,16 +65,14 @@ SF_HOST_DEVICE SF_FORCE_INLINE float sf_cos(float x) {
   p = p * r2 + 4.16666666666666667e-2f;
   p = p * r2 - 0.5f;
   p = p * r2 + 1.0f;
-  return (static_cast<int32_t>(q) & 1) ? -p : p;
+  return odd ? -p : p;
 }
 SF_HOST_DEVICE inline double sf_cos(double x) { return std::cos(x); }
 
 // sin alone, the same reduction: sin x = (-1)^q sin r, Taylor polynomial to r^13.
 SF_HOST_DEVICE SF_FORCE_INLINE float sf_sin(float x) {
-  const float q = floor(x * 0.318309886183790672f + 0.5f);
-  float r = x - q * 3.140625f;
-  r = r - q * 9.67502593994140625e-4f;
-  r = r - q * 1.509957990978376432e-7f;
+  bool odd;
+  const float r = reduce_half_turns(x, odd);
   const float r2 = r * r;
   float p = 1.60590438368216146e-10f;
   p = p * r2 - 2.50521083854417188e-8f;
@@ -75,7 +81,7 @@ SF_HOST_DEVICE SF_FORCE_INLINE float sf_sin(float x) {
   p = p * r2 + 8.33333333333333333e-3f;
   p = p * r2 - 1.66666666666666667e-1f;
   p = (p * r2) * r + r;
-  return (static_cast<int32_t>(q) & 1) ? -p : p;
+  return odd ? -p : p;
 }
 SF_HOST_DEVICE inline double sf_sin(double x) { return std::sin(x); }
 
@@ -244,6 +250,44 @@ SF_HOST_DEVICE inline void gabor_view_vjp(const GaborView<T>& v, const GaborView
         for (int l = 0; l < 3; ++l) acc += v.rc[k * 3 + i] * v_cc[k * 3 + l] * v.rc[l * 3 + j];
       v_cov[i * 3 + j] += acc;
     }
+}
+
+// ---- one primitive's terms, forward and VJP (the per-primitive bodies of both backends' projection kernels) ----
+// out (k, 4) = (hx, hy, amplitude, phase) per term; zeros when the primitive is culled (`visible` false) or behind
+// the camera.
+template <typename T>
+SF_HOST_DEVICE inline void gabor_project_terms(const Camera& cam, const T mean[3], const T cov[9], const T* freqs,
+                                               const T* weights, const T* phases, int k, bool visible, T eps2d, T* out) {
+  GaborView<T> v;
+  const bool ok = visible && gabor_view(cam, mean, cov, v);
+  for (int t = 0; t < k; ++t) {
+    T h[2] = {0, 0}, a = 0;
+    if (ok) gabor_term(v, freqs + 3 * t, weights[t], eps2d, h, &a);
+    out[4 * t] = h[0];
+    out[4 * t + 1] = h[1];
+    out[4 * t + 2] = a;
+    out[4 * t + 3] = ok ? phases[t] : T(0);
+  }
+}
+
+// VJP of gabor_project_terms: writes (not accumulates) v_mean (3), v_cov (9), v_freqs (k, 3), v_weights, v_phases (k).
+template <typename T>
+SF_HOST_DEVICE inline void gabor_project_terms_vjp(const Camera& cam, const T mean[3], const T cov[9], const T* freqs,
+                                                   const T* weights, int k, bool visible, T eps2d, const T* v_terms,
+                                                   T v_mean[3], T v_cov[9], T* v_freqs, T* v_weights, T* v_phases) {
+  for (int j = 0; j < 3; ++j) v_mean[j] = 0;
+  for (int j = 0; j < 9; ++j) v_cov[j] = 0;
+  for (int j = 0; j < 3 * k; ++j) v_freqs[j] = 0;
+  for (int j = 0; j < k; ++j) v_weights[j] = v_phases[j] = 0;
+  GaborView<T> v;
+  if (!(visible && gabor_view(cam, mean, cov, v))) return;
+  GaborViewGrad<T> g;
+  for (int t = 0; t < k; ++t) {
+    const T* vt = v_terms + 4 * t;
+    gabor_term_vjp(v, freqs + 3 * t, weights[t], eps2d, vt, vt[2], g, v_freqs + 3 * t, v_weights + t);
+    v_phases[t] = vt[3];
+  }
+  gabor_view_vjp(v, g, v_mean, v_cov);
 }
 
 // ---- the 2D Gabor footprint: Gaussian envelope (the conic) times 1 + sum_k a_k cos(phi_k - h_k . d) ----

@@ -12,17 +12,8 @@ __global__ void gabor_project_fwd_k(sf::Camera cam, const float* means, const fl
                                     float eps2d, float* terms) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  float* out = terms + i * k * 4;
-  sf::GaborView<float> v;
-  const bool ok = radii[2 * i] > 0 && radii[2 * i + 1] > 0 && sf::gabor_view(cam, means + 3 * i, covars + 9 * i, v);
-  for (int t = 0; t < k; ++t) {
-    float h[2] = {0.f, 0.f}, a = 0.f;
-    if (ok) sf::gabor_term(v, freqs + (i * k + t) * 3, weights[i * k + t], eps2d, h, &a);
-    out[4 * t] = h[0];
-    out[4 * t + 1] = h[1];
-    out[4 * t + 2] = a;
-    out[4 * t + 3] = ok ? phases[i * k + t] : 0.f;
-  }
+  sf::gabor_project_terms(cam, means + 3 * i, covars + 9 * i, freqs + i * k * 3, weights + i * k, phases + i * k, k,
+                          radii[2 * i] > 0 && radii[2 * i + 1] > 0, eps2d, terms + i * k * 4);
 }
 
 __global__ void gabor_project_bwd_k(sf::Camera cam, const float* means, const float* covars, const float* freqs,
@@ -31,20 +22,9 @@ __global__ void gabor_project_bwd_k(sf::Camera cam, const float* means, const fl
                                     float* v_weights, float* v_phases) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  for (int j = 0; j < 3; ++j) v_means[3 * i + j] = 0.f;
-  for (int j = 0; j < 9; ++j) v_covars[9 * i + j] = 0.f;
-  for (int j = 0; j < 3 * k; ++j) v_freqs[3 * i * k + j] = 0.f;
-  for (int j = 0; j < k; ++j) v_weights[i * k + j] = v_phases[i * k + j] = 0.f;
-  sf::GaborView<float> v;
-  if (!(radii[2 * i] > 0 && radii[2 * i + 1] > 0 && sf::gabor_view(cam, means + 3 * i, covars + 9 * i, v))) return;
-  sf::GaborViewGrad<float> g;
-  for (int t = 0; t < k; ++t) {
-    const float* vt = v_terms + (i * k + t) * 4;
-    sf::gabor_term_vjp(v, freqs + (i * k + t) * 3, weights[i * k + t], eps2d, vt, vt[2], g, v_freqs + (i * k + t) * 3,
-                       v_weights + i * k + t);
-    v_phases[i * k + t] = vt[3];
-  }
-  sf::gabor_view_vjp(v, g, v_means + 3 * i, v_covars + 9 * i);
+  sf::gabor_project_terms_vjp(cam, means + 3 * i, covars + 9 * i, freqs + i * k * 3, weights + i * k, k,
+                              radii[2 * i] > 0 && radii[2 * i + 1] > 0, eps2d, v_terms + i * k * 4, v_means + 3 * i,
+                              v_covars + 9 * i, v_freqs + i * k * 3, v_weights + i * k, v_phases + i * k);
 }
 
 }  // namespace
