@@ -72,8 +72,12 @@ def test_browser_rect_select_delete_undo(browser, tmp_path):
         assert poll(lambda: f"**{n - selected:,}** splats" in panel.status.content, 10), panel.status.content
 
         press(page, "Undo")
-        assert poll(lambda: len(server.scene) == n, 15), "undo did not restore the deleted splats"
-        assert editor.num_selected == selected
+
+        def restored() -> bool:  # read under the scene lock: undo re-inserts rows first, then restores the selection
+            with server.scene_lock:
+                return len(server.scene) == n and editor.num_selected == selected
+
+        assert poll(restored, 15), f"undo: {len(server.scene)} splats, {editor.num_selected} selected (want {n}, {selected})"
         press(page, "Redo")
         assert poll(lambda: len(server.scene) == n - selected, 15), "redo did not delete again"
 
