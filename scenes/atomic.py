@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import re
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator, List, Union
+from typing import Callable, Iterator, List, Union
 
 STALE_TMP_SECONDS = 6 * 3600.0
 
@@ -97,3 +98,27 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Union[str, Path], keep_existing: Callable[[], bool] = lambda: False) -> Iterator[Path]:
+    """Yield a fresh temporary folder beside `path`; on success it replaces `path` (renamed in, the old folder removed
+    after), so readers see the old folder or the complete new one, never a partial one. `keep_existing()` is asked
+    after the body: True (a concurrent writer already put an up-to-date folder there) drops the new one instead.
+    On an error nothing is left behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if keep_existing():
+            return
+        old = path.parent / f".{path.name}.old-{os.getpid()}"
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

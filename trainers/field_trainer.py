@@ -211,9 +211,9 @@ class FieldTrainer(Trainer):
         print(f"[eval] step {self.step} ({reason}): test PSNR {metrics['psnr']:.2f} dB, SSIM {metrics['ssim']:.4f}", flush=True)
         return record
 
-    def save_checkpoint(self) -> Path:
-        path = self.run_dir / "checkpoints" / f"step_{self.step:06d}.pt"
-        payload = {
+    def checkpoint_payload(self) -> Dict[str, object]:
+        """The field's checkpoint: no strategy; the ray sampler's generator and rays-per-step instead."""
+        return {
             "scene": self.scene.state(),
             "step": self.step,
             "optimizers": {"field": tensors_to(self.optimizers["field"].state_dict(), torch.device("cpu"))},
@@ -224,10 +224,6 @@ class FieldTrainer(Trainer):
             "train_seconds": self.train_seconds,
             "config": dataclasses.asdict(self.config),
         }
-        save_checkpoint(path, payload)
-        save_checkpoint(self.run_dir / "checkpoints" / "latest.pt", payload)
-        self._last_good_checkpoint = path
-        return path
 
     def save_scene_file(self) -> None:
         """field.pt: the field alone (what sf-render / sf-eval / sf-view / sf-distill open)."""

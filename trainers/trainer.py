@@ -390,8 +390,16 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         """Write step_NNNNNN.pt and latest.pt with CPU tensors only (a GPU run's checkpoint loads without a GPU)."""
         path = self.run_dir / "checkpoints" / f"step_{self.step:06d}.pt"
+        payload = self.checkpoint_payload()
+        save_checkpoint(path, payload)
+        save_checkpoint(self.run_dir / "checkpoints" / "latest.pt", payload)
+        self._last_good_checkpoint = path
+        return path
+
+    def checkpoint_payload(self) -> Dict[str, object]:
+        """What a checkpoint holds (CPU tensors): scene, optimisers, strategy, random state, history."""
         cpu = torch.device("cpu")
-        payload = {
+        return {
             "scene": self.scene.state(),
             "step": self.step,
             "optimizers": {k: tensors_to(v.state_dict(), cpu) for k, v in self.optimizers.items()},
@@ -402,10 +410,6 @@ class Trainer:
             "train_seconds": self.train_seconds,
             "config": dataclasses.asdict(self.config),
         }
-        save_checkpoint(path, payload)
-        save_checkpoint(self.run_dir / "checkpoints" / "latest.pt", payload)
-        self._last_good_checkpoint = path
-        return path
 
     def save_scene_file(self) -> None:
         """The scene file of the run folder (scene.ply)."""

@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple
@@ -26,6 +24,7 @@ from typing import Callable, List, Optional, Tuple
 import imageio.v3 as iio
 import numpy as np
 
+from scenes.atomic import atomic_folder
 from render.conventions import look_at_w2c, opencv_w2c_to_opengl_c2w
 from render.system_libs import import_open3d
 
@@ -451,20 +450,9 @@ def generate_folder(config: DemoSceneConfig, writer: Callable[[Path, DemoSceneCo
     out = Path(config.output)
     if is_up_to_date(out, config):
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    # a concurrent generator that finished first keeps its folder
+    with atomic_folder(out, keep_existing=lambda: is_up_to_date(out, config)) as tmp:
         writer(tmp, config)
-        if is_up_to_date(out, config):  # a concurrent generator finished first
-            return out
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -17,13 +17,13 @@ Writes go to a temporary folder renamed into place, so a failure never leaves a 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 
+from scenes.atomic import atomic_folder
 from .driving_log import CameraSensor, DrivingLog, Frame
 
 MARKER = "driving_log.json"
@@ -92,10 +92,7 @@ def write_canonical_log(log: DrivingLog, out: Path, scans: Optional[List[np.ndar
     """Write `log` to `out` in the canonical layout (temp folder + rename). `scans` replaces the on-disk scans
     (e.g. synthetic ones, float (N, 4)); otherwise the log's scan files are copied."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_folder(out) as tmp:
         for sub in ("images", "lidar", "ego_pose", "extrinsics", "intrinsics"):
             (tmp / sub).mkdir(parents=True)
         for name, cam in log.cameras.items():
@@ -122,11 +119,4 @@ def write_canonical_log(log: DrivingLog, out: Path, scans: Optional[List[np.ndar
             "source": str(log.source),
         }
         (tmp / MARKER).write_text(json.dumps(meta, indent=2))
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -27,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
+from scenes.atomic import atomic_folder
 from render.system_libs import import_open3d
 
 from .driving_layout import write_canonical_log
@@ -317,18 +316,8 @@ def generate_synthetic_street(config: Optional[SyntheticStreetConfig] = None) ->
     out = Path(config.output)
     if is_up_to_date(out, config):
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_folder(out) as tmp:
         _write(tmp, config)
-        old = out.parent / f".{out.name}.old-{os.getpid()}"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
