@@ -1,7 +1,8 @@
 // CPU backward blend: per tile, walk back from each pixel's last contributor recovering T (as the CUDA kernels do).
 // Each (tile, primitive) intersection writes its own gradient row (at its position in the tile lists, so a tile's
 // rows are contiguous); rows are summed per primitive in emission order, so results do not depend on the thread
-// count or scheduling. float / 3 channels / 16-pixel tiles take a row-by-row AVX-512 kernel; the rest a per-lane one.
+// count or scheduling. float / 3 channels / 16-pixel tiles take a row-by-row AVX-512 kernel (AVX2: tiles up to 16
+// pixels wide, backward_rows_avx2.h); the rest a per-lane one.
 #pragma once
 
 #include <algorithm>
@@ -11,30 +12,12 @@
 
 #include "../sf_math.h"
 #include "binning.h"
+#include "backward_rows_avx2.h"
 #include "raster_fwd.h"
+#include "raster_grads.h"
 #include "row_alpha.h"
 
 namespace sf_cpu {
-
-template <typename T> struct RasterGradIn {
-  const T* v_colors;  // (H, W, C)
-  const T* v_alphas;  // (H, W)
-  const T* v_depths;  // (H, W)
-  const T* trans;     // (H, W) final transmittance from the forward
-  const int32_t* last_pos;
-};
-
-template <typename T> struct RasterGradOut {
-  T* v_means2d;   // (N, 2)
-  T* v_params;    // (N, kParams)
-  T* v_colors;    // (N, C)
-  T* v_opacities; // (N,)
-  T* v_depths;    // (N,)
-  T* absgrad;     // (N, 2) sum over pixels of |d loss / d mean2d| per axis
-};
-
-// Gradient row layout per intersection: mean2d(2), params(kP), opacity, depth, absgrad(2), colors(C).
-template <typename FP> inline int grad_row(int channels) { return 2 + FP::kParams + 4 + channels; }
 
 // Per-lane pieces of one backward step, shared by the fused RGB pass and the generic passes of backward_tile.
 template <typename T> struct LaneStep {
@@ -433,6 +416,14 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
       if constexpr (RowAlpha<T, FP>::kVector) {
         if (in.tile == kLanes && C == 3) {
           backward_tile_rows_avx512<FP>(in, bins, pk, gin, t, tiles_x, sc, G.data());
+          continue;
+        }
+      }
+#endif
+#if defined(SF_ROWS_AVX2)
+      if constexpr (RowAlpha8<T, FP>::kVector) {
+        if (in.tile <= kLanes && C == 3) {  // the forward's condition for blend_half_row_avx2 (LW == 16, CC == 3)
+          backward_tile_rows_avx2<FP>(in, bins, pk, gin, t, tiles_x, sc, G.data());
           continue;
         }
       }

@@ -1,0 +1,151 @@
+// Shared by the CPU forward and backward blends: the raster inputs and outputs, the per-primitive records packed in
+// depth order, and the per-row primitive lists of a tile (both passes walk the same lists).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "../sf_math.h"
+#include "binning.h"
+#include "row_alpha.h"
+
+namespace sf_cpu {
+
+template <typename T> struct RasterInputs {
+  const T* means2d;      // (N, 2)
+  const T* fp_params;    // (N, FP::kParams)
+  const T* colors;       // (N, C)
+  const T* opacities;    // (N,)
+  const T* depths;       // (N,)
+  const int32_t* radii;  // (N, 2)
+  const T* background;   // (C,) or nullptr
+  int64_t n;
+  int channels, width, height, tile;
+};
+
+template <typename T> struct RasterOutputs {
+  T* colors;         // (H, W, C)
+  T* alphas;         // (H, W)
+  T* depths;         // (H, W) accumulated sum w z
+  T* trans;          // (H, W) final transmittance
+  int32_t* last_id;  // (H, W) primitive id of the last contributor, -1 none
+  int32_t* last_pos; // (H, W) its position in bins.ids, -1 none
+  int64_t* n_evals;  // number of primitive-pixel footprint evaluations (box-clipped lanes), for benchmarks
+};
+
+// Per-primitive data packed by depth rank (one record per binned primitive, read in ascending rank order by every
+// tile): mean2d, radii, opacity, depth, the row-skip level ln(255 o) and slope (computed once here rather than once
+// per tile), footprint params, colours.
+template <typename T, typename FP> struct Packed {
+  static constexpr int MX = 0, MY = 1, RX = 2, RY = 3, OP = 4, DEP = 5, LEV = 6, RSL = 7, FPP = 8,
+                       COL = 8 + FP::kParams;
+  int stride;
+  PooledVector<T> data;
+  const T* rec(int64_t r) const { return data.data() + r * stride; }
+};
+
+template <typename T, typename FP>
+Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, int nthreads) {
+  using P = Packed<T, FP>;
+  P pk;
+  pk.stride = P::COL + in.channels;
+  const int64_t nv = int64_t(bins.order.size());
+  pk.data.resize(size_t(nv) * pk.stride);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t r = 0; r < nv; ++r) {
+    if (r + kGatherAhead < nv) {  // depth order is a random walk through the inputs: keep several misses in flight
+      const int64_t q = bins.order[r + kGatherAhead];
+      __builtin_prefetch(in.means2d + 2 * q);
+      __builtin_prefetch(in.radii + 2 * q);
+      __builtin_prefetch(in.opacities + q);
+      __builtin_prefetch(in.depths + q);
+      __builtin_prefetch(in.fp_params + q * FP::kParams);
+      __builtin_prefetch(in.colors + q * in.channels);
+    }
+    const int64_t p = bins.order[r];
+    T* d = pk.data.data() + r * pk.stride;
+    d[P::MX] = in.means2d[2 * p];
+    d[P::MY] = in.means2d[2 * p + 1];
+    d[P::RX] = T(in.radii[2 * p]);
+    d[P::RY] = T(in.radii[2 * p + 1]);
+    d[P::OP] = in.opacities[p];
+    d[P::DEP] = in.depths[p];
+    for (int j = 0; j < FP::kParams; ++j) d[P::FPP + j] = in.fp_params[p * FP::kParams + j];
+    const FP fp = FP::load(d + P::FPP, 0);
+    d[P::LEV] = std::log(std::max(in.opacities[p] * fp.peak() * T(255), T(1)));  // opacity x the largest modulation
+    d[P::RSL] = fp.row_slope();
+    for (int ch = 0; ch < in.channels; ++ch) d[P::COL + ch] = in.colors[p * in.channels + ch];
+  }
+  return pk;
+}
+
+constexpr int64_t kPrefetch = 8;  // primitives ahead to prefetch in the blend loops
+constexpr int kLanes = 16;        // tiles up to 16 pixels wide run fixed 16-lane rows (one AVX-512 vector of floats)
+
+// Scratch of one thread for the forward blend of a tile.
+template <typename T> struct TileScratch {
+  std::vector<const T*> recs;                // packed record of each of the tile's primitives (local index j)
+  std::vector<int32_t> row_buf;              // row r's list: row_buf[r * count .. + row_n[r]) (local indices j)
+  std::vector<T> acc;                        // (C + 1) x row lanes when the channel count is not compile-time
+};
+
+// Pre-pass of a tile: for every row r, the local indices j (front to back) of the primitives whose footprint may
+// reach it, in sc.row_buf[r * count .. + row_n[r]); also sc.recs[j], each primitive's packed record. Shared by the
+// forward and the backward, so both walk the same lists. kSixteenLaneRows: the rows are 16-lane float rows, where
+// all (at most 16) rows of a primitive are tested at once.
+template <typename T, typename FP, bool kSixteenLaneRows>
+inline void list_tile_rows(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk, int64_t s,
+                           int count, int x0, int y0, int tw, int th, TileScratch<T>& sc, int* row_n) {
+  using P = Packed<T, FP>;
+  // pre-pass: which rows each primitive may touch (box span, then the conservative footprint test)
+  sc.recs.resize(count);
+  if (sc.row_buf.size() < size_t(th) * count) sc.row_buf.resize(size_t(th) * count);
+  int32_t* row_buf = sc.row_buf.data();
+  for (int r = 0; r < th; ++r) row_n[r] = 0;
+  const T dx_lo_off = T(x0 + tw - 1) + T(0.5) + T(1), dx_hi_off = T(x0) + T(0.5) - T(1);
+  constexpr bool kVectorRows = RowAlpha<T, FP>::kVector && kSixteenLaneRows;
+#if defined(__AVX512F__)
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512 row_centres = _mm512_add_ps(_mm512_set1_ps(float(y0) + 0.5f), _mm512_cvtepi32_ps(lane));
+  const __m512i row_base = _mm512_mullo_epi32(lane, _mm512_set1_epi32(count));
+  __m512i row_fill = _mm512_setzero_si512();
+#endif
+  for (int j = 0; j < count; ++j) {
+    if (j + kPrefetch < count) __builtin_prefetch(pk.rec(bins.ids[s + j + kPrefetch]));
+    const T* d = pk.rec(bins.ids[s + j]);
+    sc.recs[j] = d;
+    const T mx = d[P::MX], my = d[P::MY], ry = d[P::RY], level = d[P::LEV], slope = d[P::RSL];
+    const FP fp = FP::load(d + P::FPP, 0);
+    int r0, r1;
+    pixel_span(my, ry, in.height, r0, r1);
+    r0 = std::max(r0 - y0, 0);
+    r1 = std::min(r1 - y0, th - 1);
+    const T dx_lo = mx - dx_lo_off, dx_hi = mx - dx_hi_off;
+#if defined(__AVX512F__)
+    if constexpr (kVectorRows) {  // all (at most 16) rows at once, appended with one masked scatter
+      if (r1 < r0) continue;
+      const __mmask16 span = static_cast<__mmask16>((0xFFFFu >> (15 - (r1 - r0))) << r0);
+      const __m512 dy = _mm512_sub_ps(_mm512_set1_ps(my), row_centres);
+      const __mmask16 hit = RowAlpha<T, FP>::row_hits(fp, dy, level, slope, dx_lo, dx_hi, span);
+      _mm512_mask_i32scatter_epi32(row_buf, hit, _mm512_add_epi32(row_base, row_fill), _mm512_set1_epi32(j), 4);
+      row_fill = _mm512_mask_add_epi32(row_fill, hit, row_fill, _mm512_set1_epi32(1));
+      continue;
+    }
+#endif
+    for (int r = r0; r <= r1; ++r) {  // branch-free append: the test outcome is unpredictable
+      row_buf[size_t(r) * count + row_n[r]] = j;
+      row_n[r] += fp.row_may_hit(my - (T(y0 + r) + T(0.5)), level, slope, dx_lo, dx_hi) ? 1 : 0;
+    }
+  }
+#if defined(__AVX512F__)
+  if constexpr (kVectorRows) {
+    alignas(64) int32_t fill[16];
+    _mm512_store_si512(fill, row_fill);
+    for (int r = 0; r < th; ++r) row_n[r] = fill[r];
+  }
+#endif
+}
+
+}  // namespace sf_cpu
