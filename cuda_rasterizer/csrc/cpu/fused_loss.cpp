@@ -76,20 +76,55 @@ void horizontal_maps(const T* in, int maps, int height, int row_len, int channel
   }
 }
 
-// Rows of the vertical window that exist for output row r (zero padding): taps [lo, hi).
-inline void vertical_taps(int r, int height, int& lo, int& hi) {
-  lo = std::max(0, kRadius - r);
-  hi = std::min(kTaps, height - r + kRadius);
+constexpr int kChunk = 256;  // values of a row blurred vertically at a time (K chunks of them stay in L1)
+
+// Vertical 11-tap blur of values [j0, j0 + n) of output row r for K planes of H x R values into out[k * kChunk + j]:
+// out[k] = sum_t w[t] h_k[r + t - 5]. Rows outside the image read `zeros` (kChunk zeros), so every output sums all
+// 11 taps in registers.
+template <int K, typename T>
+inline void vertical_blur_chunk(const T* h, size_t plane, int r, int height, int row_len, int j0, int n, const T* w,
+                                const T* zeros, T* out) {
+  for (int k = 0; k < K; ++k) {
+    const T* src[kTaps];
+    for (int t = 0; t < kTaps; ++t) {
+      const int row = r + t - kRadius;
+      src[t] = row >= 0 && row < height ? h + k * plane + size_t(row) * row_len + j0 : zeros;
+    }
+    T* o = out + k * kChunk;
+#pragma omp simd
+    for (int j = 0; j < n; ++j) {
+      T a = T(0);
+      for (int t = 0; t < kTaps; ++t) a += w[t] * src[t][j];
+      o[j] = a;
+    }
+  }
 }
 
-// Vertical 11-tap blur at column j of output row r for K planes of H x R values: out[k] = sum_t w[t] h_k[r + t - 5].
-template <int K, typename T>
-inline void vertical_blur(const T* h, size_t plane, int r, int lo, int hi, int row_len, int j, const T* w, T* out) {
-  for (int k = 0; k < K; ++k) out[k] = T(0);
-  for (int t = lo; t < hi; ++t) {
-    const size_t at = size_t(r + t - kRadius) * row_len + j;
-    for (int k = 0; k < K; ++k) out[k] += w[t] * h[k * plane + at];
+// SSIM, |x - y| and the displayed squared error of n values from their blurred statistics m (5 planes of kChunk);
+// kGrad: also dS/dmu_x, dS/ds_xx and dS/ds_xy into partial[0], [plane], [2 plane].
+template <bool kGrad, typename T>
+inline void ssim_chunk(const T* m, const T* xr, const T* yr, int n, T* partial, size_t plane, T& sum_s, T& sum_l1,
+                       T& sum_sq) {
+  T ss = 0, sl = 0, sq = 0;
+#pragma omp simd reduction(+ : ss, sl, sq)
+  for (int j = 0; j < n; ++j) {
+    T dm, dxx, dxy;
+    const T s = sf_ssim::pixel(m[j], m[kChunk + j], m[2 * kChunk + j], m[3 * kChunk + j], m[4 * kChunk + j],
+                               kGrad ? &dm : nullptr, &dxx, &dxy);
+    if constexpr (kGrad) {
+      partial[j] = dm;
+      partial[plane + j] = dxx;
+      partial[2 * plane + j] = dxy;
+    }
+    ss += s;
+    const T diff = xr[j] - yr[j];
+    sl += diff < T(0) ? -diff : diff;
+    const T shown = std::min(std::max(xr[j], T(0)), T(1)) - yr[j];  // PSNR's error: the image as displayed
+    sq += shown * shown;
   }
+  sum_s += ss;
+  sum_l1 += sl;
+  sum_sq += sq;
 }
 
 }  // namespace
@@ -107,35 +142,31 @@ void l1_ssim(const T* x, const T* y, int height, int width, int channels, T* gra
   PooledVector<T> hb(5 * plane);
   PooledVector<T> partials(want_grad ? 3 * plane : 0);
   std::vector<double> row_ssim(height), row_l1(height), row_sq(height);
+  const std::vector<T> zero_row(kChunk, T(0));
+  const T* zeros = zero_row.data();
 
   horizontal_stats(x, y, height, row_len, channels, w, hb.data(), nthreads);
   const T* h = hb.data();
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int r = 0; r < height; ++r) {
-    int lo, hi;
-    vertical_taps(r, height, lo, hi);
-    const T* xr = x + size_t(r) * row_len;
-    const T* yr = y + size_t(r) * row_len;
-    T* d_mu = want_grad ? partials.data() + size_t(r) * row_len : nullptr;
-    T* d_sxx = want_grad ? d_mu + plane : nullptr;
-    T* d_sxy = want_grad ? d_mu + 2 * plane : nullptr;
-    T sum_s = 0, sum_l1 = 0, sum_sq = 0;
-#pragma omp simd reduction(+ : sum_s, sum_l1, sum_sq)
-    for (int j = 0; j < row_len; ++j) {
-      T m[5];
-      vertical_blur<5>(h, plane, r, lo, hi, row_len, j, w, m);
-      T dm, dxx, dxy;
-      const T s = sf_ssim::pixel(m[0], m[1], m[2], m[3], m[4], &dm, &dxx, &dxy);
-      if (want_grad) { d_mu[j] = dm; d_sxx[j] = dxx; d_sxy[j] = dxy; }
-      sum_s += s;
-      const T diff = xr[j] - yr[j];
-      sum_l1 += diff < T(0) ? -diff : diff;
-      const T shown = std::min(std::max(xr[j], T(0)), T(1)) - yr[j];  // PSNR's error: the image as displayed
-      sum_sq += shown * shown;
+#pragma omp parallel num_threads(nthreads)
+  {
+    alignas(64) T m[5 * kChunk];
+#pragma omp for schedule(static)
+    for (int r = 0; r < height; ++r) {
+      T sum_s = 0, sum_l1 = 0, sum_sq = 0;
+      for (int j0 = 0; j0 < row_len; j0 += kChunk) {
+        const int n = std::min(kChunk, row_len - j0);
+        vertical_blur_chunk<5>(h, plane, r, height, row_len, j0, n, w, zeros, m);
+        const size_t at = size_t(r) * row_len + j0;
+        T* partial = want_grad ? partials.data() + at : nullptr;
+        if (want_grad)
+          ssim_chunk<true>(m, x + at, y + at, n, partial, plane, sum_s, sum_l1, sum_sq);
+        else
+          ssim_chunk<false>(m, x + at, y + at, n, partial, plane, sum_s, sum_l1, sum_sq);
+      }
+      row_ssim[r] = double(sum_s);
+      row_l1[r] = double(sum_l1);
+      row_sq[r] = double(sum_sq);
     }
-    row_ssim[r] = double(sum_s);
-    row_l1[r] = double(sum_l1);
-    row_sq[r] = double(sum_sq);
   }
   double total_s = 0.0, total_l1 = 0.0, total_sq = 0.0;  // fixed order: identical for any thread count
   for (int r = 0; r < height; ++r) { total_s += row_ssim[r]; total_l1 += row_l1[r]; total_sq += row_sq[r]; }
@@ -148,18 +179,22 @@ void l1_ssim(const T* x, const T* y, int height, int width, int channels, T* gra
   // dL/dx = (1-w)/N sign(x-y) + g [B(dS/dmu) + 2 x B(dS/dsxx) + y B(dS/dsxy)], g = -w/N.
   horizontal_maps(partials.data(), 3, height, row_len, channels, w, hb.data(), nthreads);
   const T g_ssim = T(-ssim_weight / count), g_l1 = T((1.0 - ssim_weight) / count);
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int r = 0; r < height; ++r) {
-    int lo, hi;
-    vertical_taps(r, height, lo, hi);
-    const T* xr = x + size_t(r) * row_len;
-    const T* yr = y + size_t(r) * row_len;
-    T* gr = grad + size_t(r) * row_len;
+#pragma omp parallel num_threads(nthreads)
+  {
+    alignas(64) T b[3 * kChunk];
+#pragma omp for schedule(static)
+    for (int r = 0; r < height; ++r) {
+      for (int j0 = 0; j0 < row_len; j0 += kChunk) {
+        const int n = std::min(kChunk, row_len - j0);
+        vertical_blur_chunk<3>(h, plane, r, height, row_len, j0, n, w, zeros, b);
+        const T* xr = x + size_t(r) * row_len + j0;
+        const T* yr = y + size_t(r) * row_len + j0;
+        T* gr = grad + size_t(r) * row_len + j0;
 #pragma omp simd
-    for (int j = 0; j < row_len; ++j) {
-      T b[3];
-      vertical_blur<3>(h, plane, r, lo, hi, row_len, j, w, b);
-      gr[j] = g_l1 * sf_ssim::l1_sign(xr[j], yr[j]) + g_ssim * (b[0] + T(2) * xr[j] * b[1] + yr[j] * b[2]);
+        for (int j = 0; j < n; ++j)
+          gr[j] = g_l1 * sf_ssim::l1_sign(xr[j], yr[j]) +
+                  g_ssim * (b[j] + T(2) * xr[j] * b[kChunk + j] + yr[j] * b[2 * kChunk + j]);
+      }
     }
   }
 }
