@@ -1,9 +1,9 @@
 // AVX2 backward of one tile (float, 3 channels, rows of at most 16 pixels, a footprint with a RowAlpha8 kernel):
-// backward_tile_rows_avx512 for CPUs without AVX-512. Each row runs as two halves of 8 lanes, matching the forward's
-// blend_half_row_avx2: a half's transmittance, colour/depth "behind" sums and upstream gradients stay in registers
-// while the row's primitive list (the forward's, see list_tile_rows) is walked back to front from the half's last
-// contributor. Each primitive's per-lane gradients (layout of grad_row) are summed across the 8 lanes at once and
-// added to its gradient row for this tile, rows and halves in increasing order: deterministic and independent of the
+// backward_tile_rows_avx512 for CPUs without AVX-512. A row's two halves of 8 lanes (the forward's
+// blend_half_row_avx2 alphas) walk the row's primitive list (the forward's, see list_tile_rows) back to front
+// together, from the row's last contributor, with their transmittance and colour/depth "behind" sums in registers.
+// Each primitive's per-lane gradients (layout of grad_row) of both halves are added, summed across the 8 lanes at
+// once and added to its gradient row for this tile, rows in increasing order: deterministic and independent of the
 // thread count. Same per-lane steps as backward_tile (undo_blend, channel_vjp, footprint_vjp).
 #pragma once
 
@@ -56,82 +56,90 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
   for (int r = 0; r < th; ++r) {
     const float dy_off = float(y0 + r) + 0.5f;
     const int32_t* list = sc.row_buf.data() + size_t(r) * count;
-    for (int h = 0; h < 2 && 8 * h < tw; ++h) {
-      const int nw = std::min(8, tw - 8 * h), xh = x0 + 8 * h;
-      const int64_t pix0 = int64_t(y0 + r) * in.width + xh;
-      // per-lane upstream values; lanes past the row have no contributor (last = -1) and zero gradients
-      alignas(32) int32_t last_l[8];
-      alignas(32) float tf_l[8], v0_l[8], v1_l[8], v2_l[8], vd_l[8], va_l[8];
-      int row_last = -1;
-      for (int x = 0; x < 8; ++x) {
-        const bool in_row = x < nw;
-        const int64_t pix = pix0 + x;
-        const int32_t lg = in_row ? gin.last_pos[pix] : -1;
-        last_l[x] = lg >= 0 ? int32_t(lg - s) : -1;
-        row_last = std::max(row_last, last_l[x]);
-        tf_l[x] = in_row ? gin.trans[pix] : 1.0f;
-        v0_l[x] = in_row ? gin.v_colors[pix * 3] : 0.0f;
-        v1_l[x] = in_row ? gin.v_colors[pix * 3 + 1] : 0.0f;
-        v2_l[x] = in_row ? gin.v_colors[pix * 3 + 2] : 0.0f;
-        vd_l[x] = in_row ? gin.v_depths[pix] : 0.0f;
-        float va = in_row ? gin.v_alphas[pix] : 0.0f;
-        if (in.background)  // the background's share of the alpha gradient: out = acc + T bg
-          va -= in.background[0] * v0_l[x] + in.background[1] * v1_l[x] + in.background[2] * v2_l[x];
-        va_l[x] = va;
-      }
-      if (row_last < 0) continue;
-      const __m256 px = _mm256_add_ps(avx2::set(float(xh) + 0.5f), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7));
-      const __m256i last = _mm256_load_si256(reinterpret_cast<const __m256i*>(last_l));
-      const __m256 t_final = _mm256_load_ps(tf_l);
-      const __m256 vcs[4] = {_mm256_load_ps(v0_l), _mm256_load_ps(v1_l), _mm256_load_ps(v2_l), _mm256_load_ps(vd_l)};
-      const __m256 tva = _mm256_mul_ps(t_final, _mm256_load_ps(va_l));
-      __m256 tr = t_final, behind[4] = {zero, zero, zero, zero};
-      int li = row_n[r] - 1;
-      while (li >= 0 && list[li] > row_last) --li;  // lists ascend in j
-      // Per batch of kBatch primitives (back to front): their alphas first (independent, so the exp chains overlap),
-      // then the undo of the blend and the gradients, one primitive after the other.
-      constexpr int kBatch = 8;
-      alignas(32) float alphas[kBatch][8], exs[kBatch][8];
-      int oks[kBatch];
-      while (li >= 0) {
-        const int nb = std::min(kBatch, li + 1);
-        for (int i = 0; i < nb; ++i) {
-          const int j = list[li - i];
-          const float* d = sc.recs[j];
-          const FP fp = FP::load(d + P::FPP, 0);
+    const int64_t pix0 = int64_t(y0 + r) * in.width + x0;
+    // per-lane upstream values of the row's 16 lanes; lanes past the row have no contributor (last = -1) and zero
+    // gradients
+    alignas(32) int32_t last_l[16];
+    alignas(32) float tf_l[16], v0_l[16], v1_l[16], v2_l[16], vd_l[16], va_l[16];
+    int row_last = -1;
+    for (int x = 0; x < 16; ++x) {
+      const bool in_row = x < tw;
+      const int64_t pix = pix0 + x;
+      const int32_t lg = in_row ? gin.last_pos[pix] : -1;
+      last_l[x] = lg >= 0 ? int32_t(lg - s) : -1;
+      row_last = std::max(row_last, last_l[x]);
+      tf_l[x] = in_row ? gin.trans[pix] : 1.0f;
+      v0_l[x] = in_row ? gin.v_colors[pix * 3] : 0.0f;
+      v1_l[x] = in_row ? gin.v_colors[pix * 3 + 1] : 0.0f;
+      v2_l[x] = in_row ? gin.v_colors[pix * 3 + 2] : 0.0f;
+      vd_l[x] = in_row ? gin.v_depths[pix] : 0.0f;
+      float va = in_row ? gin.v_alphas[pix] : 0.0f;
+      if (in.background)  // the background's share of the alpha gradient: out = acc + T bg
+        va -= in.background[0] * v0_l[x] + in.background[1] * v1_l[x] + in.background[2] * v2_l[x];
+      va_l[x] = tf_l[x] * va;  // T_final v_alpha, the start of every dL/dalpha
+    }
+    if (row_last < 0) continue;
+    // the row's two halves (lanes 0-7, 8-15): constant inputs stay in memory, the walked state in registers
+    const __m256 px[2] = {_mm256_add_ps(avx2::set(float(x0) + 0.5f), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)),
+                          _mm256_add_ps(avx2::set(float(x0) + 8.5f), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7))};
+    __m256 tr[2] = {_mm256_load_ps(tf_l), _mm256_load_ps(tf_l + 8)};
+    __m256 behind[2][4] = {{zero, zero, zero, zero}, {zero, zero, zero, zero}};
+    const float* vcs[4] = {v0_l, v1_l, v2_l, vd_l};
+    int li = row_n[r] - 1;
+    while (li >= 0 && list[li] > row_last) --li;  // lists ascend in j
+    // Per batch of kBatch primitives (back to front): their alphas on both halves first (independent, so the exp
+    // chains overlap), then the undo of the blend and the gradients, one primitive after the other.
+    constexpr int kBatch = 8;
+    alignas(32) float alphas[kBatch][16], exs[kBatch][16];
+    int oks[kBatch];
+    while (li >= 0) {
+      const int nb = std::min(kBatch, li + 1);
+      for (int i = 0; i < nb; ++i) {
+        const int j = list[li - i];
+        const float* d = sc.recs[j];
+        const FP fp = FP::load(d + P::FPP, 0);
+        const float dy = d[P::MY] - dy_off;
+        int mask = 0;
+        for (int h = 0; h < 2; ++h) {
           __m256 ex;
-          const __m256 alpha = RA::eval(fp, _mm256_sub_ps(avx2::set(d[P::MX]), px), d[P::MY] - dy_off, d[P::OP],
-                                        d[P::RX], ex);
+          const __m256 alpha = RA::eval(fp, _mm256_sub_ps(avx2::set(d[P::MX]), px[h]), dy, d[P::OP], d[P::RX], ex);
+          const __m256i last = _mm256_load_si256(reinterpret_cast<const __m256i*>(last_l + 8 * h));
           const __m256 after_last = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(j), last));
           const __m256 ok = _mm256_andnot_ps(after_last, _mm256_cmp_ps(alpha, zero, _CMP_GT_OQ));
-          oks[i] = _mm256_movemask_ps(ok);
-          _mm256_store_ps(alphas[i], _mm256_and_ps(ok, alpha));
-          _mm256_store_ps(exs[i], ex);
+          mask |= _mm256_movemask_ps(ok) << (8 * h);
+          _mm256_store_ps(alphas[i] + 8 * h, _mm256_and_ps(ok, alpha));
+          _mm256_store_ps(exs[i] + 8 * h, ex);
         }
-        for (int i = 0; i < nb; ++i) {
-          if (oks[i] == 0) continue;
-          const int j = list[li - i];
-          const float* d = sc.recs[j];
-          const FP fp = FP::load(d + P::FPP, 0);
-          const __m256 dx = _mm256_sub_ps(avx2::set(d[P::MX]), px);
-          const float dy = d[P::MY] - dy_off, op = d[P::OP];
-          const __m256 alpha = _mm256_load_ps(alphas[i]), ex = _mm256_load_ps(exs[i]);
+        oks[i] = mask;
+      }
+      for (int i = 0; i < nb; ++i) {
+        if (oks[i] == 0) continue;
+        const int j = list[li - i];
+        const float* d = sc.recs[j];
+        const FP fp = FP::load(d + P::FPP, 0);
+        const float dy = d[P::MY] - dy_off, op = d[P::OP];
+        const float cvals[4] = {d[P::COL], d[P::COL + 1], d[P::COL + 2], d[P::DEP]};
+        // gradient row layout: mean2d(2), params(kP), opacity, depth, absgrad(2), colours(3); both halves summed
+        __m256 g[kRow];
+        for (int q = 0; q < kRow; ++q) g[q] = zero;
+        for (int h = 0; h < 2; ++h) {
+          const __m256 alpha = _mm256_load_ps(alphas[i] + 8 * h), ex = _mm256_load_ps(exs[i] + 8 * h);
           const __m256 ok = _mm256_cmp_ps(alpha, zero, _CMP_GT_OQ);
+          const __m256 dx = _mm256_sub_ps(avx2::set(d[P::MX]), px[h]);
           // undo_blend
           const __m256 ra = _mm256_div_ps(one, _mm256_sub_ps(one, alpha));
-          const __m256 tb = _mm256_mul_ps(tr, ra);
+          const __m256 tb = _mm256_mul_ps(tr[h], ra);
           const __m256 w = _mm256_and_ps(ok, _mm256_mul_ps(alpha, tb));
-          __m256 va = _mm256_and_ps(ok, _mm256_mul_ps(tva, ra));
-          tr = _mm256_blendv_ps(tr, tb, ok);
+          __m256 va = _mm256_and_ps(ok, _mm256_mul_ps(_mm256_load_ps(va_l + 8 * h), ra));
+          tr[h] = _mm256_blendv_ps(tr[h], tb, ok);
           // channel_vjp for r, g, b and depth
-          const float cvals[4] = {d[P::COL], d[P::COL + 1], d[P::COL + 2], d[P::DEP]};
           __m256 gch[4];
           for (int ch = 0; ch < 4; ++ch) {
-            const __m256 cv = avx2::set(cvals[ch]);
-            const __m256 term = _mm256_and_ps(ok, _mm256_fmsub_ps(cv, tb, _mm256_mul_ps(behind[ch], ra)));
-            va = _mm256_fmadd_ps(term, vcs[ch], va);
-            behind[ch] = _mm256_fmadd_ps(w, cv, behind[ch]);
-            gch[ch] = _mm256_mul_ps(w, vcs[ch]);
+            const __m256 cv = avx2::set(cvals[ch]), vc = _mm256_load_ps(vcs[ch] + 8 * h);
+            const __m256 term = _mm256_and_ps(ok, _mm256_fmsub_ps(cv, tb, _mm256_mul_ps(behind[h][ch], ra)));
+            va = _mm256_fmadd_ps(term, vc, va);
+            behind[h][ch] = _mm256_fmadd_ps(w, cv, behind[h][ch]);
+            gch[ch] = _mm256_mul_ps(w, vc);
           }
           // footprint_vjp (ex is the footprint's factor); the MAX_ALPHA clamp has no gradient
           const __m256 raw = _mm256_mul_ps(avx2::set(op), ex);
@@ -140,27 +148,23 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
           const __m256 g_o = _mm256_and_ps(pass, _mm256_mul_ps(ex, va));
           __m256 vp[FP::kParams], vmx, vmy;
           RA::factor_vjp(fp, dx, dy, ex, v_fac, vp, vmx, vmy);
-          // gradient row layout: mean2d(2), params(kP), opacity, depth, absgrad(2), colours(3)
-          __m256 g[kRow];
           int q = 0;
-          g[q++] = vmx;
-          g[q++] = vmy;
-          for (int k = 0; k < FP::kParams; ++k) g[q++] = vp[k];
-          g[q++] = g_o;
-          g[q++] = gch[3];
-          g[q++] = avx2::abs(vmx);
-          g[q++] = avx2::abs(vmy);
-          g[q++] = gch[0];
-          g[q++] = gch[1];
-          g[q++] = gch[2];
-          float* grow = G + (s + j) * kRow;
-          int k = 0;
-          for (; k + 8 <= kRow; k += 8)
-            _mm256_storeu_ps(grow + k, _mm256_add_ps(_mm256_loadu_ps(grow + k), avx2::sum_lanes8(g + k)));
-          if (k < kRow) _mm_storeu_ps(grow + k, _mm_add_ps(_mm_loadu_ps(grow + k), avx2::sum_lanes4(g + k)));
+          g[q] = _mm256_add_ps(g[q], vmx), ++q;
+          g[q] = _mm256_add_ps(g[q], vmy), ++q;
+          for (int k = 0; k < FP::kParams; ++k) g[q] = _mm256_add_ps(g[q], vp[k]), ++q;
+          g[q] = _mm256_add_ps(g[q], g_o), ++q;
+          g[q] = _mm256_add_ps(g[q], gch[3]), ++q;
+          g[q] = _mm256_add_ps(g[q], avx2::abs(vmx)), ++q;
+          g[q] = _mm256_add_ps(g[q], avx2::abs(vmy)), ++q;
+          for (int ch = 0; ch < 3; ++ch) g[q] = _mm256_add_ps(g[q], gch[ch]), ++q;
         }
-        li -= nb;
+        float* grow = G + (s + j) * kRow;
+        int k = 0;
+        for (; k + 8 <= kRow; k += 8)
+          _mm256_storeu_ps(grow + k, _mm256_add_ps(_mm256_loadu_ps(grow + k), avx2::sum_lanes8(g + k)));
+        if (k < kRow) _mm_storeu_ps(grow + k, _mm_add_ps(_mm_loadu_ps(grow + k), avx2::sum_lanes4(g + k)));
       }
+      li -= nb;
     }
   }
 }
