@@ -131,5 +131,6 @@ class _Rasterize(torch.autograd.Function):
         target = ctx.means2d_ref()
         if target is not None:
             target.absgrad = absgrad
-        v_bg = (out_t * v_colors).sum(dim=(0, 1)) if ctx.has_bg else None
+        # the background's gradient only when it is trained (a (H, W, C) product and sum per step otherwise)
+        v_bg = (out_t * v_colors).sum(dim=(0, 1)) if ctx.has_bg and ctx.needs_input_grad[8] else None
         return None, None, vm, vcon, vcol, vo, vd, None, v_bg, None, None, None
