@@ -31,18 +31,35 @@ def field_transmittance_to_light(field, points: np.ndarray, to_light: np.ndarray
     return (1.0 - out["opacity"].double().cpu().numpy()).clip(0.0, 1.0)
 
 
+def field_light_factor(field, points: np.ndarray, normals: np.ndarray, light) -> np.ndarray:
+    """(N,) factor that turns surface points' Lambert light (ambient + intensity n.l) into the light with the direct
+    part attenuated by the field's transmittance towards the light: (ambient + intensity n.l T) / (ambient +
+    intensity n.l); 1 where unlit. The one formula of sf-render's per-pixel pass and the viewer's per-vertex one."""
+    ndotl = np.clip(normals @ light.unit_direction, 0.0, None)
+    trans = field_transmittance_to_light(field, points, light.unit_direction, offset=1e-3 + 2 * field.base_step)
+    lit = light.ambient + light.intensity * ndotl
+    return np.where(lit > 0, (light.ambient + light.intensity * ndotl * trans) / np.maximum(lit, 1e-12), 1.0)
+
+
 def shade_mesh_by_field(mesh, field, camera: Camera, light) -> None:
     """Scale each mesh pixel's direct light by the field's transmittance towards the light (in place)."""
     hit = mesh.mask
     if not hit.any():
         return
     points = backproject(camera, np.where(hit, mesh.depth, 0.0))[hit]
-    normals = mesh.normals[hit]
-    ndotl = np.clip(normals @ light.unit_direction, 0.0, None)
-    trans = field_transmittance_to_light(field, points, light.unit_direction, offset=1e-3 + 2 * field.base_step)
-    lit = light.ambient + light.intensity * ndotl
-    factor = np.where(lit > 0, (light.ambient + light.intensity * ndotl * trans) / np.maximum(lit, 1e-12), 1.0)
-    mesh.rgb[hit] = mesh.rgb[hit] * factor[:, None]
+    mesh.rgb[hit] = mesh.rgb[hit] * field_light_factor(field, points, mesh.normals[hit], light)[:, None]
+
+
+def field_vertex_shading(mesh_asset, field, light) -> np.ndarray:
+    """(V,) field_light_factor at a MeshAsset's vertices (its pose applied): the viewer, where the browser lights
+    the meshes, bakes it into their vertex colours so the field's density shadows them as in sf-render."""
+    import trimesh
+
+    local = trimesh.Trimesh(mesh_asset.vertices, mesh_asset.faces, process=False).vertex_normals
+    linear = mesh_asset.transform[:3, :3]
+    normals = local @ np.linalg.inv(linear)  # normals transform by the inverse transpose
+    normals /= np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
+    return field_light_factor(field, mesh_asset.world_vertices(), normals, light)
 
 
 def composite_with_field(

@@ -87,8 +87,11 @@ class MeshAsset:
         return np.tile(np.asarray(self.color, dtype=np.float64), (len(self.vertices), 1))
 
     # ----- interop --------------------------------------------------------------------------------------
-    def to_trimesh(self):
-        """A local-frame `trimesh.Trimesh` keeping the texture or vertex colours (for viser's add_mesh_trimesh)."""
+    def to_trimesh(self, shade: Optional[np.ndarray] = None):
+        """A local-frame `trimesh.Trimesh` keeping the texture or vertex colours (for viser's add_mesh_trimesh).
+
+        `shade` (V,) multiplies the vertex colours of an untextured mesh (baked lighting; textured meshes take it
+        as a glTF COLOR_0 attribute instead, see viewer.mesh_panel.glb_bytes)."""
         import trimesh
         from PIL import Image
 
@@ -101,6 +104,8 @@ class MeshAsset:
             mesh.visual = trimesh.visual.TextureVisuals(uv=self.uv.copy(), material=material)
         else:
             rgb = self.vertex_rgb()
+            if shade is not None:
+                rgb = np.clip(rgb * np.asarray(shade, dtype=np.float64).reshape(-1, 1), 0.0, 1.0)
             rgba = np.concatenate([rgb, np.ones((len(rgb), 1))], axis=1)
             mesh.visual = trimesh.visual.ColorVisuals(mesh, vertex_colors=(rgba * 255 + 0.5).astype(np.uint8))
         return mesh

@@ -1,4 +1,4 @@
-"""Procedural splat scenes for mesh tests: axis-aligned splat planes and a light-probe shell."""
+"""Procedural scenes for mesh tests: axis-aligned splat planes, a light-probe shell and an analytic slab field."""
 
 from __future__ import annotations
 
@@ -68,3 +68,35 @@ def probe_scene(light_dir, seed: int = 0) -> GaussianScene:
 def angle_deg(a, b) -> float:
     a, b = np.asarray(a, float), np.asarray(b, float)
     return math.degrees(math.acos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1, 1)))
+
+
+BLUE = (0.1, 0.2, 0.9)
+
+
+class SlabField:
+    """Density `sigma` and colour `color` inside the box z0 <= z <= z1 (and xlim in x): RadianceField's ray
+    interface, in closed form."""
+
+    def __init__(self, z0, z1, sigma=60.0, color=BLUE, xlim=(-1e3, 1e3)):
+        self.lo = torch.tensor([xlim[0], -1e3, z0])
+        self.hi = torch.tensor([xlim[1], 1e3, z1])
+        self.sigma, self.color = sigma, torch.tensor(color, dtype=torch.float32)
+        self.table = torch.zeros(1)
+        self.base_step = 0.01
+
+    def render_rays(self, origins, dirs, t_near, t_far, jitter=None, density_only=False):
+        d = torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
+        ta, tb = (self.lo - origins) / d, (self.hi - origins) / d
+        a = torch.maximum(t_near, torch.minimum(ta, tb).amax(dim=1))
+        b = torch.minimum(t_far, torch.maximum(ta, tb).amin(dim=1))
+        length = (b - a).clamp(min=0)
+        opacity = 1 - torch.exp(-self.sigma * length)
+        rgb = torch.zeros(len(dirs), 3) if density_only else opacity[:, None] * self.color
+        return {"rgb": rgb, "opacity": opacity, "depth": opacity * (a + b) / 2, "samples": 0}
+
+    def world_center_radius(self):
+        """Where the viewer frames its first camera: the slab's centre (x, z; y = 0) and half its x/z extent."""
+        lo, hi = self.lo.clamp(-50, 50), self.hi.clamp(-50, 50)
+        center = (lo + hi) / 2
+        center[1] = 0.0
+        return center, float((hi - lo)[[0, 2]].norm() / 2)

@@ -14,32 +14,10 @@ from render.composite import Light, composite
 from scenes.hybrid import HybridScene
 from scenes.meshes import MeshAsset
 
-from _mesh_scenes import scene_of, splat_plane
+from _mesh_scenes import BLUE, SlabField, scene_of, splat_plane
 
-RED, BLUE, GREEN = (0.9, 0.1, 0.1), (0.1, 0.2, 0.9), (0.1, 0.8, 0.2)
+RED, GREEN = (0.9, 0.1, 0.1), (0.1, 0.8, 0.2)
 LEFT, RIGHT = (16, 8), (16, 24)  # (row, col): the splats cover the left half only
-
-
-class SlabField:
-    """Density `sigma` and colour `color` inside the box z0 <= z <= z1 (and xlim in x): RadianceField's ray
-    interface, in closed form."""
-
-    def __init__(self, z0, z1, sigma=60.0, color=BLUE, xlim=(-1e3, 1e3)):
-        self.lo = torch.tensor([xlim[0], -1e3, z0])
-        self.hi = torch.tensor([xlim[1], 1e3, z1])
-        self.sigma, self.color = sigma, torch.tensor(color, dtype=torch.float32)
-        self.table = torch.zeros(1)
-        self.base_step = 0.01
-
-    def render_rays(self, origins, dirs, t_near, t_far, jitter=None, density_only=False):
-        d = torch.where(dirs.abs() < 1e-9, torch.full_like(dirs, 1e-9), dirs)
-        ta, tb = (self.lo - origins) / d, (self.hi - origins) / d
-        a = torch.maximum(t_near, torch.minimum(ta, tb).amax(dim=1))
-        b = torch.minimum(t_far, torch.maximum(ta, tb).amin(dim=1))
-        length = (b - a).clamp(min=0)
-        opacity = 1 - torch.exp(-self.sigma * length)
-        rgb = torch.zeros(len(dirs), 3) if density_only else opacity[:, None] * self.color
-        return {"rgb": rgb, "opacity": opacity, "depth": opacity * (a + b) / 2, "samples": 0}
 
 
 def camera():

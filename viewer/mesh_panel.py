@@ -2,7 +2,8 @@
 per-client "Meshes" GUI folder (upload, list with delete, light direction / strength, estimate from scene).
 
 viser draws the meshes in the browser and composites them against the splat depth image each frame carries;
-the server darkens splat pixels in the meshes' shadow before sending a frame (`MeshLayer.shadow_frame`).
+the server darkens splat pixels in the meshes' shadow before sending a frame (`MeshLayer.shadow_frame`), and a
+radiance field's density shadows the meshes through per-vertex light baked into their GLBs (mesh_field_shading).
 """
 
 from __future__ import annotations
@@ -23,23 +24,29 @@ from render.composite import Light, angles_to_direction, direction_to_angles, sh
 from render.shadows import ShadowMap, build_shadow_map
 from scenes.meshes import MAX_BYTES, MESH_SUFFIXES, MeshAsset, MeshLoadError, load_mesh_bytes
 
+from .mesh_field_shading import FieldMeshShading
+
 log = logging.getLogger(__name__)
 
 UPLOAD_HINT = "GLB/GLTF/OBJ/PLY up to 50 MB. An OBJ upload arrives without its .mtl/texture: use GLB for textured meshes."
 SHADOW_RESOLUTION = 384
 
 
-def glb_bytes(mesh: MeshAsset) -> bytes:
+def glb_bytes(mesh: MeshAsset, shade: Optional[np.ndarray] = None) -> bytes:
     """The mesh (local frame) as GLB with a matte, double-sided, non-metallic material on every primitive.
 
     (glTF's default material is fully metallic, which renders near-black without an environment map.)
+    `shade` (V,) is baked lighting: it scales the vertex colours, or for a textured mesh becomes its COLOR_0 (glTF
+    multiplies the base colour texture by it).
     """
     buf = io.BytesIO()
-    mesh.to_trimesh().export(buf, file_type="glb")
+    mesh.to_trimesh(shade if mesh.texture is None else None).export(buf, file_type="glb")
     data = buf.getvalue()
     json_len = struct.unpack_from("<I", data, 12)[0]
     doc = json.loads(data[20 : 20 + json_len])
     rest = data[20 + json_len :]
+    if shade is not None and mesh.texture is not None:
+        rest = _add_vertex_shade(doc, rest, np.asarray(shade, dtype=np.float32), len(mesh.vertices))
     materials = doc.setdefault("materials", [])
     for mat in materials:
         pbr = mat.setdefault("pbrMetallicRoughness", {})
@@ -61,6 +68,28 @@ def glb_bytes(mesh: MeshAsset) -> bytes:
     return struct.pack("<III", 0x46546C67, 2, 12 + len(body)) + body
 
 
+def _add_vertex_shade(doc: dict, bin_chunk: bytes, shade: np.ndarray, vertex_count: int) -> bytes:
+    """Append `shade` as a float RGB COLOR_0 accessor to the GLB's binary chunk and to every primitive with
+    `vertex_count` vertices (trimesh exports vertices as given); returns the new binary chunk (header included)."""
+    bin_len = struct.unpack_from("<I", bin_chunk, 0)[0]
+    payload = bytearray(bin_chunk[8 : 8 + bin_len])
+    offset = len(payload)
+    colors = np.repeat(shade.reshape(-1, 1), 3, axis=1).astype("<f4").tobytes()
+    payload += colors
+    payload += b"\0" * (-len(payload) % 4)
+    doc["buffers"][0]["byteLength"] = len(payload)
+    views = doc.setdefault("bufferViews", [])
+    views.append({"buffer": 0, "byteOffset": offset, "byteLength": len(colors), "target": 34962})
+    accessors = doc.setdefault("accessors", [])
+    accessors.append({"bufferView": len(views) - 1, "componentType": 5126, "count": int(len(shade)), "type": "VEC3"})
+    for m in doc.get("meshes", []):
+        for prim in m.get("primitives", []):
+            position = prim.get("attributes", {}).get("POSITION")
+            if position is not None and accessors[position]["count"] == vertex_count:
+                prim["attributes"]["COLOR_0"] = len(accessors) - 1
+    return struct.pack("<II", len(payload), 0x004E4942) + bytes(payload)
+
+
 class MeshLayer:
     """Meshes + one directional light shared by every client of a `ViewerServer`."""
 
@@ -74,6 +103,7 @@ class MeshLayer:
         self._panels: List["MeshPanel"] = []
         self._shadow_key = None
         self._shadow_map: Optional[ShadowMap] = None
+        self.field_shading = FieldMeshShading(self)
         self.scene_api.configure_default_lights(enabled=False, cast_shadow=False)
         self.scene_api.configure_environment_map(hdri=None)
         self._ambient = self.scene_api.add_light_ambient("/sf_lights/ambient")
@@ -97,6 +127,19 @@ class MeshLayer:
             gizmo.on_update(lambda event, n=name: self._gizmo_moved(n, event.target))
         self._changed(list_changed=True)
         return name
+
+    def replace_glb(self, name: str, mesh: MeshAsset, shade: Optional[np.ndarray]) -> bool:
+        """Re-send mesh `name`'s GLB with baked per-vertex light `shade` (None: unshaded); False if it is gone."""
+        with self._lock:
+            if self.meshes.get(name) is not mesh:
+                return False
+            gizmo, _ = self._handles[name]
+            node = self.scene_api.add_glb(
+                f"/meshes/{name}/mesh", glb_data=glb_bytes(mesh, shade), scale=mesh.pose()[2], cast_shadow=False,
+                receive_shadow=False,
+            )
+            self._handles[name] = (gizmo, node)
+            return True
 
     def remove(self, name: str) -> None:
         with self._lock:
@@ -182,7 +225,12 @@ class MeshLayer:
             return self._shadow_map
 
     def shadow_frame(self, camera: Camera, rgb: np.ndarray, alpha: np.ndarray, depth: np.ndarray, background) -> np.ndarray:
-        """`render_frame` post-process: darken the splat pixels in the meshes' shadow (meshes are drawn by viser)."""
+        """`render_frame` post-process: darken the splat pixels in the meshes' shadow (meshes are drawn by viser).
+
+        Also lets the field-shading baker check that the meshes' baked field shadows are current (field edits
+        reach the meshes this way)."""
+        if self.meshes:
+            self.field_shading.request()
         smap = self.shadow_map()
         if smap is None:
             return rgb
@@ -191,6 +239,7 @@ class MeshLayer:
 
     # ----- panels ---------------------------------------------------------------------------------------
     def _changed(self, list_changed: bool = False) -> None:
+        self.field_shading.request()
         if list_changed:
             live = getattr(self.server, "sessions", None)
             if live is not None:  # drop panels of clients that left
