@@ -44,9 +44,7 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
   using RA = RowAlpha8<float, FP>;
   constexpr int kRow = 2 + FP::kParams + 4 + 3;  // grad_row<FP>(3)
   static_assert(kRow % 4 == 0, "gradient rows are summed 8 and 4 components at a time");
-  const int ts = in.tile;
-  const int x0 = int(tile_index % tiles_x) * ts, y0 = int(tile_index / tiles_x) * ts;
-  const int tw = std::min(ts, in.width - x0), th = std::min(ts, in.height - y0);
+  const auto [x0, y0, tw, th] = tile_rect(in, tile_index, tiles_x);
   const int64_t s = bins.tile_start[tile_index];
   const int count = int(bins.tile_start[tile_index + 1] - s);
   if (count == 0) return;

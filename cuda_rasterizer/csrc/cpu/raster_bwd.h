@@ -294,9 +294,7 @@ void backward_tile_rows_avx512(const RasterInputs<float>& in, const TileBins& bi
   using RA = RowAlpha<float, FP>;
   constexpr int kRow = 2 + FP::kParams + 4 + 3;  // grad_row<FP>(3)
   constexpr int kVecs = (kRow + 15) / 16;          // vectors per gradient row (Gabor rows need two)
-  const int ts = in.tile;
-  const int x0 = int(tile_index % tiles_x) * ts, y0 = int(tile_index / tiles_x) * ts;
-  const int tw = std::min(ts, in.width - x0), th = std::min(ts, in.height - y0);
+  const auto [x0, y0, tw, th] = tile_rect(in, tile_index, tiles_x);
   const int64_t s = bins.tile_start[tile_index];
   const int count = int(bins.tile_start[tile_index + 1] - s);
   if (count == 0) return;

@@ -105,19 +105,7 @@ inline int64_t blend_row_avx512(const RasterInputs<float>& in, const TileBins& b
   _mm512_store_ps(c2, acc2);
   _mm512_store_ps(dd, accd);
   _mm512_store_si512(l_l, last);
-  for (int x = 0; x < tw; ++x) {
-    const int64_t pix = int64_t(y) * in.width + (x0 + x);
-    const float t = t_l[x];
-    const float* bg = in.background;
-    out.colors[pix * 3] = c0[x] + (bg ? t * bg[0] : 0.0f);
-    out.colors[pix * 3 + 1] = c1[x] + (bg ? t * bg[1] : 0.0f);
-    out.colors[pix * 3 + 2] = c2[x] + (bg ? t * bg[2] : 0.0f);
-    out.alphas[pix] = 1.0f - t;
-    out.depths[pix] = dd[x];
-    out.trans[pix] = t;
-    out.last_pos[pix] = l_l[x];
-    out.last_id[pix] = l_l[x] >= 0 ? bins.order[bins.ids[l_l[x]]] : -1;
-  }
+  store_rgb_row(in, bins, out, y, x0, tw, t_l, c0, c1, c2, dd, l_l);
   return evals;
 }
 #endif

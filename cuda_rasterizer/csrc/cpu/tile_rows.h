@@ -148,4 +148,33 @@ inline void list_tile_rows(const RasterInputs<T>& in, const TileBins& bins, cons
 #endif
 }
 
+// Writes n pixels of row y starting at x0 from a float RGB row kernel's lanes: transmittance t, accumulated colours
+// c0..c2 and depth, last contributor's position in bins.ids (-1 none); the background shows through by t.
+inline void store_rgb_row(const RasterInputs<float>& in, const TileBins& bins, const RasterOutputs<float>& out, int y,
+                          int x0, int n, const float* t_l, const float* c0, const float* c1, const float* c2,
+                          const float* dd, const int32_t* l_l) {
+  const float* bg = in.background;
+  for (int x = 0; x < n; ++x) {
+    const int64_t pix = int64_t(y) * in.width + (x0 + x);
+    const float t = t_l[x];
+    out.colors[pix * 3] = c0[x] + (bg ? t * bg[0] : 0.0f);
+    out.colors[pix * 3 + 1] = c1[x] + (bg ? t * bg[1] : 0.0f);
+    out.colors[pix * 3 + 2] = c2[x] + (bg ? t * bg[2] : 0.0f);
+    out.alphas[pix] = 1.0f - t;
+    out.depths[pix] = dd[x];
+    out.trans[pix] = t;
+    out.last_pos[pix] = l_l[x];
+    out.last_id[pix] = l_l[x] >= 0 ? bins.order[bins.ids[l_l[x]]] : -1;
+  }
+}
+
+// A tile's first pixel (x0, y0) and size (tw, th; smaller at the image's right and bottom edges).
+struct TileRect {
+  int x0, y0, tw, th;
+};
+template <typename T> inline TileRect tile_rect(const RasterInputs<T>& in, int64_t tile_index, int tiles_x) {
+  const int x0 = int(tile_index % tiles_x) * in.tile, y0 = int(tile_index / tiles_x) * in.tile;
+  return {x0, y0, std::min(in.tile, in.width - x0), std::min(in.tile, in.height - y0)};
+}
+
 }  // namespace sf_cpu
