@@ -92,13 +92,10 @@ def _default_arch_list() -> str:
     return os.environ.get("TORCH_CUDA_ARCH_LIST") or "8.0"
 
 
-def build_cuda_extension(arch_list: Optional[str] = None) -> ModuleType:
-    """Compile and import the CUDA rasterizer; works without a GPU (needs nvcc and CUDA_HOME).
-
-    `arch_list` (e.g. "8.0" or "8.6;9.0") defaults to the visible GPU's capability, else $TORCH_CUDA_ARCH_LIST, else
-    "8.0". Each arch list gets its own build folder and module, so a compile check for 8.0 never shadows the build a
-    GPU needs; the environment is restored afterwards.
-    """
+def load_cuda(name: str, sources: List[Path], message: str, arch_list: Optional[str], cuda_flags: List[str]) -> ModuleType:
+    """Compile and import CUDA extension `{name}_sm{arch}` for `arch_list` (default: the visible GPU's capability,
+    else $TORCH_CUDA_ARCH_LIST, else "8.0"); works without a GPU (needs nvcc). Each arch list gets its own build
+    folder and module, so a compile check for 8.0 never shadows the build a GPU needs; the environment is restored."""
     os.environ.setdefault("CUDA_HOME", "/usr/local/cuda")
     from torch.utils import cpp_extension
 
@@ -107,20 +104,26 @@ def build_cuda_extension(arch_list: Optional[str] = None) -> ModuleType:
     cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"]
     arch_list = arch_list or _default_arch_list()
     tag = "".join(ch if ch.isalnum() else "_" for ch in arch_list.replace(".", ""))
-    cu = _CSRC / "cuda"
     saved = os.environ.get("TORCH_CUDA_ARCH_LIST")
     os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list  # read by cpp_extension when it writes the nvcc flags
     try:
         return _load(
-            f"splatforge_cuda_rasterizer_sm{tag}",
-            [cu / "bindings.cpp", cu / "project.cu", cu / "gabor_project.cu", cu / "raster.cu", cu / "fused_loss.cu"],
-            f"splatforge: compiling the CUDA rasterizer for compute capability {arch_list} (first use, a few minutes)...",
-            extra_cflags=["-O3"],
-            extra_cuda_cflags=["-O3", "--use_fast_math", "-lineinfo"],
-            extra_include_paths=[str(_CSRC)],
+            f"{name}_sm{tag}", sources, message.format(arch=arch_list), extra_cflags=["-O3"],
+            extra_cuda_cflags=cuda_flags, extra_include_paths=[str(_CSRC)],
         )
     finally:
         if saved is None:
             os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
         else:
             os.environ["TORCH_CUDA_ARCH_LIST"] = saved
+
+
+def build_cuda_extension(arch_list: Optional[str] = None) -> ModuleType:
+    """Compile and import the CUDA rasterizer (`splatforge_cuda_rasterizer_smXX`, see `load_cuda`)."""
+    cu = _CSRC / "cuda"
+    return load_cuda(
+        "splatforge_cuda_rasterizer",
+        [cu / "bindings.cpp", cu / "project.cu", cu / "gabor_project.cu", cu / "raster.cu", cu / "fused_loss.cu"],
+        "splatforge: compiling the CUDA rasterizer for compute capability {arch} (first use, a few minutes)...",
+        arch_list, ["-O3", "--use_fast_math", "-lineinfo"],
+    )

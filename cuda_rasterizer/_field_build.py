@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 from typing import Optional
 
-from ._build import _CSRC, _default_arch_list, _load
+from ._build import _CSRC, _load, load_cuda
 
 
 def build_cpu_field_extension() -> ModuleType:
@@ -23,30 +22,11 @@ def build_cpu_field_extension() -> ModuleType:
 
 
 def build_cuda_field_extension(arch_list: Optional[str] = None) -> ModuleType:
-    """Compile and import the CUDA field kernels (`splatforge_cuda_field_smXX`); works without a GPU (needs nvcc).
-
-    `arch_list` as for `build_cuda_extension`: the visible GPU's capability, else $TORCH_CUDA_ARCH_LIST, else 8.0.
-    """
-    os.environ.setdefault("CUDA_HOME", "/usr/local/cuda")
-    from torch.utils import cpp_extension
-
-    cpp_extension.CUDA_HOME = os.environ["CUDA_HOME"]
-    arch_list = arch_list or _default_arch_list()
-    tag = "".join(ch if ch.isalnum() else "_" for ch in arch_list.replace(".", ""))
+    """Compile and import the CUDA field kernels (`splatforge_cuda_field_smXX`, see `_build.load_cuda`)."""
     cu = _CSRC / "cuda"
-    saved = os.environ.get("TORCH_CUDA_ARCH_LIST")
-    os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
-    try:
-        return _load(
-            f"splatforge_cuda_field_sm{tag}",
-            [cu / "field_bindings.cpp", cu / "field.cu"],
-            f"splatforge: compiling the CUDA radiance-field kernels for compute capability {arch_list}...",
-            extra_cflags=["-O3"],
-            extra_cuda_cflags=["-O3", "-lineinfo"],
-            extra_include_paths=[str(_CSRC)],
-        )
-    finally:
-        if saved is None:
-            os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
-        else:
-            os.environ["TORCH_CUDA_ARCH_LIST"] = saved
+    return load_cuda(
+        "splatforge_cuda_field",
+        [cu / "field_bindings.cpp", cu / "field.cu"],
+        "splatforge: compiling the CUDA radiance-field kernels for compute capability {arch}...",
+        arch_list, ["-O3", "-lineinfo"],
+    )
