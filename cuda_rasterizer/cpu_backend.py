@@ -139,10 +139,11 @@ def slice4(
     scales: torch.Tensor,
     opacities: torch.Tensor,
     t: float,
+    time_filter: float = 0.0,
 ):
     """4D Gaussians sliced at time t, differentiable (see cuda_backend.slice4; float32 or float64, one dtype)."""
     ext, threads = build_cpu_extension(), get_num_threads()
     return apply_slice4(
         lambda *a: ext.slice4_fwd(*a, threads), lambda *a: ext.slice4_bwd(*a, threads),
-        means, times, quats_left, quats_right, scales, opacities, t,
+        means, times, quats_left, quats_right, scales, opacities, t, time_filter,
     )

@@ -113,12 +113,15 @@ def slice4(
     scales: torch.Tensor,
     opacities: torch.Tensor,
     t: float,
+    time_filter: float = 0.0,
 ):
     """4D Gaussians sliced at time t on the GPU (float32), differentiable through the fused VJP kernel.
 
     means (N, 3), times (N,) or (N, 1), left/right wxyz quaternions (N, 4) of the rotation p -> q_l p q_r on
     p = t + x i + y j + z k, scales (N, 4) positive (x, y, z, t axes), opacities (N,). Returns means (N, 3),
-    covariances (N, 3, 3), opacities at t (N,) and the temporal exponents 0.5 (t - mu_t)^2 / Stt (N,).
+    covariances (N, 3, 3), opacities at t (N,) and the temporal exponents 0.5 (t - mu_t)^2 / Stt (N,). `time_filter`
+    (a standard deviation in time, >= 0) adds its square to Stt: the primitives' minimum temporal extent.
     """
     ext = _ext()
-    return apply_slice4(ext.slice4_fwd, ext.slice4_bwd, means, times, quats_left, quats_right, scales, opacities, t)
+    return apply_slice4(ext.slice4_fwd, ext.slice4_bwd, means, times, quats_left, quats_right, scales, opacities, t,
+                        time_filter)

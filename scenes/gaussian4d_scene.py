@@ -10,6 +10,10 @@ Parameters (the names the optimiser, strategies and editor see):
 Slicing at time t (Sigma4 = R4 S S^T R4^T, split into Sxyz, Sxyz,t and Stt):
   Sigma3 = Sxyz - Sxyz,t Sxyz,t^T / Stt,  v = Sxyz,t / Stt,  mean3(t) = mu_xyz + v (t - mu_t),
   opacity(t) = o exp(-0.5 (t - mu_t)^2 / Stt).
+The temporal filter `time_filter` (a standard deviation in time, stored with the scene) adds its square to Stt
+before the slice (Sigma4 + f^2 e_t e_t^T): no primitive lives shorter than f, so a monocular capture, where each
+time is seen from a single camera, cannot be learnt one photograph per primitive (trainers.initialise picks f from
+the training views' time spacing).
 Sigma3, v and Stt do not depend on t: the torch path caches them per parameter update outside autograd (keyed on
 the parameters' identities and version counters), so playing through time only recomputes means and opacities.
 Where the rasterizer's native backend exists (CPU extension, CUDA) one fused kernel pair (sf_math.h slice4 and
@@ -71,8 +75,12 @@ class Gaussian4DScene(SplatScene):
         sh_degree: int = 3,
         active_sh_degree: Optional[int] = None,
         time_range: Sequence[float] = (0.0, 1.0),
+        time_filter: float = 0.0,
     ):
         super().__init__(params, sh_degree, active_sh_degree)
+        if not (math.isfinite(float(time_filter)) and float(time_filter) >= 0):
+            raise ValueError(f"time_filter must be a finite value >= 0, got {time_filter}")
+        self.time_filter = float(time_filter)
         t0, t1 = float(time_range[0]), float(time_range[1])
         if not (math.isfinite(t0) and math.isfinite(t1) and t0 <= t1):
             raise ValueError(f"time_range must be finite with start <= end, got {tuple(time_range)}")
@@ -115,9 +123,11 @@ class Gaussian4DScene(SplatScene):
         return torch.exp(torch.cat([self.params["log_scales"], self.params["log_scale_t"]], dim=-1))
 
     def gaussians4(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(means (N, 4) as x, y, z, t; covariances (N, 4, 4); base opacities (N,))."""
+        """(means (N, 4) as x, y, z, t; covariances (N, 4, 4), the temporal filter included; base opacities (N,))."""
         means = torch.cat([self.params["means"], self.params["times"]], dim=-1)
         covars = covariance4(self.params["quats"], self.params["quats_r"], self.scales4)
+        if self.time_filter > 0:
+            covars = covars + torch.diag(covars.new_tensor([0.0, 0.0, 0.0, self.time_filter ** 2]))
         return means, covars, self.opacities
 
     def conditional(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -126,11 +136,11 @@ class Gaussian4DScene(SplatScene):
         Cached across calls while the shape parameters are unchanged, unless autograd records (then recomputed
         so each training step has its own graph)."""
         recording = torch.is_grad_enabled() and any(self.params[k].requires_grad for k in _SHAPE_PARAMS)
-        key = tuple((id(p), p._version, p.device, p.dtype) for p in (self.params[k] for k in _SHAPE_PARAMS))
+        key = tuple((id(p), p._version, p.device, p.dtype) for p in (self.params[k] for k in _SHAPE_PARAMS)) + (self.time_filter,)
         if not recording and self._cache is not None and self._cache_key == key:
             return self._cache
         cov4 = covariance4(self.params["quats"], self.params["quats_r"], self.scales4)
-        stt = cov4[:, 3, 3]
+        stt = cov4[:, 3, 3] + self.time_filter ** 2
         cross = cov4[:, :3, 3]
         velocity = cross / stt[:, None]
         sigma3 = cov4[:, :3, :3] - cross[:, :, None] * velocity[:, None, :]
@@ -157,7 +167,7 @@ class Gaussian4DScene(SplatScene):
                 from cuda_rasterizer.cpu_backend import slice4
             if means.dtype == torch.float32 or not means.is_cuda:
                 return slice4(means, self.params["times"], self.params["quats"], self.params["quats_r"],
-                              self.scales4, self.opacities, t)
+                              self.scales4, self.opacities, t, self.time_filter)
         sigma3, velocity, stt = self.conditional()
         dt = t - self.params["times"][:, 0]
         means3 = self.params["means"] + velocity * dt[:, None]
@@ -226,17 +236,18 @@ class Gaussian4DScene(SplatScene):
 
         with torch.no_grad():
             sigma3 = self.conditional()[0].detach().cpu()
-        write_gaussian4d_ply(path, {k: v.detach().cpu() for k, v in self.params.items()}, sigma3, self.time_range)
+        write_gaussian4d_ply(path, {k: v.detach().cpu() for k, v in self.params.items()}, sigma3, self.time_range,
+                             self.time_filter)
 
     @classmethod
     def from_ply(cls, path: Union[str, Path]) -> "Gaussian4DScene":
         from .ply import read_gaussian4d_ply
 
-        params, degree, time_range = read_gaussian4d_ply(path)
-        return cls(params, sh_degree=degree, time_range=time_range)
+        params, degree, time_range, time_filter = read_gaussian4d_ply(path)
+        return cls(params, sh_degree=degree, time_range=time_range, time_filter=time_filter)
 
     def settings(self) -> Dict[str, object]:
-        return dict(super().settings(), time_range=self.time_range)
+        return dict(super().settings(), time_range=self.time_range, time_filter=self.time_filter)
 
     @classmethod
     def from_state(cls, state: Dict[str, object]) -> "Gaussian4DScene":
@@ -244,4 +255,4 @@ class Gaussian4DScene(SplatScene):
         if kind != cls.KIND:
             raise ValueError(f"checkpoint holds a {kind!r} scene, not a {cls.KIND!r} one ({cls.__name__})")
         return cls(state["params"], sh_degree=state["sh_degree"], active_sh_degree=state["active_sh_degree"],
-                   time_range=state.get("time_range", (0.0, 1.0)))
+                   time_range=state.get("time_range", (0.0, 1.0)), time_filter=state.get("time_filter", 0.0))

@@ -7,6 +7,7 @@ with f_rest stored channel-major (all red coefficients, then green, then blue), 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -132,9 +133,11 @@ def _params_from_vertex(path: Path, vertex) -> Tuple[Dict[str, torch.Tensor], in
 # stored, scale_0..2 / rot_0..3 the eigen-decomposition of Sigma3, so 3DGS tools open the file as a time-collapsed
 # 3D scene. The exact 4D parameters follow as extra properties (all float32, raw values):
 #   t, scale4_0..3 (the four log-scales: x, y, z axes then time), rotl_0..3 / rotr_0..3 (left / right wxyz
-#   quaternions of the 4D rotation). A header comment "splatforge gaussian4d time_range <t0> <t1>" keeps the range.
+#   quaternions of the 4D rotation). Header comments "splatforge gaussian4d time_range <t0> <t1>" and
+#   "splatforge gaussian4d time_filter <f>" keep the time range and the temporal filter (0 when absent).
 PROPERTIES_4D = ["t"] + [f"scale4_{i}" for i in range(4)] + [f"rotl_{i}" for i in range(4)] + [f"rotr_{i}" for i in range(4)]
 _TIME_COMMENT = "splatforge gaussian4d time_range"
+_FILTER_COMMENT = "splatforge gaussian4d time_filter"
 
 
 def header_property_names(path: Union[str, Path]) -> list:
@@ -156,9 +159,11 @@ def is_gaussian4d_ply(path: Union[str, Path]) -> bool:
 
 
 def write_gaussian4d_ply(
-    path: Union[str, Path], params: Dict[str, torch.Tensor], sigma3: torch.Tensor, time_range: Sequence[float]
+    path: Union[str, Path], params: Dict[str, torch.Tensor], sigma3: torch.Tensor, time_range: Sequence[float],
+    time_filter: float = 0.0,
 ) -> None:
-    """Write Gaussian4DScene parameters (CPU tensors) and their peak-time 3D covariances `sigma3` (N, 3, 3)."""
+    """Write Gaussian4DScene parameters (CPU tensors), their peak-time 3D covariances `sigma3` (N, 3, 3), the time
+    range and the temporal filter."""
     from .rotation4d import rotmat_to_quat
 
     evals, evecs = torch.linalg.eigh(sigma3.double())
@@ -171,11 +176,13 @@ def write_gaussian4d_ply(
     columns += [params["quats"][:, i] for i in range(4)] + [params["quats_r"][:, i] for i in range(4)]
     extra = {name: col.numpy().reshape(-1) for name, col in zip(PROPERTIES_4D, columns)}
     comment = f"{_TIME_COMMENT} {float(time_range[0])!r} {float(time_range[1])!r}"
-    write_gaussian_ply(path, standard, extra=extra, comments=[comment])
+    filter_comment = f"{_FILTER_COMMENT} {float(time_filter)!r}"
+    write_gaussian_ply(path, standard, extra=extra, comments=[comment, filter_comment])
 
 
-def read_gaussian4d_ply(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], int, Tuple[float, float]]:
-    """Read a 4D Gaussian PLY: (parameters, SH degree, time range). Errors name the file and missing properties."""
+def read_gaussian4d_ply(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor], int, Tuple[float, float], float]:
+    """Read a 4D Gaussian PLY: (parameters, SH degree, time range, temporal filter). Errors name the file and
+    missing properties."""
     path = Path(path)
     ply = _read_ply(path)
     vertex = ply["vertex"]
@@ -199,7 +206,7 @@ def read_gaussian4d_ply(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor]
     for name in ("times", "log_scales", "log_scale_t", "quats", "quats_r"):
         if not torch.isfinite(params[name]).all():
             raise ValueError(f"{path}: field {name!r} contains NaN or Inf")
-    time_range = (0.0, 1.0)
+    time_range, time_filter = (0.0, 1.0), 0.0
     for comment in ply.comments:
         if comment.startswith(_TIME_COMMENT):
             try:
@@ -207,4 +214,11 @@ def read_gaussian4d_ply(path: Union[str, Path]) -> Tuple[Dict[str, torch.Tensor]
             except ValueError as exc:
                 raise ValueError(f"{path}: malformed header comment {comment!r}") from exc
             time_range = (t0, t1)
-    return params, degree, time_range
+        if comment.startswith(_FILTER_COMMENT):
+            try:
+                time_filter = float(comment[len(_FILTER_COMMENT):])
+            except ValueError as exc:
+                raise ValueError(f"{path}: malformed header comment {comment!r}") from exc
+            if not (math.isfinite(time_filter) and time_filter >= 0):
+                raise ValueError(f"{path}: header comment {comment!r}: the time filter must be finite and >= 0")
+    return params, degree, time_range, time_filter

@@ -180,3 +180,40 @@ def test_sf_eval_reports_test_and_val_per_time(dynamic_scene, tmp_path):
     assert val["psnr"] == pytest.approx(sum(r["psnr"] for r in val["per_time"]) / 3)
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert "val" in saved["splits"] and saved["per_time"]
+
+
+def _timed_views(times) -> list:
+    from render import Camera
+    from trainers.data.dataset import View
+
+    views = []
+    for i, t in enumerate(times):
+        pose = torch.eye(4)
+        pose[0, 3] = float(i)  # cameras side by side
+        views.append(View(Camera(pose, 10.0, 10.0, 4.0, 4.0, 8, 8, time=float(t)), torch.zeros(8, 8, 3), f"v{i}"))
+    return views
+
+
+def test_temporal_filter_follows_time_spacing_and_views_per_time():
+    from trainers.data.dataset import SceneData
+    from trainers.initialise import temporal_filter
+
+    mono = SceneData(train_views=_timed_views(np.linspace(0, 1, 51)), test_views=[], source=Path("mono"))
+    width, why = temporal_filter(mono)
+    assert width == pytest.approx(2 * 0.02) and "1.0 views per time" in why  # monocular: 2 frame spacings
+    multi = SceneData(train_views=_timed_views(np.repeat(np.linspace(0, 1, 11), 4)), test_views=[], source=Path("multi"))
+    assert temporal_filter(multi)[0] == pytest.approx(0.5 * 0.1)  # 4 cameras per time: half a spacing
+    assert temporal_filter(multi, 3.0)[0] == pytest.approx(0.3)
+    assert temporal_filter(mono, 0.0)[0] == 0.0
+    single = SceneData(train_views=_timed_views([0.5, 0.5]), test_views=[], source=Path("single"))
+    assert temporal_filter(single)[0] == 0.0
+    with pytest.raises(ValueError, match="time-filter-frames"):
+        temporal_filter(mono, -1.0)
+
+
+def test_initial_4d_scene_carries_the_temporal_filter(dynamic_scene):
+    from trainers.initialise import initial_scene, temporal_filter
+
+    data = load_dataset(dynamic_scene)
+    scene = initial_scene(data, 0, 0.5, 100, 100, 0, model="gaussian4d", time_filter_frames=1.5)
+    assert scene.time_filter == pytest.approx(temporal_filter(data, 1.5)[0]) and scene.time_filter > 0

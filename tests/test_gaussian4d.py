@@ -12,7 +12,7 @@ from cuda_rasterizer.reference import quat_to_rotmat
 from render import Camera, render
 from scenes import Gaussian4DScene, GaussianScene, load_scene
 from scenes.editing import SplatEditor
-from scenes.rotation4d import quat_multiply, rotation4, spatial_pair
+from scenes.rotation4d import covariance4, quat_multiply, rotation4, spatial_pair
 
 
 def random_scene4(n: int = 20, degree: int = 1, seed: int = 0) -> Gaussian4DScene:
@@ -70,14 +70,20 @@ def test_xt_rotor_moves_along_x():
     assert abs(float(r[0, 3])) > 0.3  # x and t mix
 
 
+@pytest.mark.parametrize("time_filter", [0.0, 0.3])
 @pytest.mark.parametrize("native", [False, True])
 @pytest.mark.parametrize("t", [0.0, 0.37, 1.3])
-def test_slice_matches_brute_force_conditional(t, native):
-    """Torch slice (native False) and the native sf_math.h kernel (CPU, float64) against the 4D density."""
+def test_slice_matches_brute_force_conditional(t, native, time_filter):
+    """Torch slice (native False) and the native sf_math.h kernel (CPU, float64) against the 4D density; with a
+    temporal filter, against the density of Sigma4 + f^2 e_t e_t^T."""
     scene = random_scene4(n=12, seed=3).double()
     scene.native_slice = native
+    scene.time_filter = time_filter
     with torch.no_grad():
         means4, cov4, base = scene.gaussians4()
+        if time_filter:  # gaussians4 includes the filter: check that against the unfiltered 4D covariance
+            plain = covariance4(scene.params["quats"], scene.params["quats_r"], scene.scales4)
+            assert torch.allclose(cov4 - plain, torch.diag(plain.new_tensor([0, 0, 0, time_filter ** 2])).expand_as(plain))
         sliced = scene.slice(t)
     gen = torch.Generator().manual_seed(4)
     for i in range(len(scene)):
@@ -93,11 +99,13 @@ def test_slice_matches_brute_force_conditional(t, native):
     assert torch.linalg.eigvalsh(sliced["covars"]).min() > 0
 
 
+@pytest.mark.parametrize("time_filter", [0.0, 0.2])
 @pytest.mark.parametrize("native", [False, True])
-def test_slice_gradients_match_finite_differences(native):
+def test_slice_gradients_match_finite_differences(native, time_filter):
     """Torch autograd through the slice, and the native kernel's VJP (sf_math.h slice4_vjp), in float64."""
     scene = random_scene4(n=3, seed=5).double()
     scene.native_slice = native
+    scene.time_filter = time_filter
     names = ("means", "times", "quats", "quats_r", "log_scales", "log_scale_t", "opacity_logits")
 
     class SliceAt(torch.nn.Module):
@@ -118,8 +126,10 @@ def test_slice_gradients_match_finite_differences(native):
     assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-6)
 
 
-def test_native_cpu_slice_matches_torch_slice_in_float32():
+@pytest.mark.parametrize("time_filter", [0.0, 0.1])
+def test_native_cpu_slice_matches_torch_slice_in_float32(time_filter):
     scene = random_scene4(n=2000, seed=14)
+    scene.time_filter = time_filter
     with torch.no_grad():
         scene.native_slice = False
         want = scene._slice_terms(0.42)
@@ -188,10 +198,12 @@ def test_editor_rigid_transform_rotates_space_time_rotation():
 def test_ply_round_trip_is_exact_and_3dgs_readers_see_the_peak_slice(tmp_path):
     scene = random_scene4(n=25, degree=2, seed=9)
     scene.time_range = (0.25, 0.75)
+    scene.time_filter = 0.0123
     path = tmp_path / "scene4d.ply"
     scene.save_ply(path)
     loaded = load_scene(path)
     assert isinstance(loaded, Gaussian4DScene) and loaded.sh_degree == 2 and loaded.time_range == (0.25, 0.75)
+    assert loaded.time_filter == 0.0123
     for name, value in scene.params.items():
         assert torch.equal(loaded.params[name], value.detach()), name
     # a 3DGS reader gets each primitive at its own mean time (the 3D conditional covariance)
@@ -226,8 +238,9 @@ def test_checkpoint_state_round_trip_keeps_kind_and_time_range():
 
     scene = random_scene4(n=6, seed=11)
     scene.time_range = (0.1, 0.9)
+    scene.time_filter = 0.05
     back = scene_from_state(scene.state())
-    assert isinstance(back, Gaussian4DScene) and back.time_range == (0.1, 0.9)
+    assert isinstance(back, Gaussian4DScene) and back.time_range == (0.1, 0.9) and back.time_filter == 0.05
     with pytest.raises(ValueError, match="gaussian4d"):
         GaussianScene.from_state(scene.state())
 

@@ -12,16 +12,18 @@ from test_gaussian4d import random_scene4
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the slice kernel runs there)")
 
 
+@pytest.mark.parametrize("time_filter", [0.0, 0.1])
 @pytest.mark.parametrize("t", [0.0, 0.45, 1.0])
-def test_cuda_slice_matches_torch_slice(t):
+def test_cuda_slice_matches_torch_slice(t, time_filter):
     from cuda_rasterizer.cuda_backend import slice4
 
     scene = random_scene4(n=5000, degree=1, seed=12).cuda()
+    scene.time_filter = time_filter
     with torch.no_grad():
         scene.native_slice = False
         expect_means, expect_cov, expect_opac, expect_exp = scene._slice_terms(t)
         got = slice4(scene.params["means"], scene.params["times"], scene.params["quats"], scene.params["quats_r"],
-                     scene.scales4, scene.opacities, t)
+                     scene.scales4, scene.opacities, t, time_filter)
     for got_t, want, name in zip(got, (expect_means, expect_cov, expect_opac, expect_exp), ("means", "covars", "opacities", "exponent")):
         assert torch.allclose(got_t, want, rtol=1e-4, atol=1e-6), name
 
@@ -42,9 +44,11 @@ def test_cuda_scene_inputs_match_cpu_scene_inputs():
         assert torch.allclose(gpu_inputs[name].cpu(), cpu_inputs[name], rtol=1e-4, atol=1e-6), name
 
 
-def test_cuda_slice_gradients_match_torch_slice():
+@pytest.mark.parametrize("time_filter", [0.0, 0.1])
+def test_cuda_slice_gradients_match_torch_slice(time_filter):
     cpu = random_scene4(n=2000, degree=1, seed=15)
     gpu = random_scene4(n=2000, degree=1, seed=15).cuda()
+    cpu.time_filter = gpu.time_filter = time_filter
     cpu.native_slice = False  # torch autograd on the CPU, the fused VJP kernel on the GPU
     gen = torch.Generator().manual_seed(16)
     weights = [torch.randn(2000, 3, generator=gen), torch.randn(2000, 3, 3, generator=gen), torch.randn(2000, generator=gen)]

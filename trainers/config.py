@@ -81,6 +81,10 @@ class TrainConfig:
     """--model nerf only: the radiance field and its training."""
     init_time_scale: float = 0.25
     """4D only: initial temporal scale as a fraction of the time span."""
+    time_filter_frames: Optional[float] = None
+    """4D only: every primitive's temporal extent is widened (in quadrature) by this many spacings of the training
+    views' times, so that no primitive lives for a single training photograph. Default: 2 for monocular captures
+    (one view per time, e.g. D-NeRF), 0.5 for multi-view video; 0 turns it off. Stored with the scene."""
     max_steps: int = 3000
     max_seconds: Optional[float] = None
     """Also stop once training has run this long (wall clock, evaluation excluded)."""

@@ -26,23 +26,51 @@ def resolve_model(model: str, data: SceneData) -> Tuple[str, str]:
     return model, "asked for"
 
 
+def temporal_filter(data: SceneData, frames: Optional[float] = None) -> Tuple[float, str]:
+    """(time_filter, why): the 4D scene's minimum temporal extent (scenes.Gaussian4DScene.time_filter), `frames`
+    times the median spacing of the training views' distinct times.
+
+    Default (None): 2 spacings when each time is seen by a single view, as in monocular captures (D-NeRF), where a
+    primitive living for one frame is constrained by one photograph and learns it by heart instead of the scene;
+    0.5 when several cameras see each time (multi-view video), where one frame already pins a primitive down."""
+    times = np.array([v.camera.time for v in data.train_views if v.camera.time is not None], dtype=np.float64)
+    distinct = np.unique(times)
+    if len(distinct) < 2:
+        return 0.0, "a single training time"
+    views_per_time = len(times) / len(distinct)
+    if frames is None:
+        frames = 2.0 if views_per_time < 1.5 else 0.5
+        why = f"{views_per_time:.1f} views per time: {frames:g} frame spacings"
+    else:
+        why = f"{frames:g} frame spacings, asked for"
+    if not (np.isfinite(frames) and frames >= 0):
+        raise ValueError(f"--time-filter-frames must be a finite value >= 0, got {frames}")
+    spacing = float(np.median(np.diff(distinct)))
+    return float(frames) * spacing, why
+
+
 def initial_scene(
     data: SceneData, sh_degree: int, init_opacity: float, random_points: int, max_points: int, seed: int,
     random_extent: float = 0.33, model: str = "gaussian", time_scale: float = 0.25, num_terms: int = 4,
+    time_filter_frames: Optional[float] = None,
 ) -> SplatScene:
     """Seed points when the dataset has them; else `random_points` uniform in a cube around the cameras' focus
     point with half-size `random_extent` x their mean distance to it (Inria's +-1.3 cube for NeRF-synthetic).
 
     model 'gaussian4d': the same points at the seed points' own times when the dataset has them, else each at a
-    time drawn uniformly over the training time range; temporal scale `time_scale` x the time span. model 'gabor': the same Gaussians
-    with `num_terms` Gabor terms each, all off (exact Gaussians until training switches terms on)."""
+    time drawn uniformly over the training time range; temporal scale `time_scale` x the time span; the scene's
+    temporal filter from `temporal_filter` (`time_filter_frames` training frame spacings, None: chosen by the
+    capture). model 'gabor': the same Gaussians with `num_terms` Gabor terms each, all off (exact Gaussians until
+    training switches terms on)."""
     points, colors, times = _initial_points(data, random_points, max_points, seed, random_extent)
     if model == "gaussian4d":
         t0, t1 = data.time_range or (0.0, 1.0)
         if times is None:
             times = np.random.default_rng(seed + 1).uniform(t0, t1, size=len(points))
-        return Gaussian4DScene.from_points(points, times, colors, sh_degree=sh_degree, initial_opacity=init_opacity,
-                                           time_range=(t0, t1), time_scale=time_scale * max(t1 - t0, 1e-6))
+        scene = Gaussian4DScene.from_points(points, times, colors, sh_degree=sh_degree, initial_opacity=init_opacity,
+                                            time_range=(t0, t1), time_scale=time_scale * max(t1 - t0, 1e-6))
+        scene.time_filter = temporal_filter(data, time_filter_frames)[0]
+        return scene
     if model == "gabor":
         scene = GaborScene.from_points(points, colors, sh_degree=sh_degree, initial_opacity=init_opacity,
                                        num_terms=num_terms)

@@ -92,6 +92,7 @@ class Trainer:
             scene = initial_scene(
                 data, config.sh_degree, config.init_opacity, config.init_random_points, config.max_init_points,
                 config.seed, config.init_random_extent, self.model, config.init_time_scale, config.gabor.num_terms,
+                config.time_filter_frames,
             )
         else:
             self.model, self.model_reason = scene.KIND, "given scene"

@@ -113,9 +113,11 @@ template <typename T> SF_HOST_DEVICE inline void quat_pair_to_rot4(const T ql_in
     }
 }
 
-// Time-independent part of the slice: Sigma3 = Sxyz - Sxyz,t Sxyz,t^T / Stt, v = Sxyz,t / Stt, and Stt.
+// Time-independent part of the slice: Sigma3 = Sxyz - Sxyz,t Sxyz,t^T / Stt, v = Sxyz,t / Stt, and Stt. The temporal
+// filter adds `filter_var` (a variance, >= 0) to Stt: Sigma4 + filter_var e_t e_t^T, a minimum temporal extent.
 template <typename T>
-SF_HOST_DEVICE inline void slice4_conditional(const T ql[4], const T qr[4], const T s[4], T cov3[9], T vel[3], T* stt) {
+SF_HOST_DEVICE inline void slice4_conditional(const T ql[4], const T qr[4], const T s[4], T filter_var, T cov3[9], T vel[3],
+                                              T* stt) {
   T R[16], cov4[16];
   quat_pair_to_rot4(ql, qr, R);
   for (int i = 0; i < 4; ++i)
@@ -124,7 +126,7 @@ SF_HOST_DEVICE inline void slice4_conditional(const T ql[4], const T qr[4], cons
       for (int k = 0; k < 4; ++k) acc += R[i * 4 + k] * s[k] * s[k] * R[j * 4 + k];
       cov4[i * 4 + j] = acc;
     }
-  const T tt = cov4[15];
+  const T tt = cov4[15] + filter_var;
   for (int i = 0; i < 3; ++i) vel[i] = cov4[i * 4 + 3] / tt;
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j) cov3[i * 3 + j] = cov4[i * 4 + j] - cov4[i * 4 + 3] * vel[j];
@@ -135,10 +137,10 @@ SF_HOST_DEVICE inline void slice4_conditional(const T ql[4], const T qr[4], cons
 
 // The 3D Gaussian at time t: mean3 = mu + v (t - mu_t), opacity(t) = o exp(-e), e = 0.5 (t - mu_t)^2 / Stt.
 template <typename T>
-SF_HOST_DEVICE inline void slice4(const T mean[3], T mean_t, const T ql[4], const T qr[4], const T s[4], T opacity, T t,
-                                  T mean3[3], T cov3[9], T* opacity_t, T* exponent) {
+SF_HOST_DEVICE inline void slice4(const T mean[3], T mean_t, const T ql[4], const T qr[4], const T s[4], T filter_var,
+                                  T opacity, T t, T mean3[3], T cov3[9], T* opacity_t, T* exponent) {
   T vel[3], stt;
-  slice4_conditional(ql, qr, s, cov3, vel, &stt);
+  slice4_conditional(ql, qr, s, filter_var, cov3, vel, &stt);
   const T dt = t - mean_t;
   for (int i = 0; i < 3; ++i) mean3[i] = mean[i] + vel[i] * dt;
   *exponent = T(0.5) * dt * dt / stt;
@@ -148,7 +150,7 @@ SF_HOST_DEVICE inline void slice4(const T mean[3], T mean_t, const T ql[4], cons
 // VJP of slice4 (every output's upstream gradient may be non-symmetric / zero). L(a) and R(b) share the index
 // pattern below; their signs differ.
 template <typename T>
-SF_HOST_DEVICE inline void slice4_vjp(T mean_t, const T ql[4], const T qr[4], const T s[4], T opacity, T t,
+SF_HOST_DEVICE inline void slice4_vjp(T mean_t, const T ql[4], const T qr[4], const T s[4], T filter_var, T opacity, T t,
                                       const T v_mean3[3], const T v_cov3[9], T v_opac_t, T v_mean[3], T* v_time,
                                       T v_ql[4], T v_qr[4], T v_s[4], T* v_opac) {
   const int idx[16] = {0, 1, 2, 3, 1, 0, 3, 2, 2, 3, 0, 1, 3, 2, 1, 0};
@@ -175,7 +177,7 @@ SF_HOST_DEVICE inline void slice4_vjp(T mean_t, const T ql[4], const T qr[4], co
       for (int k = 0; k < 4; ++k) acc += R4[i * 4 + k] * s[k] * s[k] * R4[j * 4 + k];
       cov4[i * 4 + j] = acc;
     }
-  const T c = cov4[15], dt = t - mean_t;
+  const T c = cov4[15] + filter_var, dt = t - mean_t;  // the filter is a constant: d/dSigma4[3][3] is d/dc
   const T bb[3] = {cov4[3], cov4[7], cov4[11]};
   const T vel[3] = {bb[0] / c, bb[1] / c, bb[2] / c};
   const T decay = exp(T(-0.5) * dt * dt / c), ot = opacity * decay;

@@ -27,12 +27,12 @@ void sh_fwd(int degree, const T* coeffs, int64_t n, int k, int channels, const T
 template <typename T>
 void sh_bwd(int degree, const T* v_out, int64_t n, int k, int channels, const T* dirs, T* v_coeffs, int nthreads);
 
-// 4D Gaussians sliced at time t (forward only; see sf::slice4).
+// 4D Gaussians sliced at time t with a temporal filter variance (see sf::slice4); slice4_bwd is its VJP.
 template <typename T>
-void slice4_fwd(const T* means, const T* times, const T* ql, const T* qr, const T* scales, const T* opac, int64_t n, T t,
-                T* mean3, T* cov3, T* opac_t, T* exponent, int nthreads);
+void slice4_fwd(const T* means, const T* times, const T* ql, const T* qr, const T* scales, T filter_var, const T* opac,
+                int64_t n, T t, T* mean3, T* cov3, T* opac_t, T* exponent, int nthreads);
 template <typename T>
-void slice4_bwd(const T* times, const T* ql, const T* qr, const T* scales, const T* opac, int64_t n, T t,
+void slice4_bwd(const T* times, const T* ql, const T* qr, const T* scales, T filter_var, const T* opac, int64_t n, T t,
                 const T* v_mean3, const T* v_cov3, const T* v_opac_t, T* v_means, T* v_times, T* v_ql, T* v_qr,
                 T* v_scales, T* v_opac, int nthreads);
 

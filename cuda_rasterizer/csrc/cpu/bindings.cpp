@@ -42,8 +42,8 @@ Tensor covar_fwd(Tensor quats, Tensor scales, int64_t nthreads) {
   return out;
 }
 
-std::vector<Tensor> slice4_fwd(Tensor means, Tensor times, Tensor ql, Tensor qr, Tensor scales, Tensor opac, double t,
-                               int64_t nthreads) {
+std::vector<Tensor> slice4_fwd(Tensor means, Tensor times, Tensor ql, Tensor qr, Tensor scales, double filter_var,
+                               Tensor opac, double t, int64_t nthreads) {
   means = c(means); times = c(times); ql = c(ql); qr = c(qr); scales = c(scales); opac = c(opac);
   const int64_t n = means.size(0);
   TORCH_CHECK(times.numel() == n && ql.numel() == 4 * n && qr.numel() == 4 * n && scales.numel() == 4 * n &&
@@ -52,15 +52,15 @@ std::vector<Tensor> slice4_fwd(Tensor means, Tensor times, Tensor ql, Tensor qr,
   auto opac_t = torch::empty({n}, means.options()), expo = torch::empty({n}, means.options());
   AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "slice4_fwd", [&] {
     sf_cpu::slice4_fwd<scalar_t>(means.data_ptr<scalar_t>(), times.data_ptr<scalar_t>(), ql.data_ptr<scalar_t>(),
-                                 qr.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(), n,
-                                 scalar_t(t), mean3.data_ptr<scalar_t>(), cov3.data_ptr<scalar_t>(),
+                                 qr.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(), scalar_t(filter_var),
+                                 opac.data_ptr<scalar_t>(), n, scalar_t(t), mean3.data_ptr<scalar_t>(), cov3.data_ptr<scalar_t>(),
                                  opac_t.data_ptr<scalar_t>(), expo.data_ptr<scalar_t>(), int(nthreads));
   });
   return {mean3, cov3, opac_t, expo};
 }
 
-std::vector<Tensor> slice4_bwd(Tensor times, Tensor ql, Tensor qr, Tensor scales, Tensor opac, double t, Tensor v_mean3,
-                               Tensor v_cov3, Tensor v_opac_t, int64_t nthreads) {
+std::vector<Tensor> slice4_bwd(Tensor times, Tensor ql, Tensor qr, Tensor scales, double filter_var, Tensor opac,
+                               double t, Tensor v_mean3, Tensor v_cov3, Tensor v_opac_t, int64_t nthreads) {
   times = c(times); ql = c(ql); qr = c(qr); scales = c(scales); opac = c(opac);
   v_mean3 = c(v_mean3); v_cov3 = c(v_cov3); v_opac_t = c(v_opac_t);
   const int64_t n = times.numel();
@@ -69,8 +69,8 @@ std::vector<Tensor> slice4_bwd(Tensor times, Tensor ql, Tensor qr, Tensor scales
   auto vo = torch::empty_like(opac);
   AT_DISPATCH_FLOATING_TYPES(times.scalar_type(), "slice4_bwd", [&] {
     sf_cpu::slice4_bwd<scalar_t>(times.data_ptr<scalar_t>(), ql.data_ptr<scalar_t>(), qr.data_ptr<scalar_t>(),
-                                 scales.data_ptr<scalar_t>(), opac.data_ptr<scalar_t>(), n, scalar_t(t),
-                                 v_mean3.data_ptr<scalar_t>(), v_cov3.data_ptr<scalar_t>(),
+                                 scales.data_ptr<scalar_t>(), scalar_t(filter_var), opac.data_ptr<scalar_t>(), n,
+                                 scalar_t(t), v_mean3.data_ptr<scalar_t>(), v_cov3.data_ptr<scalar_t>(),
                                  v_opac_t.data_ptr<scalar_t>(), vm.data_ptr<scalar_t>(), vt.data_ptr<scalar_t>(),
                                  vql.data_ptr<scalar_t>(), vqr.data_ptr<scalar_t>(), vs.data_ptr<scalar_t>(),
                                  vo.data_ptr<scalar_t>(), int(nthreads));

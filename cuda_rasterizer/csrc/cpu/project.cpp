@@ -66,21 +66,21 @@ void sh_bwd(int degree, const T* v_out, int64_t n, int k, int channels, const T*
 }
 
 template <typename T>
-void slice4_fwd(const T* means, const T* times, const T* ql, const T* qr, const T* scales, const T* opac, int64_t n, T t,
-                T* mean3, T* cov3, T* opac_t, T* exponent, int nthreads) {
+void slice4_fwd(const T* means, const T* times, const T* ql, const T* qr, const T* scales, T filter_var, const T* opac,
+                int64_t n, T t, T* mean3, T* cov3, T* opac_t, T* exponent, int nthreads) {
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t i = 0; i < n; ++i)
-    sf::slice4(means + 3 * i, times[i], ql + 4 * i, qr + 4 * i, scales + 4 * i, opac[i], t, mean3 + 3 * i,
+    sf::slice4(means + 3 * i, times[i], ql + 4 * i, qr + 4 * i, scales + 4 * i, filter_var, opac[i], t, mean3 + 3 * i,
                cov3 + 9 * i, opac_t + i, exponent + i);
 }
 
 template <typename T>
-void slice4_bwd(const T* times, const T* ql, const T* qr, const T* scales, const T* opac, int64_t n, T t,
+void slice4_bwd(const T* times, const T* ql, const T* qr, const T* scales, T filter_var, const T* opac, int64_t n, T t,
                 const T* v_mean3, const T* v_cov3, const T* v_opac_t, T* v_means, T* v_times, T* v_ql, T* v_qr,
                 T* v_scales, T* v_opac, int nthreads) {
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t i = 0; i < n; ++i)
-    sf::slice4_vjp(times[i], ql + 4 * i, qr + 4 * i, scales + 4 * i, opac[i], t, v_mean3 + 3 * i, v_cov3 + 9 * i,
+    sf::slice4_vjp(times[i], ql + 4 * i, qr + 4 * i, scales + 4 * i, filter_var, opac[i], t, v_mean3 + 3 * i, v_cov3 + 9 * i,
                    v_opac_t[i], v_means + 3 * i, v_times + i, v_ql + 4 * i, v_qr + 4 * i, v_scales + 4 * i, v_opac + i);
 }
 
@@ -93,9 +93,9 @@ void slice4_bwd(const T* times, const T* ql, const T* qr, const T* scales, const
                                const T*, const T*, const T*, const T*, T*, T*, T*, int);                           \
   template void sh_fwd<T>(int, const T*, int64_t, int, int, const T*, T*, int);                                    \
   template void sh_bwd<T>(int, const T*, int64_t, int, int, const T*, T*, int);                                    \
-  template void slice4_fwd<T>(const T*, const T*, const T*, const T*, const T*, const T*, int64_t, T, T*, T*, T*, T*, \
-                              int);                                                                    \
-  template void slice4_bwd<T>(const T*, const T*, const T*, const T*, const T*, int64_t, T, const T*, const T*,     \
+  template void slice4_fwd<T>(const T*, const T*, const T*, const T*, const T*, T, const T*, int64_t, T, T*, T*, T*,  \
+                              T*, int);                                                                    \
+  template void slice4_bwd<T>(const T*, const T*, const T*, const T*, T, const T*, int64_t, T, const T*, const T*,  \
                               const T*, T*, T*, T*, T*, T*, T*, int);
 SF_INSTANTIATE(float)
 SF_INSTANTIATE(double)

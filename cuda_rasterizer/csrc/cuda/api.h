@@ -23,11 +23,12 @@ void project_bwd(const sf::Camera& cam, const float* means, const float* covars,
                  const float* v_conics, const float* v_depths, const float* v_opac_out, float* v_means,
                  float* v_covars, float* v_opacities, cudaStream_t s);
 // 4D Gaussians sliced at time t (slice4_bwd is its VJP): means (n,3), times (n), quaternion pairs (n,4)x2, scales (n,4),
-// opacities (n) -> means3 (n,3), covariances (n,3,3), opacities at t (n), temporal exponents (n).
+// temporal filter variance, opacities (n) -> means3 (n,3), covariances (n,3,3), opacities at t (n), temporal exponents (n).
 void slice4_fwd(const float* means, const float* times, const float* ql, const float* qr, const float* scales,
-                const float* opac, int64_t n, float t, float* mean3, float* cov3, float* opac_t, float* exponent,
+                float filter_var, const float* opac, int64_t n, float t, float* mean3, float* cov3, float* opac_t, float* exponent,
                 cudaStream_t s);
-void slice4_bwd(const float* times, const float* ql, const float* qr, const float* scales, const float* opac, int64_t n,
+void slice4_bwd(const float* times, const float* ql, const float* qr, const float* scales, float filter_var,
+                const float* opac, int64_t n,
                 float t, const float* v_mean3, const float* v_cov3, const float* v_opac_t, float* v_means,
                 float* v_times, float* v_ql, float* v_qr, float* v_scales, float* v_opac, cudaStream_t s);
 void sh_fwd(int degree, const float* coeffs, int64_t n, int k, int channels, const float* dirs, float* out,

@@ -217,7 +217,8 @@ std::vector<Tensor> gabor_project_bwd(Tensor means, Tensor covars, Tensor freqs,
   return {vm, vc, vf, vw, vp};
 }
 
-std::vector<Tensor> slice4_fwd(Tensor means, Tensor times, Tensor ql, Tensor qr, Tensor scales, Tensor opac, double t) {
+std::vector<Tensor> slice4_fwd(Tensor means, Tensor times, Tensor ql, Tensor qr, Tensor scales, double filter_var,
+                               Tensor opac, double t) {
   const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(means));
   means = c(means); times = c(times); ql = c(ql); qr = c(qr); scales = c(scales); opac = c(opac);
   const int64_t n = means.size(0);
@@ -225,14 +226,14 @@ std::vector<Tensor> slice4_fwd(Tensor means, Tensor times, Tensor ql, Tensor qr,
                   opac.numel() == n, "slice4_fwd: inconsistent primitive counts");
   auto mean3 = torch::empty({n, 3}, means.options()), cov3 = torch::empty({n, 3, 3}, means.options());
   auto opac_t = torch::empty({n}, means.options()), expo = torch::empty({n}, means.options());
-  sf_cuda::slice4_fwd(p<float>(means), p<float>(times), p<float>(ql), p<float>(qr), p<float>(scales), p<float>(opac),
-                      n, float(t), p<float>(mean3), p<float>(cov3), p<float>(opac_t), p<float>(expo), stream());
+  sf_cuda::slice4_fwd(p<float>(means), p<float>(times), p<float>(ql), p<float>(qr), p<float>(scales),
+                      float(filter_var), p<float>(opac), n, float(t), p<float>(mean3), p<float>(cov3), p<float>(opac_t), p<float>(expo), stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {mean3, cov3, opac_t, expo};
 }
 
-std::vector<Tensor> slice4_bwd(Tensor times, Tensor ql, Tensor qr, Tensor scales, Tensor opac, double t, Tensor v_mean3,
-                               Tensor v_cov3, Tensor v_opac_t) {
+std::vector<Tensor> slice4_bwd(Tensor times, Tensor ql, Tensor qr, Tensor scales, double filter_var, Tensor opac,
+                               double t, Tensor v_mean3, Tensor v_cov3, Tensor v_opac_t) {
   const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(times));
   times = c(times); ql = c(ql); qr = c(qr); scales = c(scales); opac = c(opac);
   v_mean3 = c(v_mean3); v_cov3 = c(v_cov3); v_opac_t = c(v_opac_t);
@@ -240,7 +241,8 @@ std::vector<Tensor> slice4_bwd(Tensor times, Tensor ql, Tensor qr, Tensor scales
   auto vm = torch::empty({n, 3}, times.options()), vt = torch::empty({n}, times.options());
   auto vql = torch::empty_like(ql), vqr = torch::empty_like(qr), vs = torch::empty_like(scales);
   auto vo = torch::empty_like(opac);
-  sf_cuda::slice4_bwd(p<float>(times), p<float>(ql), p<float>(qr), p<float>(scales), p<float>(opac), n, float(t),
+  sf_cuda::slice4_bwd(p<float>(times), p<float>(ql), p<float>(qr), p<float>(scales), float(filter_var), p<float>(opac), n,
+                      float(t),
                       p<float>(v_mean3), p<float>(v_cov3), p<float>(v_opac_t), p<float>(vm), p<float>(vt),
                       p<float>(vql), p<float>(vqr), p<float>(vs), p<float>(vo), stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();

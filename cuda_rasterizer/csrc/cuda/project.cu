@@ -60,38 +60,39 @@ __global__ void sh_bwd_k(int degree, const float* v_out, int64_t n, int k, int c
 }
 
 __global__ void slice4_fwd_k(const float* means, const float* times, const float* ql, const float* qr,
-                             const float* scales, const float* opac, int64_t n, float t, float* mean3, float* cov3,
+                             const float* scales, float filter_var, const float* opac, int64_t n, float t, float* mean3,
+                             float* cov3,
                              float* opac_t, float* exponent) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n)
-    sf::slice4(means + 3 * i, times[i], ql + 4 * i, qr + 4 * i, scales + 4 * i, opac[i], t, mean3 + 3 * i,
+    sf::slice4(means + 3 * i, times[i], ql + 4 * i, qr + 4 * i, scales + 4 * i, filter_var, opac[i], t, mean3 + 3 * i,
                cov3 + 9 * i, opac_t + i, exponent + i);
 }
 
 __global__ void slice4_bwd_k(const float* times, const float* ql, const float* qr, const float* scales,
-                             const float* opac, int64_t n, float t, const float* v_mean3, const float* v_cov3,
+                             float filter_var, const float* opac, int64_t n, float t, const float* v_mean3, const float* v_cov3,
                              const float* v_opac_t, float* v_means, float* v_times, float* v_ql, float* v_qr,
                              float* v_scales, float* v_opac) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n)
-    sf::slice4_vjp(times[i], ql + 4 * i, qr + 4 * i, scales + 4 * i, opac[i], t, v_mean3 + 3 * i, v_cov3 + 9 * i,
+    sf::slice4_vjp(times[i], ql + 4 * i, qr + 4 * i, scales + 4 * i, filter_var, opac[i], t, v_mean3 + 3 * i, v_cov3 + 9 * i,
                    v_opac_t[i], v_means + 3 * i, v_times + i, v_ql + 4 * i, v_qr + 4 * i, v_scales + 4 * i, v_opac + i);
 }
 
 }  // namespace
 
-void slice4_bwd(const float* times, const float* ql, const float* qr, const float* scales, const float* opac, int64_t n,
-                float t, const float* v_mean3, const float* v_cov3, const float* v_opac_t, float* v_means,
+void slice4_bwd(const float* times, const float* ql, const float* qr, const float* scales, float filter_var,
+                const float* opac, int64_t n, float t, const float* v_mean3, const float* v_cov3, const float* v_opac_t, float* v_means,
                 float* v_times, float* v_ql, float* v_qr, float* v_scales, float* v_opac, cudaStream_t st) {
   if (n > 0)
-    slice4_bwd_k<<<blocks(n), kThreads, 0, st>>>(times, ql, qr, scales, opac, n, t, v_mean3, v_cov3, v_opac_t, v_means,
+    slice4_bwd_k<<<blocks(n), kThreads, 0, st>>>(times, ql, qr, scales, filter_var, opac, n, t, v_mean3, v_cov3, v_opac_t, v_means,
                                                  v_times, v_ql, v_qr, v_scales, v_opac);
 }
 void slice4_fwd(const float* means, const float* times, const float* ql, const float* qr, const float* scales,
-                const float* opac, int64_t n, float t, float* mean3, float* cov3, float* opac_t, float* exponent,
+                float filter_var, const float* opac, int64_t n, float t, float* mean3, float* cov3, float* opac_t, float* exponent,
                 cudaStream_t st) {
   if (n > 0)
-    slice4_fwd_k<<<blocks(n), kThreads, 0, st>>>(means, times, ql, qr, scales, opac, n, t, mean3, cov3, opac_t,
+    slice4_fwd_k<<<blocks(n), kThreads, 0, st>>>(means, times, ql, qr, scales, filter_var, opac, n, t, mean3, cov3, opac_t,
                                                  exponent);
 }
 void covar_fwd(const float* q, const float* s, int64_t n, float* cov, cudaStream_t st) {
