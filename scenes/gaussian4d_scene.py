@@ -86,6 +86,7 @@ class Gaussian4DScene(SplatScene):
             raise ValueError(f"time_range must be finite with start <= end, got {tuple(time_range)}")
         self.time_range: Tuple[float, float] = (t0, t1)
         self.native_slice = True  # the native slice kernel where available (parity tests and benchmarks turn it off)
+        self.split_in_time: str = "auto"  # how densification splits: see split_rows
         self._cache_key: Optional[tuple] = None
         self._cache: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
 
@@ -212,10 +213,18 @@ class Gaussian4DScene(SplatScene):
 
     # ----- densification ------------------------------------------------------------------------------
     def split_rows(self, rows: Dict[str, torch.Tensor], generator: torch.Generator) -> List[Dict[str, torch.Tensor]]:
-        """Two children per row, their 4D means sampled from the parent's 4D Gaussian (so a split also splits in
-        time), all four scales divided by 1.6."""
+        """Two children per row. A split in time samples the children's 4D means from the parent's 4D Gaussian and
+        divides all four scales by 1.6 (shorter-lived children); a split in space leaves the fourth (temporal) axis
+        of the primitive's frame whole: offsets along the three others only, the temporal scale kept.
+
+        `split_in_time`: "always", "never", or "auto" (default): in time where the primitive moves farther than its
+        own size during its life (|v| sqrt(Stt) above its largest sliced standard deviation), so a trajectory that a
+        straight line fits badly is cut into shorter pieces; in space elsewhere, so still parts keep their duration
+        and stay constrained by every view of their time span."""
         scales4 = torch.exp(torch.cat([rows["log_scales"], rows["log_scale_t"]], dim=-1))
         rot = rotation4(rows["quats"], rows["quats_r"])
+        in_time = self._split_in_time_rows(rot, scales4)
+        scales4 = torch.cat([scales4[:, :3], scales4[:, 3:] * in_time[:, None]], dim=1)
         children = []
         for _ in range(2):
             offset = torch.randn(scales4.shape, generator=generator).to(scales4.device) * scales4
@@ -224,9 +233,25 @@ class Gaussian4DScene(SplatScene):
             child["means"] = rows["means"] + offset[:, :3]
             child["times"] = rows["times"] + offset[:, 3:]
             child["log_scales"] = rows["log_scales"] - math.log(1.6)
-            child["log_scale_t"] = rows["log_scale_t"] - math.log(1.6)
+            child["log_scale_t"] = rows["log_scale_t"] - math.log(1.6) * in_time[:, None]
             children.append(child)
         return children
+
+    def _split_in_time_rows(self, rot: torch.Tensor, scales4: torch.Tensor) -> torch.Tensor:
+        """(M,) 1.0 where split_rows splits the row in time, 0.0 where in space (see split_rows)."""
+        mode = self.split_in_time
+        if mode not in ("auto", "always", "never"):
+            raise ValueError(f"split_in_time must be 'auto', 'always' or 'never', got {mode!r}")
+        if mode != "auto":
+            return scales4.new_full(scales4.shape[:1], 1.0 if mode == "always" else 0.0)
+        m = rot * scales4[:, None, :]
+        cov4 = m @ m.transpose(-1, -2)
+        stt = cov4[:, 3, 3] + self.time_filter ** 2
+        cross = cov4[:, :3, 3]
+        sweep = cross.norm(dim=-1) / stt.sqrt()  # |v| sqrt(Stt), v = Sxyz,t / Stt
+        sigma3 = cov4[:, :3, :3] - cross[:, :, None] * cross[:, None, :] / stt[:, None, None]
+        size = torch.diagonal(sigma3, dim1=-2, dim2=-1).clamp(min=0).amax(dim=-1).sqrt()
+        return (sweep > size).to(scales4.dtype)
 
     # ----- files --------------------------------------------------------------------------------------
     def save_ply(self, path: Union[str, Path]) -> None:

@@ -93,6 +93,7 @@ def test_split_samples_children_in_space_and_time():
     from test_gaussian4d import random_scene4
 
     scene = random_scene4(n=10, seed=3)
+    scene.split_in_time = "always"
     with torch.no_grad():
         scene.params["log_scale_t"].fill_(math.log(0.3))
     optimizers = {name: torch.optim.Adam([p], lr=1e-3) for name, p in scene.params.items()}
@@ -112,6 +113,53 @@ def test_split_samples_children_in_space_and_time():
     assert all(opt.param_groups[0]["params"][0] is scene.params[name] for name, opt in optimizers.items())
     ops.keep(scene, optimizers, torch.arange(14) % 2 == 0)  # prune works by name on every 4D parameter
     assert all(p.shape[0] == 7 for p in scene.params.values())
+
+
+def test_split_in_space_only_keeps_each_primitive_duration():
+    """split_in_time 'never': children sit on the parent's 3 spatial axes (its 4D frame's axis 3 untouched) and keep its
+    temporal scale, while the spatial scales shrink as usual."""
+    from scenes.rotation4d import rotation4
+    from test_gaussian4d import random_scene4
+
+    scene = random_scene4(n=10, seed=4)
+    scene.split_in_time = "never"
+    optimizers = {name: torch.optim.Adam([p], lr=1e-3) for name, p in scene.params.items()}
+    strategy = DefaultStrategy()
+    strategy.initialise(scene, 1.0)
+    before = {k: v.detach().clone() for k, v in scene.params.items()}
+    mask = torch.zeros(10, dtype=torch.bool)
+    mask[:4] = True
+    strategy.split(scene, optimizers, mask)
+    assert len(scene) == 14
+    after = {k: v.detach() for k, v in scene.params.items()}
+    parents = torch.arange(4).repeat(2)
+    assert torch.equal(after["log_scale_t"][6:], before["log_scale_t"][parents])
+    assert torch.allclose(after["log_scales"][6:], before["log_scales"][parents] - math.log(1.6))
+    offsets = torch.cat([after["means"][6:] - before["means"][parents], after["times"][6:] - before["times"][parents]], 1)
+    local = (rotation4(before["quats"][parents], before["quats_r"][parents]).transpose(-1, -2) @ offsets[..., None])[..., 0]
+    assert local[:, :3].abs().max() > 1e-3  # moved in space
+    assert local[:, 3].abs().max() < 1e-5  # not along the primitive's temporal axis
+
+
+def test_auto_split_cuts_moving_primitives_in_time_and_still_ones_in_space():
+    from test_gaussian4d import xt_rotor
+
+    still = xt_rotor(0.0)  # no space-time rotation: v = 0
+    moving = xt_rotor(1.2)  # a strong x-t rotation: long in time along a slanted axis, fast along x
+    scene = Gaussian4DScene({
+        "means": torch.zeros(2, 3), "times": torch.full((2, 1), 0.5),
+        "quats": torch.stack([still[0], moving[0]]), "quats_r": torch.stack([still[1], moving[1]]),
+        "log_scales": torch.log(torch.full((2, 3), 0.05)), "log_scale_t": torch.log(torch.full((2, 1), 0.5)),
+        "opacity_logits": torch.zeros(2), "sh_dc": torch.zeros(2, 1, 3), "sh_rest": torch.zeros(2, 0, 3),
+    }, sh_degree=0)
+    rows = {k: v.detach() for k, v in scene.params.items()}
+    children = scene.split_rows(rows, torch.Generator().manual_seed(0))
+    log_t = children[0]["log_scale_t"][:, 0]
+    assert log_t[0] == rows["log_scale_t"][0, 0]  # still: split in space, duration kept
+    assert torch.isclose(log_t[1], rows["log_scale_t"][1, 0] - math.log(1.6))  # moving: split in time
+    scene.split_in_time = "sometimes"
+    with pytest.raises(ValueError, match="split_in_time"):
+        scene.split_rows(rows, torch.Generator().manual_seed(0))
 
 
 def test_4d_training_densifies_checkpoints_and_resumes(dynamic_scene, tmp_path):

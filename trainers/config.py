@@ -81,6 +81,10 @@ class TrainConfig:
     """--model nerf only: the radiance field and its training."""
     init_time_scale: float = 0.25
     """4D only: initial temporal scale as a fraction of the time span."""
+    split_in_time: Literal["auto", "always", "never"] = "auto"
+    """4D only: how densification splits a primitive: in time (children sampled along all four axes of its frame,
+    shorter-lived) or in space (the three spatial axes, duration kept). auto: in time where it moves farther than
+    its own size during its life, in space elsewhere."""
     time_filter_frames: Optional[float] = None
     """4D only: every primitive's temporal extent is widened (in quadrature) by this many spacings of the training
     views' times, so that no primitive lives for a single training photograph. Default: 2 for monocular captures

@@ -97,6 +97,8 @@ class Trainer:
         else:
             self.model, self.model_reason = scene.KIND, "given scene"
         self.scene = scene.to(self.device)
+        if hasattr(self.scene, "split_in_time"):
+            self.scene.split_in_time = config.split_in_time
         # Sky, exposure and LiDAR depth terms (trainers/driving_losses.py); None unless the data is a driving log.
         self.driving = DrivingTerms.create(config.driving, data, self.device)
         background = config.background if config.background is not None else data.background
