@@ -166,8 +166,10 @@ def test_4d_training_densifies_checkpoints_and_resumes(dynamic_scene, tmp_path):
     data = load_dataset(dynamic_scene)
     strategy = DefaultStrategy(refine_start=10, refine_every=10, refine_stop=40, reset_every=1000, grow_grad2d=1e-5)
     config = TrainConfig(data=dynamic_scene, output_dir=tmp_path, run_name="r", max_steps=30, strategy=strategy,
-                         progress=False, video=False, sh_degree=0, checkpoint_every=20, num_test_renders=1)
+                         progress=False, video=False, sh_degree=0, checkpoint_every=20, num_test_renders=1,
+                         split_in_time="always")
     trainer = Trainer(config, data)
+    assert trainer.scene.split_in_time == "always" and trainer.scene.time_filter > 0  # config reaches the scene
     start = len(trainer.scene)
     for _ in range(30):
         trainer.train_step()
@@ -176,6 +178,7 @@ def test_4d_training_densifies_checkpoints_and_resumes(dynamic_scene, tmp_path):
     resumed = Trainer(TrainConfig(**{**config.__dict__, "resume": path, "max_steps": 32}), data)
     assert isinstance(resumed.scene, Gaussian4DScene) and len(resumed.scene) == len(trainer.scene)
     assert resumed.step == 30
+    assert resumed.scene.split_in_time == "always" and resumed.scene.time_filter == trainer.scene.time_filter
     metrics = resumed.train()
     assert metrics["per_time"] and all("time" in r for r in metrics["per_image"])
     assert isinstance(load_scene(resumed.run_dir / "scene.ply"), Gaussian4DScene)

@@ -97,8 +97,7 @@ class Trainer:
         else:
             self.model, self.model_reason = scene.KIND, "given scene"
         self.scene = scene.to(self.device)
-        if hasattr(self.scene, "split_in_time"):
-            self.scene.split_in_time = config.split_in_time
+        self._apply_scene_training_options()
         # Sky, exposure and LiDAR depth terms (trainers/driving_losses.py); None unless the data is a driving log.
         self.driving = DrivingTerms.create(config.driving, data, self.device)
         background = config.background if config.background is not None else data.background
@@ -140,6 +139,7 @@ class Trainer:
             if key not in payload:
                 raise ValueError(f"{path}: checkpoint has no {key!r} entry, so training cannot resume from it")
         self.scene = scene_from_state(payload["scene"]).to(self.device)
+        self._apply_scene_training_options()
         check_resume_model(self.config.model, self.scene, path)
         self.model = self.scene.KIND
         self.strategy = with_gabor_training(self.strategy, self.scene, self.config.gabor)
@@ -155,6 +155,11 @@ class Trainer:
         self._rng.bit_generator.state = payload["rng"]["numpy"]
         torch.set_rng_state(payload["rng"]["torch"])
         self.history = list(payload.get("history", []))
+
+    def _apply_scene_training_options(self) -> None:
+        """Training-only scene settings from the config (4D: how densification splits), on a new or resumed scene."""
+        if hasattr(self.scene, "split_in_time"):
+            self.scene.split_in_time = self.config.split_in_time
 
     def _train_view(self, index: int) -> View:
         """Training view `index` with the tensors training reads on the device, uploaded once and cached.
