@@ -40,6 +40,7 @@ def run_eval(config: EvalConfig) -> dict:
     from trainers.data import load_dataset
     from trainers.data.load import detect_format
     from trainers.evaluation import evaluate
+    from trainers.motion_errors import motion_error_split
     from trainers.trainer import peak_memory_mb, write_json
 
     output = config.output or config.scene.parent / "eval.json"
@@ -64,6 +65,10 @@ def run_eval(config: EvalConfig) -> dict:
         print(f"depth vs LiDAR (1-80 m, {metrics['depth_points']} returns): AbsRel {metrics['depth_abs_rel']:.4f}, "
               f"RMSE {metrics['depth_rmse']:.3f} m, delta<1.25 {metrics['depth_delta1']:.4f}")
     metrics["splits"] = {name: evaluate(scene, split_views, background, config.backend) for name, split_views in data.extra_splits.items()}
+    for name, split_views in data.extra_splits.items():  # D-NeRF val: one camera over time -> where the error is
+        motion = motion_error_split(scene, split_views, background, backend=config.backend)
+        if motion is not None:
+            metrics["splits"][name]["motion"] = motion
     run_metrics = config.scene.parent / "metrics.json"
     if run_metrics.is_file():  # training wall time and memory come from the run that made the scene
         previous = json.loads(run_metrics.read_text())
@@ -78,6 +83,11 @@ def run_eval(config: EvalConfig) -> dict:
     for name, split in [(metrics["split"], metrics)] + list(metrics["splits"].items()):
         if name != metrics["split"]:
             print(f"{name}: PSNR {split['psnr']:.2f} dB, SSIM {split['ssim']:.4f} over {split['num_views']} views")
+        if "motion" in split:
+            m = split["motion"]
+            print(f"{name} (one camera over time): moving pixels {100 * m['moving_fraction']:.1f}% hold "
+                  f"{100 * m['moving_error_share']:.0f}% of the squared error; PSNR with the moving pixels perfect "
+                  f"{m['psnr_if_moving_perfect']:.2f} dB, with the still ones perfect {m['psnr_if_still_perfect']:.2f} dB")
         if split["per_time"]:
             rows = ", ".join(f"t={r['time']:.3g}: {r['psnr']:.2f}" for r in split["per_time"])
             print(f"{name} PSNR per time: {rows}")

@@ -231,6 +231,26 @@ def test_sf_eval_reports_test_and_val_per_time(dynamic_scene, tmp_path):
     assert val["psnr"] == pytest.approx(sum(r["psnr"] for r in val["per_time"]) / 3)
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert "val" in saved["splits"] and saved["per_time"]
+    motion = val["motion"]  # the val split is one camera over time: the error is split into moving / still pixels
+    assert 0 < motion["moving_fraction"] < 1 and 0 <= motion["moving_error_share"] <= 1
+    # the two partial errors add up to the split's whole error (every view is rendered, the split's mean MSE)
+    whole = sum(10 ** (-r["psnr"] / 10) for r in val["per_image"]) / len(val["per_image"])
+    parts = 10 ** (-motion["psnr_if_moving_perfect"] / 10) + 10 ** (-motion["psnr_if_still_perfect"] / 10)
+    assert parts == pytest.approx(whole, rel=1e-3)
+    assert "motion" not in metrics  # the test split is monocular: no fixed camera
+
+
+def test_motion_error_split_needs_one_camera_over_time():
+    from trainers.motion_errors import fixed_camera
+
+    views = _timed_views([0.0, 0.5])  # two cameras side by side
+    assert not fixed_camera(views)
+    same = _timed_views([0.0, 0.0])
+    assert not fixed_camera(same[:1]) and not fixed_camera(same)  # one view, or one time
+    from dataclasses import replace
+
+    moving_time = [views[0], replace(views[0], camera=views[0].camera.with_time(0.7))]
+    assert fixed_camera(moving_time)
 
 
 def _timed_views(times) -> list:
