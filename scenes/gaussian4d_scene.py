@@ -223,7 +223,7 @@ class Gaussian4DScene(SplatScene):
         and stay constrained by every view of their time span."""
         scales4 = torch.exp(torch.cat([rows["log_scales"], rows["log_scale_t"]], dim=-1))
         rot = rotation4(rows["quats"], rows["quats_r"])
-        in_time = self._split_in_time_rows(rot, scales4)
+        in_time = self._split_in_time_rows(rows, scales4)
         scales4 = torch.cat([scales4[:, :3], scales4[:, 3:] * in_time[:, None]], dim=1)
         children = []
         for _ in range(2):
@@ -237,15 +237,14 @@ class Gaussian4DScene(SplatScene):
             children.append(child)
         return children
 
-    def _split_in_time_rows(self, rot: torch.Tensor, scales4: torch.Tensor) -> torch.Tensor:
+    def _split_in_time_rows(self, rows: Dict[str, torch.Tensor], scales4: torch.Tensor) -> torch.Tensor:
         """(M,) 1.0 where split_rows splits the row in time, 0.0 where in space (see split_rows)."""
         mode = self.split_in_time
         if mode not in ("auto", "always", "never"):
             raise ValueError(f"split_in_time must be 'auto', 'always' or 'never', got {mode!r}")
         if mode != "auto":
             return scales4.new_full(scales4.shape[:1], 1.0 if mode == "always" else 0.0)
-        m = rot * scales4[:, None, :]
-        cov4 = m @ m.transpose(-1, -2)
+        cov4 = covariance4(rows["quats"], rows["quats_r"], scales4)
         stt = cov4[:, 3, 3] + self.time_filter ** 2
         cross = cov4[:, :3, 3]
         sweep = cross.norm(dim=-1) / stt.sqrt()  # |v| sqrt(Stt), v = Sxyz,t / Stt
