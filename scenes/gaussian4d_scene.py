@@ -41,6 +41,16 @@ TEMPORAL_CUTOFF = 16.0
 _SHAPE_PARAMS = ("quats", "quats_r", "log_scales", "log_scale_t")
 
 
+def conditional_of(cov4: torch.Tensor, time_filter: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Sigma3 (N, 3, 3) exactly symmetric, velocity v (N, 3), Stt (N,)) of 4D covariances (N, 4, 4), with the
+    temporal filter's variance added to Stt (the time-independent part of the slice)."""
+    stt = cov4[:, 3, 3] + time_filter ** 2
+    cross = cov4[:, :3, 3]
+    velocity = cross / stt[:, None]
+    sigma3 = cov4[:, :3, :3] - cross[:, :, None] * velocity[:, None, :]
+    return 0.5 * (sigma3 + sigma3.transpose(-1, -2)), velocity, stt
+
+
 @functools.lru_cache(maxsize=None)
 def _native_slice_available(kind: str) -> bool:
     """Whether the rasterizer's native backend for this device kind ('cpu' / 'cuda') can be built and used."""
@@ -140,13 +150,7 @@ class Gaussian4DScene(SplatScene):
         key = tuple((id(p), p._version, p.device, p.dtype) for p in (self.params[k] for k in _SHAPE_PARAMS)) + (self.time_filter,)
         if not recording and self._cache is not None and self._cache_key == key:
             return self._cache
-        cov4 = covariance4(self.params["quats"], self.params["quats_r"], self.scales4)
-        stt = cov4[:, 3, 3] + self.time_filter ** 2
-        cross = cov4[:, :3, 3]
-        velocity = cross / stt[:, None]
-        sigma3 = cov4[:, :3, :3] - cross[:, :, None] * velocity[:, None, :]
-        sigma3 = 0.5 * (sigma3 + sigma3.transpose(-1, -2))  # exactly symmetric for the rasterizer
-        result = (sigma3, velocity, stt)
+        result = conditional_of(covariance4(self.params["quats"], self.params["quats_r"], self.scales4), self.time_filter)
         if recording:
             self._cache_key, self._cache = None, None
             return result
@@ -244,11 +248,8 @@ class Gaussian4DScene(SplatScene):
             raise ValueError(f"split_in_time must be 'auto', 'always' or 'never', got {mode!r}")
         if mode != "auto":
             return scales4.new_full(scales4.shape[:1], 1.0 if mode == "always" else 0.0)
-        cov4 = covariance4(rows["quats"], rows["quats_r"], scales4)
-        stt = cov4[:, 3, 3] + self.time_filter ** 2
-        cross = cov4[:, :3, 3]
-        sweep = cross.norm(dim=-1) / stt.sqrt()  # |v| sqrt(Stt), v = Sxyz,t / Stt
-        sigma3 = cov4[:, :3, :3] - cross[:, :, None] * cross[:, None, :] / stt[:, None, None]
+        sigma3, velocity, stt = conditional_of(covariance4(rows["quats"], rows["quats_r"], scales4), self.time_filter)
+        sweep = velocity.norm(dim=-1) * stt.sqrt()  # how far it moves during its life
         size = torch.diagonal(sigma3, dim1=-2, dim2=-1).clamp(min=0).amax(dim=-1).sqrt()
         return (sweep > size).to(scales4.dtype)
 

@@ -9,7 +9,6 @@ import sys
 from trainers.config import TrainConfig
 from trainers.data import load_dataset
 from trainers.device import describe_device, resolve_device
-from trainers.initialise import temporal_filter
 from trainers.trainer import Trainer
 
 from ._cli import check_output_dir, parse_config, run_cli
@@ -63,9 +62,8 @@ def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
     main = trainer.dist.is_main
     if main:
         print(f"[train] model {trainer.model} ({trainer.model_reason})")
-        if trainer.model == "gaussian4d" and config.resume is None:
-            _, why = temporal_filter(data, config.time_filter_frames)
-            print(f"[train] temporal filter {trainer.scene.time_filter:.4g} ({why})")
+        if trainer.time_filter_note is not None and config.resume is None:
+            print(f"[train] temporal filter {trainer.time_filter_note}")
         what = (f"radiance field ({trainer.scene.num_parameters()} parameters)" if trainer.model == "nerf"
                 else f"{len(trainer.scene)} Gaussians")
         print(f"[train] {what} on {describe_device(trainer.device)}, run folder {trainer.run_dir}")

@@ -286,5 +286,7 @@ def test_initial_4d_scene_carries_the_temporal_filter(dynamic_scene):
     from trainers.initialise import initial_scene, temporal_filter
 
     data = load_dataset(dynamic_scene)
-    scene = initial_scene(data, 0, 0.5, 100, 100, 0, model="gaussian4d", time_filter_frames=1.5)
-    assert scene.time_filter == pytest.approx(temporal_filter(data, 1.5)[0]) and scene.time_filter > 0
+    scene = initial_scene(data, 0, 0.5, 100, 100, 0, model="gaussian4d", time_filter=0.037)
+    assert scene.time_filter == 0.037
+    scene = initial_scene(data, 0, 0.5, 100, 100, 0, model="gaussian4d")  # default: chosen by the capture
+    assert scene.time_filter == pytest.approx(temporal_filter(data)[0]) and scene.time_filter > 0

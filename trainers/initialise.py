@@ -52,15 +52,14 @@ def temporal_filter(data: SceneData, frames: Optional[float] = None) -> Tuple[fl
 def initial_scene(
     data: SceneData, sh_degree: int, init_opacity: float, random_points: int, max_points: int, seed: int,
     random_extent: float = 0.33, model: str = "gaussian", time_scale: float = 0.25, num_terms: int = 4,
-    time_filter_frames: Optional[float] = None,
+    time_filter: Optional[float] = None,
 ) -> SplatScene:
     """Seed points when the dataset has them; else `random_points` uniform in a cube around the cameras' focus
     point with half-size `random_extent` x their mean distance to it (Inria's +-1.3 cube for NeRF-synthetic).
 
     model 'gaussian4d': the same points at the seed points' own times when the dataset has them, else each at a
-    time drawn uniformly over the training time range; temporal scale `time_scale` x the time span; the scene's
-    temporal filter from `temporal_filter` (`time_filter_frames` training frame spacings, None: chosen by the
-    capture). model 'gabor': the same Gaussians with `num_terms` Gabor terms each, all off (exact Gaussians until
+    time drawn uniformly over the training time range; temporal scale `time_scale` x the time span; temporal filter
+    `time_filter` (None: `temporal_filter(data)`, chosen by the capture). model 'gabor': the same Gaussians with `num_terms` Gabor terms each, all off (exact Gaussians until
     training switches terms on)."""
     points, colors, times = _initial_points(data, random_points, max_points, seed, random_extent)
     if model == "gaussian4d":
@@ -69,7 +68,7 @@ def initial_scene(
             times = np.random.default_rng(seed + 1).uniform(t0, t1, size=len(points))
         scene = Gaussian4DScene.from_points(points, times, colors, sh_degree=sh_degree, initial_opacity=init_opacity,
                                             time_range=(t0, t1), time_scale=time_scale * max(t1 - t0, 1e-6))
-        scene.time_filter = temporal_filter(data, time_filter_frames)[0]
+        scene.time_filter = temporal_filter(data)[0] if time_filter is None else float(time_filter)
         return scene
     if model == "gabor":
         scene = GaborScene.from_points(points, colors, sh_degree=sh_degree, initial_opacity=init_opacity,

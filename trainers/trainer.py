@@ -29,7 +29,7 @@ from .distributed import StatisticsSync, device_for_rank, init_distributed, scal
 from .device import describe_device, optimizer_state_to_params, peak_gpu_memory_mb, resolve_device, tensors_to
 from .evaluation import evaluate
 from .gabor_schedule import check_resume_model, gabor_summary, with_gabor_training
-from .initialise import initial_scene, resolve_model
+from .initialise import initial_scene, resolve_model, temporal_filter
 from .losses import depth_l1, photometric_loss_and_mse, psnr_from_mse
 from .optim import make_optimizers, means_lr_at
 from .stage_timer import StageTimer
@@ -88,11 +88,16 @@ class Trainer:
             torch.cuda.set_device(self.device)  # the CUDA rasterizer launches on the current device
         torch.manual_seed(config.seed)
         self.model, self.model_reason = resolve_model(config.model, data)
+        self.time_filter_note: Optional[str] = None  # 4D runs: the temporal filter chosen and why, for the log
         if scene is None:
+            time_filter = None
+            if self.model == "gaussian4d":
+                time_filter, why = temporal_filter(data, config.time_filter_frames)
+                self.time_filter_note = f"{time_filter:.4g} ({why})"
             scene = initial_scene(
                 data, config.sh_degree, config.init_opacity, config.init_random_points, config.max_init_points,
                 config.seed, config.init_random_extent, self.model, config.init_time_scale, config.gabor.num_terms,
-                config.time_filter_frames,
+                time_filter,
             )
         else:
             self.model, self.model_reason = scene.KIND, "given scene"
