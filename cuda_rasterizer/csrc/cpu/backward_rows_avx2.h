@@ -88,7 +88,8 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
     // Per batch of kBatch primitives (back to front): their alphas on both halves first (independent, so the exp
     // chains overlap), then the undo of the blend and the gradients, one primitive after the other.
     constexpr int kBatch = 8;
-    alignas(32) float alphas[kBatch][16], exs[kBatch][16];
+    constexpr int kCache = RA::kCache > 0 ? RA::kCache : 1;  // per-lane values the VJP reuses (eval_cached)
+    alignas(32) float alphas[kBatch][16], exs[kBatch][16], cache[kBatch][kCache][16];
     int oks[kBatch];
     while (li >= 0) {
       const int nb = std::min(kBatch, li + 1);
@@ -100,7 +101,8 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
         int mask = 0;
         for (int h = 0; h < 2; ++h) {
           __m256 ex;
-          const __m256 alpha = RA::eval(fp, _mm256_sub_ps(avx2::set(d[P::MX]), px[h]), dy, d[P::OP], d[P::RX], ex);
+          const __m256 alpha = RA::eval_cached(fp, _mm256_sub_ps(avx2::set(d[P::MX]), px[h]), dy, d[P::OP], d[P::RX],
+                                               ex, cache[i][0] + 8 * h, 16);
           const __m256i last = _mm256_load_si256(reinterpret_cast<const __m256i*>(last_l + 8 * h));
           const __m256 after_last = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(j), last));
           const __m256 ok = _mm256_andnot_ps(after_last, _mm256_cmp_ps(alpha, zero, _CMP_GT_OQ));
@@ -121,6 +123,8 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
         __m256 g[kRow];
         for (int q = 0; q < kRow; ++q) g[q] = zero;
         for (int h = 0; h < 2; ++h) {
+          // a half with no contributing lane changes nothing (its weights and gradients are all 0)
+          if (((oks[i] >> (8 * h)) & 0xff) == 0) continue;
           const __m256 alpha = _mm256_load_ps(alphas[i] + 8 * h), ex = _mm256_load_ps(exs[i] + 8 * h);
           const __m256 ok = _mm256_cmp_ps(alpha, zero, _CMP_GT_OQ);
           const __m256 dx = _mm256_sub_ps(avx2::set(d[P::MX]), px[h]);
@@ -145,7 +149,7 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
           const __m256 v_fac = _mm256_and_ps(pass, _mm256_mul_ps(avx2::set(op), va));
           const __m256 g_o = _mm256_and_ps(pass, _mm256_mul_ps(ex, va));
           __m256 vp[FP::kParams], vmx, vmy;
-          RA::factor_vjp(fp, dx, dy, ex, v_fac, vp, vmx, vmy);
+          RA::factor_vjp_cached(fp, dx, dy, ex, v_fac, cache[i][0] + 8 * h, 16, vp, vmx, vmy);
           int q = 0;
           g[q] = _mm256_add_ps(g[q], vmx), ++q;
           g[q] = _mm256_add_ps(g[q], vmy), ++q;
