@@ -259,11 +259,18 @@ def test_stage_functions_match_reference():
     cov_ref = reference.quat_scale_to_covar(scene["quats"], scene["scales"])
     cov = cpu_backend.quat_scale_to_covar(scene["quats"], scene["scales"])
     torch.testing.assert_close(cov, cov_ref, atol=1e-14, rtol=0)
-    coeffs = torch.randn(200, 16, 4, dtype=torch.float64)
     dirs = torch.randn(200, 3, dtype=torch.float64)
-    for degree in range(4):
-        torch.testing.assert_close(cpu_backend.eval_sh(degree, coeffs, dirs), reference.eval_sh(degree, coeffs, dirs),
-                                   atol=1e-13, rtol=0)
+    for channels in (3, 4):  # RGB has its own unrolled kernels per degree; other channel counts the generic loop
+        coeffs = torch.randn(200, 16, channels, dtype=torch.float64)
+        for degree in range(4):
+            mine = coeffs.clone().requires_grad_(True)
+            theirs = coeffs.clone().requires_grad_(True)
+            out, ref = cpu_backend.eval_sh(degree, mine, dirs), reference.eval_sh(degree, theirs, dirs)
+            torch.testing.assert_close(out, ref, atol=1e-13, rtol=0)
+            v = torch.randn_like(ref)
+            (out * v).sum().backward()
+            (ref * v).sum().backward()
+            torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-13, rtol=0)  # zero beyond the degree's basis
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

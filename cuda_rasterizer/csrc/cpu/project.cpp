@@ -51,8 +51,58 @@ void project_bwd(const sf::Camera& cam, const T* means, const T* covars, const T
   }
 }
 
+// RGB colours with the degree known at compile time: the basis and the 3 x (D + 1)^2 products unroll into straight
+// code (the runtime-degree loops of sf::eval_sh run ~2x slower per primitive).
+template <typename T, int D>
+void sh_fwd_rgb(const T* coeffs, int64_t n, int k, const T* dirs, T* out, int nthreads) {
+  constexpr int kBasis = (D + 1) * (D + 1);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t i = 0; i < n; ++i) {
+    T b[16];
+    sf::sh_basis(D, dirs + 3 * i, b);
+    const T* c = coeffs + i * k * 3;
+    T r = 0, g = 0, bl = 0;
+#pragma GCC unroll 16
+    for (int q = 0; q < kBasis; ++q) {
+      r += b[q] * c[3 * q];
+      g += b[q] * c[3 * q + 1];
+      bl += b[q] * c[3 * q + 2];
+    }
+    out[3 * i] = r;
+    out[3 * i + 1] = g;
+    out[3 * i + 2] = bl;
+  }
+}
+
+template <typename T, int D>
+void sh_bwd_rgb(const T* v_out, int64_t n, int k, const T* dirs, T* v_coeffs, int nthreads) {
+  constexpr int kBasis = (D + 1) * (D + 1);
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t i = 0; i < n; ++i) {
+    T b[16];
+    sf::sh_basis(D, dirs + 3 * i, b);
+    const T vr = v_out[3 * i], vg = v_out[3 * i + 1], vb = v_out[3 * i + 2];
+    T* v = v_coeffs + i * k * 3;
+#pragma GCC unroll 16
+    for (int q = 0; q < kBasis; ++q) {
+      v[3 * q] = b[q] * vr;
+      v[3 * q + 1] = b[q] * vg;
+      v[3 * q + 2] = b[q] * vb;
+    }
+  }
+}
+
 template <typename T>
 void sh_fwd(int degree, const T* coeffs, int64_t n, int k, int channels, const T* dirs, T* out, int nthreads) {
+  if (channels == 3) {
+    switch (degree) {
+      case 0: return sh_fwd_rgb<T, 0>(coeffs, n, k, dirs, out, nthreads);
+      case 1: return sh_fwd_rgb<T, 1>(coeffs, n, k, dirs, out, nthreads);
+      case 2: return sh_fwd_rgb<T, 2>(coeffs, n, k, dirs, out, nthreads);
+      case 3: return sh_fwd_rgb<T, 3>(coeffs, n, k, dirs, out, nthreads);
+      default: break;
+    }
+  }
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t i = 0; i < n; ++i)
     sf::eval_sh(degree, dirs + 3 * i, coeffs + i * k * channels, channels, out + i * channels);
@@ -60,6 +110,15 @@ void sh_fwd(int degree, const T* coeffs, int64_t n, int k, int channels, const T
 
 template <typename T>
 void sh_bwd(int degree, const T* v_out, int64_t n, int k, int channels, const T* dirs, T* v_coeffs, int nthreads) {
+  if (channels == 3) {
+    switch (degree) {
+      case 0: return sh_bwd_rgb<T, 0>(v_out, n, k, dirs, v_coeffs, nthreads);
+      case 1: return sh_bwd_rgb<T, 1>(v_out, n, k, dirs, v_coeffs, nthreads);
+      case 2: return sh_bwd_rgb<T, 2>(v_out, n, k, dirs, v_coeffs, nthreads);
+      case 3: return sh_bwd_rgb<T, 3>(v_out, n, k, dirs, v_coeffs, nthreads);
+      default: break;
+    }
+  }
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t i = 0; i < n; ++i)
     sf::eval_sh_vjp(degree, dirs + 3 * i, v_out + i * channels, channels, v_coeffs + i * k * channels);
