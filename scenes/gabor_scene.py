@@ -21,6 +21,8 @@ from typing import Dict, List, Optional, Union
 
 import torch
 
+from cuda_rasterizer.gabor_frequencies import world_frequencies as fused_world_frequencies
+
 from .base import SplatScene, num_sh_coeffs
 from .gaussian_scene import GaussianScene, point_params
 
@@ -43,12 +45,9 @@ def effective_weights(raw: torch.Tensor, active: torch.Tensor, probe: bool = Fal
 
 
 def world_frequencies(nu: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """(N, K, 3) world-space angular frequencies f_k = 2 pi R diag(1 / s) nu_k (radians per world unit)."""
-    from cuda_rasterizer.reference import quat_to_rotmat
-
-    rot = quat_to_rotmat(quats)
-    local = (2.0 * math.pi) * nu / scales[:, None, :]
-    return torch.einsum("nij,nkj->nki", rot, local)
+    """(N, K, 3) world-space angular frequencies f_k = 2 pi R diag(1 / s) nu_k (radians per world unit); one fused
+    native pass on the CPU (cuda_rasterizer.gabor_frequencies)."""
+    return fused_world_frequencies(nu, quats, scales)
 
 
 def zero_terms(n: int, num_terms: int = NUM_TERMS) -> Dict[str, torch.Tensor]:

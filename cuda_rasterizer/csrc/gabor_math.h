@@ -290,6 +290,45 @@ SF_HOST_DEVICE inline void gabor_project_terms_vjp(const Camera& cam, const T me
   gabor_view_vjp(v, g, v_mean, v_cov);
 }
 
+// ---- world-space frequencies of a primitive's terms ----
+// f_k = 2 pi R(q) diag(1 / s) nu_k (radians per world unit) from frequencies nu_k in cycles per standard deviation
+// along the primitive's own axes, so the waves rotate and scale with it. K terms, nu and f as (K, 3).
+template <typename T>
+SF_HOST_DEVICE inline void gabor_world_freqs(const T q[4], const T s[3], const T* nu, int K, T* f) {
+  T R[9], qn[4], inv;
+  quat_to_rotmat(q, R, qn, &inv);
+  const T two_pi = T(6.283185307179586476925286766559);
+  const T is[3] = {two_pi / s[0], two_pi / s[1], two_pi / s[2]};
+  for (int k = 0; k < K; ++k) {
+    const T l0 = nu[3 * k] * is[0], l1 = nu[3 * k + 1] * is[1], l2 = nu[3 * k + 2] * is[2];
+    for (int i = 0; i < 3; ++i) f[3 * k + i] = R[3 * i] * l0 + R[3 * i + 1] * l1 + R[3 * i + 2] * l2;
+  }
+}
+
+// VJP of gabor_world_freqs: v_f (K, 3) -> v_q (4), v_s (3), v_nu (K, 3), all written (not accumulated).
+template <typename T>
+SF_HOST_DEVICE inline void gabor_world_freqs_vjp(const T q[4], const T s[3], const T* nu, int K, const T* v_f, T v_q[4],
+                                                 T v_s[3], T* v_nu) {
+  T R[9], qn[4], inv;
+  quat_to_rotmat(q, R, qn, &inv);
+  const T two_pi = T(6.283185307179586476925286766559);
+  const T is[3] = {two_pi / s[0], two_pi / s[1], two_pi / s[2]};
+  T v_R[9] = {0, 0, 0, 0, 0, 0, 0, 0, 0};
+  T vs[3] = {0, 0, 0};
+  for (int k = 0; k < K; ++k) {
+    const T* vf = v_f + 3 * k;
+    for (int j = 0; j < 3; ++j) {
+      const T l = nu[3 * k + j] * is[j];
+      const T v_l = R[j] * vf[0] + R[3 + j] * vf[1] + R[6 + j] * vf[2];
+      v_nu[3 * k + j] = v_l * is[j];
+      vs[j] -= v_l * l / s[j];  // d l / d s = -l / s
+      for (int i = 0; i < 3; ++i) v_R[3 * i + j] += vf[i] * l;
+    }
+  }
+  for (int j = 0; j < 3; ++j) v_s[j] = vs[j];
+  quat_to_rotmat_vjp(qn, inv, v_R, v_q);
+}
+
 // ---- the 2D Gabor footprint: Gaussian envelope (the conic) times 1 + sum_k a_k cos(phi_k - h_k . d) ----
 // Parameter layout: conic (a, b, c), then per term (hx, hy, amplitude, phase).
 template <typename T, int K> struct GaborFootprint {

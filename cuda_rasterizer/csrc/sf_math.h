@@ -230,6 +230,20 @@ SF_HOST_DEVICE inline void slice4_vjp(T mean_t, const T ql[4], const T qr[4], co
   for (int k = 0; k < 4; ++k) { v_ql[k] = (va[k] - da * a[k]) * na; v_qr[k] = (vb[k] - db * b[k]) * nb; }
 }
 
+// VJP of quat_to_rotmat: v_R = d loss / d R (row-major) -> d loss / d q_in, through the normalisation (qn, inv are
+// quat_to_rotmat's normalised quaternion and 1 / |q_in|).
+template <typename T>
+SF_HOST_DEVICE inline void quat_to_rotmat_vjp(const T qn[4], T inv, const T v[9], T v_q[4]) {
+  T w = qn[0], x = qn[1], y = qn[2], z = qn[3];
+  T gw = 2 * (-z * v[1] + y * v[2] + z * v[3] - x * v[5] - y * v[6] + x * v[7]);
+  T gx = 2 * (y * v[1] + z * v[2] + y * v[3] - 2 * x * v[4] - w * v[5] + z * v[6] + w * v[7] - 2 * x * v[8]);
+  T gy = 2 * (-2 * y * v[0] + x * v[1] + w * v[2] + x * v[3] + z * v[5] - w * v[6] + z * v[7] - 2 * y * v[8]);
+  T gz = 2 * (-2 * z * v[0] - w * v[1] + x * v[2] + w * v[3] - 2 * z * v[4] + y * v[5] + x * v[6] + y * v[7]);
+  T dot = gw * w + gx * x + gy * y + gz * z;
+  v_q[0] = (gw - dot * w) * inv; v_q[1] = (gx - dot * x) * inv;
+  v_q[2] = (gy - dot * y) * inv; v_q[3] = (gz - dot * z) * inv;
+}
+
 // VJP of cov = M M^T, M = R diag(s); v_cov may be non-symmetric (matches autograd on the dense reference).
 template <typename T>
 SF_HOST_DEVICE inline void quat_scale_to_covar_vjp(const T q[4], const T s[3], const T v_cov[9], T v_q[4], T v_s[3]) {
@@ -251,14 +265,7 @@ SF_HOST_DEVICE inline void quat_scale_to_covar_vjp(const T q[4], const T s[3], c
     }
     v_s[j] = acc;
   }
-  T w = qn[0], x = qn[1], y = qn[2], z = qn[3];
-  T gw = 2 * (-z * v[1] + y * v[2] + z * v[3] - x * v[5] - y * v[6] + x * v[7]);
-  T gx = 2 * (y * v[1] + z * v[2] + y * v[3] - 2 * x * v[4] - w * v[5] + z * v[6] + w * v[7] - 2 * x * v[8]);
-  T gy = 2 * (-2 * y * v[0] + x * v[1] + w * v[2] + x * v[3] + z * v[5] - w * v[6] + z * v[7] - 2 * y * v[8]);
-  T gz = 2 * (-2 * z * v[0] - w * v[1] + x * v[2] + w * v[3] - 2 * z * v[4] + y * v[5] + x * v[6] + y * v[7]);
-  T dot = gw * w + gx * x + gy * y + gz * z;
-  v_q[0] = (gw - dot * w) * inv; v_q[1] = (gx - dot * x) * inv;
-  v_q[2] = (gy - dot * y) * inv; v_q[3] = (gz - dot * z) * inv;
+  quat_to_rotmat_vjp(qn, inv, v, v_q);
 }
 
 // ---- camera ----

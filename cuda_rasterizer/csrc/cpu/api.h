@@ -64,6 +64,12 @@ template <typename T>
 void gabor_project_bwd(const sf::Camera& cam, const T* means, const T* covars, const T* freqs, const T* weights,
                        const int32_t* radii, int64_t n, int k, T eps2d, const T* v_terms, T* v_means, T* v_covars,
                        T* v_freqs, T* v_weights, T* v_phases, int nthreads);
+// World frequencies of Gabor terms (sf::gabor_world_freqs) from (N, 4) quats, (N, 3) scales, (N, K, 3) nu, and VJP.
+template <typename T>
+void gabor_freqs_fwd(const T* quats, const T* scales, const T* nu, int64_t n, int k, T* freqs, int nthreads);
+template <typename T>
+void gabor_freqs_bwd(const T* quats, const T* scales, const T* nu, const T* v_freqs, int64_t n, int k, T* v_quats,
+                     T* v_scales, T* v_nu, int nthreads);
 
 // Fused (1 - w) L1 + w (1 - SSIM) of (H, W, C) images x against y (fused_loss.cpp). Writes stats = the means of
 // |x - y|, of SSIM and of (clamp(x, 0, 1) - y)^2 (for PSNR), and with a non-null `grad` the gradient of the loss

@@ -252,6 +252,31 @@ std::vector<Tensor> gabor_project_bwd(Tensor means, Tensor covars, Tensor freqs,
   return {vm, vc, vf, vw, vp};
 }
 
+// World frequencies of Gabor terms: (N, 4) quats, (N, 3) scales, (N, K, 3) nu (cycles per sigma, primitive axes) ->
+// (N, K, 3) radians per world unit; and the VJP -> {v_quats, v_scales, v_nu}.
+Tensor gabor_freqs_fwd(Tensor quats, Tensor scales, Tensor nu, int64_t nthreads) {
+  quats = c(quats); scales = c(scales); nu = c(nu);
+  const int64_t n = nu.size(0), k = nu.size(1);
+  auto freqs = torch::empty_like(nu);
+  AT_DISPATCH_FLOATING_TYPES(nu.scalar_type(), "gabor_freqs_fwd", [&] {
+    sf_cpu::gabor_freqs_fwd<scalar_t>(quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(), nu.data_ptr<scalar_t>(),
+                                      n, int(k), freqs.data_ptr<scalar_t>(), int(nthreads));
+  });
+  return freqs;
+}
+
+std::vector<Tensor> gabor_freqs_bwd(Tensor quats, Tensor scales, Tensor nu, Tensor v_freqs, int64_t nthreads) {
+  quats = c(quats); scales = c(scales); nu = c(nu); v_freqs = c(v_freqs);
+  const int64_t n = nu.size(0), k = nu.size(1);
+  auto vq = torch::empty_like(quats), vs = torch::empty_like(scales), vn = torch::empty_like(nu);
+  AT_DISPATCH_FLOATING_TYPES(nu.scalar_type(), "gabor_freqs_bwd", [&] {
+    sf_cpu::gabor_freqs_bwd<scalar_t>(quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(), nu.data_ptr<scalar_t>(),
+                                      v_freqs.data_ptr<scalar_t>(), n, int(k), vq.data_ptr<scalar_t>(),
+                                      vs.data_ptr<scalar_t>(), vn.data_ptr<scalar_t>(), int(nthreads));
+  });
+  return {vq, vs, vn};
+}
+
 // Fused L1 + D-SSIM: returns {float64 [mean |x - y|, mean SSIM, mean (clamp(x, 0, 1) - y)^2], gradient of the loss
 // w.r.t. img (empty when want_grad is false)}.
 std::vector<Tensor> l1_ssim(Tensor img, Tensor ref, double ssim_weight, bool want_grad, int64_t nthreads) {
@@ -284,4 +309,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("l1_ssim", &l1_ssim);
   m.def("gabor_project_fwd", &gabor_project_fwd);
   m.def("gabor_project_bwd", &gabor_project_bwd);
+  m.def("gabor_freqs_fwd", &gabor_freqs_fwd);
+  m.def("gabor_freqs_bwd", &gabor_freqs_bwd);
 }
