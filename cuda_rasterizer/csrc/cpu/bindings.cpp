@@ -141,7 +141,7 @@ Tensor sh_fwd(int64_t degree, Tensor coeffs, Tensor dirs, int64_t nthreads) {
 Tensor sh_bwd(int64_t degree, Tensor v_out, int64_t k, Tensor dirs, int64_t nthreads) {
   v_out = c(v_out); dirs = c(dirs);
   const int64_t n = v_out.size(0), ch = v_out.size(1);
-  auto vc = torch::zeros({n, k, ch}, v_out.options());
+  auto vc = torch::empty({n, k, ch}, v_out.options());  // sh_bwd writes every entry (zeros above the degree)
   AT_DISPATCH_FLOATING_TYPES(v_out.scalar_type(), "sh_bwd", [&] {
     sf_cpu::sh_bwd<scalar_t>(int(degree), v_out.data_ptr<scalar_t>(), n, int(k), int(ch), dirs.data_ptr<scalar_t>(),
                              vc.data_ptr<scalar_t>(), int(nthreads));

@@ -89,6 +89,7 @@ void sh_bwd_rgb(const T* v_out, int64_t n, int k, const T* dirs, T* v_coeffs, in
       v[3 * q + 1] = b[q] * vg;
       v[3 * q + 2] = b[q] * vb;
     }
+    for (int q = 3 * kBasis; q < 3 * k; ++q) v[q] = T(0);  // coefficients above the degree get no gradient
   }
 }
 
@@ -119,9 +120,13 @@ void sh_bwd(int degree, const T* v_out, int64_t n, int k, int channels, const T*
       default: break;
     }
   }
+  const int written = (degree + 1) * (degree + 1) * channels;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t i = 0; i < n; ++i)
-    sf::eval_sh_vjp(degree, dirs + 3 * i, v_out + i * channels, channels, v_coeffs + i * k * channels);
+  for (int64_t i = 0; i < n; ++i) {
+    T* v = v_coeffs + i * k * channels;
+    sf::eval_sh_vjp(degree, dirs + 3 * i, v_out + i * channels, channels, v);
+    for (int q = written; q < k * channels; ++q) v[q] = T(0);
+  }
 }
 
 template <typename T>
