@@ -7,6 +7,7 @@ FRUSTUM_MARGIN = 0.3  # Jacobian clamp widens the frustum by this fraction of th
 EPS_2D = 0.3  # added to the 2D covariance diagonal (a one-pixel low-pass filter)
 MIN_DET = 1e-10
 MAX_EXTENT_SIGMA = 3.33  # footprint half-extent cap, in standard deviations
+GABOR_CUTOFF_EXPONENT = 60.0  # a Gabor term damped by more than exp(-60) (~1e-26) is cut: h = 0, amplitude 0
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199
 SH_C2 = (1.0925484305920792, -1.0925484305920792, 0.31539156525252005, -1.0925484305920792, 0.5462742152960396)

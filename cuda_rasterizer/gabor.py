@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from .constants import FRUSTUM_MARGIN, MIN_DET
+from .constants import FRUSTUM_MARGIN, GABOR_CUTOFF_EXPONENT, MIN_DET
 
 MAX_TERMS = 8  # the native kernels are instantiated for 1..8 terms
 
@@ -93,7 +93,13 @@ def project_gabor_terms(
     gz = fc[..., 2] + (tx[:, None] * fc[..., 0] + ty[:, None] * fc[..., 1]) / z[:, None]
     hx = z[:, None] / fx * fc[..., 0] + beta[:, None, 0] * gz
     hy = z[:, None] / fy * fc[..., 1] + beta[:, None, 1] * gz
-    amp = weights * torch.exp(-0.5 * (gz * gz * s2[:, None] + eps2d * (hx * hx + hy * hy)))
+    # Terms damped below exp(-GABOR_CUTOFF_EXPONENT) are cut (h = 0, amplitude 0), as in csrc/gabor_math.h; the cut
+    # values are replaced before the exponent is formed, so no inf * 0 reaches the gradients.
+    with torch.no_grad():
+        cut = ~(0.5 * (gz * gz * s2[:, None] + eps2d * (hx * hx + hy * hy)) <= GABOR_CUTOFF_EXPONENT)
+    zero = torch.zeros((), dtype=hx.dtype, device=hx.device)
+    hx, hy, gz = torch.where(cut, zero, hx), torch.where(cut, zero, hy), torch.where(cut, zero, gz)
+    amp = torch.where(cut, zero, weights * torch.exp(-0.5 * (gz * gz * s2[:, None] + eps2d * (hx * hx + hy * hy))))
     terms = torch.stack([hx, hy, amp, phases], dim=-1)
     return terms * valid[:, None, None].to(terms.dtype)
 

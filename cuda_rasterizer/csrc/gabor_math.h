@@ -155,7 +155,13 @@ SF_HOST_DEVICE inline void gabor_term(const GaborView<T>& v, const T f[3], T w, 
   const T gz = fc[2] + (v.tx * fc[0] + v.ty * fc[1]) / v.z;
   h[0] = v.z / v.fx * fc[0] + v.beta[0] * gz;
   h[1] = v.z / v.fy * fc[1] + v.beta[1] * gz;
-  *a = w * exp(T(-0.5) * (gz * gz * v.s2 + eps2d * (h[0] * h[0] + h[1] * h[1])));
+  const T expo = T(0.5) * (gz * gz * v.s2 + eps2d * (h[0] * h[0] + h[1] * h[1]));
+  if (!(expo <= T(GABOR_CUTOFF_EXPONENT))) {  // cut (also catches overflow): nothing the blend could see
+    h[0] = h[1] = T(0);
+    *a = T(0);
+    return;
+  }
+  *a = w * exp(-expo);
 }
 
 // VJP of gabor_term for one term: accumulates into the shared per-primitive gradients v_z, v_tx, v_ty, v_cc (camera
@@ -171,7 +177,13 @@ SF_HOST_DEVICE inline void gabor_term_vjp(const GaborView<T>& v, const T f[3], T
   for (int i = 0; i < 3; ++i) fc[i] = v.rc[i * 3] * f[0] + v.rc[i * 3 + 1] * f[1] + v.rc[i * 3 + 2] * f[2];
   const T gz = fc[2] + (v.tx * fc[0] + v.ty * fc[1]) / v.z;
   const T h0 = v.z / v.fx * fc[0] + v.beta[0] * gz, h1 = v.z / v.fy * fc[1] + v.beta[1] * gz;
-  const T E = exp(T(-0.5) * (gz * gz * v.s2 + eps2d * (h0 * h0 + h1 * h1)));
+  const T expo = T(0.5) * (gz * gz * v.s2 + eps2d * (h0 * h0 + h1 * h1));
+  if (!(expo <= T(GABOR_CUTOFF_EXPONENT))) {  // a cut term (gabor_term): constant zero, no gradient
+    for (int j = 0; j < 3; ++j) v_f[j] = T(0);
+    *v_w = T(0);
+    return;
+  }
+  const T E = exp(-expo);
   *v_w = v_a * E;
   const T v_expo = v_a * w * E;  // d a / d(exponent) = a
   T v_gz = -v_expo * gz * v.s2;

@@ -27,6 +27,9 @@ constexpr double MAX_ALPHA = 0.99;
 constexpr double TRANSMITTANCE_EPS = 1e-4;
 constexpr double FRUSTUM_MARGIN = 0.3;
 constexpr double MIN_DET = 1e-10;
+// A Gabor term whose damping exponent 0.5 (g_z^2 s^2 + eps2d |h|^2) exceeds this is cut (h = 0, amplitude 0): its
+// amplitude is below exp(-60) anyway, and its frequency, far above a pixel's, would overflow the float cos/sin.
+constexpr double GABOR_CUTOFF_EXPONENT = 60.0;
 constexpr double MAX_EXTENT_SIGMA = 3.33;
 constexpr double SH_C0 = 0.28209479177387814;
 constexpr double SH_C1 = 0.4886025119029199;
