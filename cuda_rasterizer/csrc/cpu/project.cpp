@@ -1,4 +1,6 @@
 // CPU covariance, projection and SH stages (forward + VJP), parallel over primitives.
+#include <type_traits>
+
 #include "api.h"
 
 namespace sf_cpu {
@@ -93,17 +95,22 @@ void sh_bwd_rgb(const T* v_out, int64_t n, int k, const T* dirs, T* v_coeffs, in
   }
 }
 
+// Calls f(std::integral_constant<int, D>) for degree D in 0..3; false for any other degree.
+template <typename F> inline bool with_sh_degree(int degree, F&& f) {
+  switch (degree) {
+    case 0: f(std::integral_constant<int, 0>{}); return true;
+    case 1: f(std::integral_constant<int, 1>{}); return true;
+    case 2: f(std::integral_constant<int, 2>{}); return true;
+    case 3: f(std::integral_constant<int, 3>{}); return true;
+    default: return false;
+  }
+}
+
 template <typename T>
 void sh_fwd(int degree, const T* coeffs, int64_t n, int k, int channels, const T* dirs, T* out, int nthreads) {
-  if (channels == 3) {
-    switch (degree) {
-      case 0: return sh_fwd_rgb<T, 0>(coeffs, n, k, dirs, out, nthreads);
-      case 1: return sh_fwd_rgb<T, 1>(coeffs, n, k, dirs, out, nthreads);
-      case 2: return sh_fwd_rgb<T, 2>(coeffs, n, k, dirs, out, nthreads);
-      case 3: return sh_fwd_rgb<T, 3>(coeffs, n, k, dirs, out, nthreads);
-      default: break;
-    }
-  }
+  if (channels == 3 &&
+      with_sh_degree(degree, [&](auto d) { sh_fwd_rgb<T, decltype(d)::value>(coeffs, n, k, dirs, out, nthreads); }))
+    return;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t i = 0; i < n; ++i)
     sf::eval_sh(degree, dirs + 3 * i, coeffs + i * k * channels, channels, out + i * channels);
@@ -111,21 +118,15 @@ void sh_fwd(int degree, const T* coeffs, int64_t n, int k, int channels, const T
 
 template <typename T>
 void sh_bwd(int degree, const T* v_out, int64_t n, int k, int channels, const T* dirs, T* v_coeffs, int nthreads) {
-  if (channels == 3) {
-    switch (degree) {
-      case 0: return sh_bwd_rgb<T, 0>(v_out, n, k, dirs, v_coeffs, nthreads);
-      case 1: return sh_bwd_rgb<T, 1>(v_out, n, k, dirs, v_coeffs, nthreads);
-      case 2: return sh_bwd_rgb<T, 2>(v_out, n, k, dirs, v_coeffs, nthreads);
-      case 3: return sh_bwd_rgb<T, 3>(v_out, n, k, dirs, v_coeffs, nthreads);
-      default: break;
-    }
-  }
+  if (channels == 3 &&
+      with_sh_degree(degree, [&](auto d) { sh_bwd_rgb<T, decltype(d)::value>(v_out, n, k, dirs, v_coeffs, nthreads); }))
+    return;
   const int written = (degree + 1) * (degree + 1) * channels;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t i = 0; i < n; ++i) {
     T* v = v_coeffs + i * k * channels;
     sf::eval_sh_vjp(degree, dirs + 3 * i, v_out + i * channels, channels, v);
-    for (int q = written; q < k * channels; ++q) v[q] = T(0);
+    for (int q = written; q < k * channels; ++q) v[q] = T(0);  // coefficients above the degree get no gradient
   }
 }
 

@@ -1,0 +1,102 @@
+"""Per-primitive stages of the CPU pipeline, in nanoseconds per primitive: covariance, projection, SH colours (forward
+and VJP) and the Gabor terms' world frequencies (native against the PyTorch reference, forward + backward).
+
+Run: python -m scripts.bench_stages [--n 1000000] [--threads 1] [--repeats 7]
+Each figure is the best of `repeats` timed calls after one warm-up (this VM's speed drifts; the best is the least
+disturbed), with a host-speed probe at the start and the end. These stages are per-primitive work that dominates at
+1-2M small primitives (B3/B4) and that Gabor training pays every step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import torch
+import tyro
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cuda_rasterizer import cpu_backend  # noqa: E402
+from cuda_rasterizer.gabor_frequencies import reference_world_frequencies, world_frequencies  # noqa: E402
+from scripts.bench_rasterizer import camera, host_speed_gflops, make_scene  # noqa: E402
+
+
+@dataclass
+class StagesConfig:
+    n: int = 1_000_000  # primitives
+    gabor_n: int = 100_000  # primitives for the Gabor world-frequency stage (a training-sized scene)
+    terms: int = 4
+    threads: int = 1
+    repeats: int = 7
+    seed: int = 0
+    out: Optional[str] = None  # write the results as JSON here
+
+
+def best_ns_per_item(fn: Callable[[], object], items: int, repeats: int) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best * 1e9 / items
+
+
+def main(cfg: StagesConfig) -> Dict[str, object]:
+    cpu_backend.set_num_threads(cfg.threads)
+    torch.set_num_threads(cfg.threads)
+    cpu_backend.ensure_built()
+    result: Dict[str, object] = dict(config=cfg.__dict__, host_gflops_at_start=host_speed_gflops())
+    s = make_scene(cfg.n, 648, 420, cfg.seed)
+    view = camera(0)
+    covars = cpu_backend.quat_scale_to_covar(s["quats"], s["scales"])
+    dirs = torch.nn.functional.normalize(s["means"] - 1.0, dim=-1)
+    sh = s["sh"].clone().requires_grad_(True)
+
+    def sh_forward_backward():
+        out = cpu_backend.eval_sh(3, sh, dirs)
+        out.backward(torch.ones_like(out))
+
+    stages = {
+        "covariance_forward": lambda: cpu_backend.quat_scale_to_covar(s["quats"], s["scales"]),
+        "projection_forward": lambda: cpu_backend.project(s["means"], covars, s["opacities"], view, s["K"], 648, 420),
+        "sh3_forward": lambda: cpu_backend.eval_sh(3, s["sh"], dirs),
+        "sh3_forward_backward": sh_forward_backward,
+    }
+    ns = {name: best_ns_per_item(fn, cfg.n, cfg.repeats) for name, fn in stages.items()}
+
+    g = torch.Generator().manual_seed(cfg.seed)
+    m = cfg.gabor_n
+    nu = torch.randn(m, cfg.terms, 3, generator=g).requires_grad_(True)
+    quats = torch.randn(m, 4, generator=g).requires_grad_(True)
+    scales = (torch.rand(m, 3, generator=g) + 0.1).requires_grad_(True)
+
+    def fwd_bwd(fn):
+        def run():
+            out = fn(nu, quats, scales)
+            out.backward(torch.ones_like(out))
+        return run
+
+    ns["gabor_world_frequencies_native_fwd_bwd"] = best_ns_per_item(fwd_bwd(world_frequencies), m, cfg.repeats)
+    ns["gabor_world_frequencies_reference_fwd_bwd"] = best_ns_per_item(fwd_bwd(reference_world_frequencies), m,
+                                                                       cfg.repeats)
+    result["ns_per_primitive"] = ns
+    result["host_gflops_at_end"] = host_speed_gflops()
+    for name, value in ns.items():
+        items = cfg.gabor_n if name.startswith("gabor") else cfg.n
+        print(f"{name}: {value:.1f} ns per primitive ({value * items / 1e6:.1f} ms for {items:,})")
+    print("host speed (1-thread matmul GFLOP/s): start %.1f, end %.1f" % (result["host_gflops_at_start"],
+                                                                          result["host_gflops_at_end"]))
+    if cfg.out:
+        with open(cfg.out, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main(tyro.cli(StagesConfig))
