@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Union
 
 import torch
 
-from cuda_rasterizer.gabor_frequencies import world_frequencies as fused_world_frequencies
+from cuda_rasterizer.gabor_frequencies import world_frequencies  # f = 2 pi R diag(1 / s) nu: one native pass on CPU
 
 from .base import SplatScene, num_sh_coeffs
 from .gaussian_scene import GaussianScene, point_params
@@ -42,12 +42,6 @@ def effective_weights(raw: torch.Tensor, active: torch.Tensor, probe: bool = Fal
     if probe:
         masked = masked + (raw - raw.detach()) * (1.0 - active)
     return masked / (1.0 + masked.abs().sum(dim=-1, keepdim=True))
-
-
-def world_frequencies(nu: torch.Tensor, quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """(N, K, 3) world-space angular frequencies f_k = 2 pi R diag(1 / s) nu_k (radians per world unit); one fused
-    native pass on the CPU (cuda_rasterizer.gabor_frequencies)."""
-    return fused_world_frequencies(nu, quats, scales)
 
 
 def zero_terms(n: int, num_terms: int = NUM_TERMS) -> Dict[str, torch.Tensor]:
