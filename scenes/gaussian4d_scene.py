@@ -157,6 +157,29 @@ class Gaussian4DScene(SplatScene):
         self._cache_key, self._cache = key, tuple(x.detach() for x in result)
         return self._cache
 
+    def velocities(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Differentiable slice velocities v = Sigma_xyz,t / Stt (temporal filter included) of `rows` (all when
+        None), (M, 3): what a motion prior such as trainers.motion_rigidity acts on.
+
+        On the native backend one call of the fused slice kernel (and its VJP) gives them, as the position at time
+        1 of the primitive moved to the origin at time 0: much cheaper than the torch conditional; torch elsewhere."""
+        shape = {k: self.params[k] if rows is None else self.params[k].index_select(0, rows) for k in _SHAPE_PARAMS}
+        scales4 = torch.exp(torch.cat([shape["log_scales"], shape["log_scale_t"]], dim=-1))
+        device = scales4.device
+        kind = "cuda" if scales4.is_cuda else device.type
+        if self.native_slice and _native_slice_available(kind) and scales4.dtype == torch.float32 and len(scales4):
+            if scales4.is_cuda:
+                from cuda_rasterizer.cuda_backend import slice4
+            else:
+                from cuda_rasterizer.cpu_backend import slice4
+            # A primitive at the origin at time 0 is at v at time 1 (v depends on neither the mean nor the opacity,
+            # so they are constants here and no gradient flows to them).
+            n = scales4.shape[0]
+            origin, start, opacity = scales4.new_zeros(n, 3), scales4.new_zeros(n, 1), scales4.new_ones(n)
+            return slice4(origin, start, shape["quats"], shape["quats_r"], scales4, opacity, 1.0, self.time_filter)[0]
+        _, velocity, _ = conditional_of(covariance4(shape["quats"], shape["quats_r"], scales4), self.time_filter)
+        return velocity
+
     def _slice_terms(self, t: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(means3 (N, 3), Sigma3 (N, 3, 3), opacities (N,), temporal exponent 0.5 dt^2 / Stt (N,)) at time t.
 

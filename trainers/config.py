@@ -12,6 +12,7 @@ from typing_extensions import Annotated
 from .driving_losses import DrivingConfig
 from .field_config import FieldTrainConfig
 from .gabor_schedule import GaborTrainingConfig
+from .motion_rigidity import RigidityConfig, check_rigidity_config
 from .strategies import DefaultStrategy, FixedStrategy, MCMCStrategy
 
 # A port option whose default (None) means 8080, or the next free port if 8080 is busy; an explicit port must be
@@ -89,6 +90,8 @@ class TrainConfig:
     """4D only: every primitive's temporal extent is widened (in quadrature) by this many spacings of the training
     views' times, so that no primitive lives for a single training photograph. Default: 2 for monocular captures
     (one view per time, e.g. D-NeRF), 0.5 for multi-view video; 0 turns it off. Stored with the scene."""
+    rigidity: RigidityConfig = field(default_factory=RigidityConfig)
+    """4D only: the velocity-rigidity prior (neighbouring primitives alive at the same time move alike)."""
     max_steps: int = 3000
     max_seconds: Optional[float] = None
     """Also stop once training has run this long (wall clock, evaluation excluded)."""
@@ -194,6 +197,7 @@ MAX_SH_DEGREE = 3  # cuda_rasterizer.constants.MAX_SH_DEGREE (config stays impor
 def validate_train_config(cfg: "TrainConfig") -> None:
     """Reject impossible numeric options when the config is built (at CLI parse time)."""
     check_range("max_steps", cfg.max_steps, 0, low_open=True)
+    check_rigidity_config(cfg.rigidity)
     check_range("max_seconds", cfg.max_seconds, 0, low_open=True)
     check_range("downscale", cfg.downscale, 1)
     check_background("background", cfg.background)

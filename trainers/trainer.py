@@ -31,6 +31,7 @@ from .evaluation import evaluate
 from .gabor_schedule import check_resume_model, gabor_summary, with_gabor_training
 from .initialise import initial_scene, resolve_model, temporal_filter
 from .losses import depth_l1, photometric_loss_and_mse, psnr_from_mse
+from .motion_rigidity import VelocityRigidity
 from .optim import make_optimizers, means_lr_at
 from .stage_timer import StageTimer
 from .resolution import check_schedule, downsample_depth, downsample_view, resolution_factor
@@ -119,6 +120,9 @@ class Trainer:
         self.strategy.total_steps = config.max_steps
         self.strategy = with_gabor_training(self.strategy, self.scene, config.gabor)  # Gabor: + term schedule
         self.strategy.initialise(self.scene, self.scene_scale)
+        # 4D scenes: the velocity-rigidity prior (trainers/motion_rigidity.py), once per step, not per view.
+        self.rigidity = (VelocityRigidity(config.rigidity, self.scene_scale, self.time_span, config.seed)
+                         if self.scene.KIND == "gaussian4d" and config.rigidity.weight > 0 else None)
         self.step = 0
         self.train_seconds = 0.0  # training wall time so far (evaluation excluded), carried across resumes
         self.resolution_schedule = check_schedule(config.coarse_to_fine)
@@ -154,6 +158,11 @@ class Trainer:
             optimizer_state_to_params(self.optimizers[name])
         self.strategy.initialise(self.scene, self.scene_scale)
         self.strategy.load_state_dict(payload["strategy"])
+        if self.rigidity is not None:
+            if "rigidity" in payload:
+                self.rigidity.load_state_dict(payload["rigidity"], self.device)
+            else:
+                self.rigidity.mark_stale()
         self.step = int(payload["step"])
         self.train_seconds = float(payload.get("train_seconds", 0.0))
         self.evaluations = list(payload.get("evaluations", []))
@@ -285,6 +294,13 @@ class Trainer:
                 (view_loss if batch == 1 else view_loss / batch).backward()
             results.append((view_loss.detach(), mse, out, camera))
         loss = results[0][0] if batch == 1 else torch.stack([r[0] for r in results]).mean()
+        if self.rigidity is not None:
+            with stage("loss"):
+                rigidity = self.rigidity.loss(self.scene, self.step)
+            with stage("backward"):
+                if rigidity.requires_grad:
+                    rigidity.backward()
+            loss = loss + rigidity.detach()
         with stage("strategy"):
             self._stats_sync.before(self.strategy)
             for _, _, out, camera in results:
@@ -305,6 +321,8 @@ class Trainer:
         self.step += 1
         with stage("strategy"):
             changes = self.strategy.post_step(self.scene, self.optimizers, self.step)
+            if self.rigidity is not None and any(changes.values()):
+                self.rigidity.mark_stale()
         with stage("checks"):
             self._check_parameters()
         psnr_value = float(np.mean([psnr_from_mse(mse) for _, mse, _, _ in results]))
@@ -428,6 +446,7 @@ class Trainer:
             "step": self.step,
             "optimizers": {k: tensors_to(v.state_dict(), cpu) for k, v in self.optimizers.items()},
             "strategy": tensors_to(self.strategy.state_dict(), cpu),
+            **({"rigidity": self.rigidity.state_dict()} if self.rigidity is not None else {}),
             "rng": {"numpy": self._rng.bit_generator.state, "torch": torch.get_rng_state()},
             "history": self.history,
             "evaluations": self.evaluations,
