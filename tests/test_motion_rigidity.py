@@ -140,3 +140,41 @@ def test_off_and_before_start_give_zero():
 def test_bad_settings_name_the_option(field, value):
     with pytest.raises(ValueError, match=f"--rigidity.{field.replace('_', '-')}"):
         TrainConfig(rigidity=RigidityConfig(**{field: value}))
+
+
+def test_default_weight_follows_the_capture():
+    from trainers.motion_rigidity import MONOCULAR_WEIGHT, rigidity_weight
+
+    assert rigidity_weight(RigidityConfig(), 1.0) == (MONOCULAR_WEIGHT, "1.0 views per time: monocular")
+    weight, why = rigidity_weight(RigidityConfig(), 4.0)
+    assert weight == 0.0 and "multi-view" in why
+    assert rigidity_weight(RigidityConfig(weight=2.5), 4.0) == (2.5, "asked for")
+
+
+def test_4d_resume_with_rigidity_matches_an_uninterrupted_run(tmp_path):
+    """The graph and the edge draws live in the checkpoint: a resumed run continues exactly."""
+    from trainers.data import load_dataset
+    from trainers.data.dynamic_scene import DynamicSceneConfig, generate_dynamic_scene
+    from trainers.strategies import DefaultStrategy
+    from trainers.trainer import Trainer
+
+    folder = generate_dynamic_scene(DynamicSceneConfig(output=tmp_path / "scene", num_views=12, width=32, height=24,
+                                                       num_points=300, test_every=4, num_val_times=2))
+    data = load_dataset(folder)
+    strategy = DefaultStrategy(refine_start=4, refine_every=4, refine_stop=12, reset_every=1000, grow_grad2d=1e-6)
+    rigidity = RigidityConfig(weight=5.0, edges_per_step=500, refresh_every=5)
+
+    def config(name, resume=None):
+        return TrainConfig(data=folder, output_dir=tmp_path, run_name=name, max_steps=14, progress=False,
+                           video=False, sh_degree=0, strategy=strategy, checkpoint_every=7, num_test_renders=0,
+                           rigidity=rigidity, resume=resume)
+
+    full = Trainer(config("full"), data)
+    assert full.rigidity is not None
+    full.train()
+    assert full.rigidity._built_at > 0  # rebuilt during the run
+    resumed = Trainer(config("resumed", resume=tmp_path / "full" / "checkpoints" / "step_000007.pt"), data)
+    assert resumed.step == 7
+    resumed.train()
+    for name, value in full.scene.params.items():
+        assert torch.equal(resumed.scene.params[name], value), name

@@ -26,6 +26,18 @@ def resolve_model(model: str, data: SceneData) -> Tuple[str, str]:
     return model, "asked for"
 
 
+def _distinct_times(data: SceneData) -> np.ndarray:
+    return np.unique([v.camera.time for v in data.train_views if v.camera.time is not None])
+
+
+def views_per_time(data: SceneData) -> float:
+    """Training views per distinct time: 1 for a monocular capture (D-NeRF), the camera count for multi-view
+    video, 0 without times."""
+    count = sum(1 for v in data.train_views if v.camera.time is not None)
+    distinct = len(_distinct_times(data))
+    return count / distinct if distinct else 0.0
+
+
 def temporal_filter(data: SceneData, frames: Optional[float] = None) -> Tuple[float, str]:
     """(time_filter, why): the 4D scene's minimum temporal extent (scenes.Gaussian4DScene.time_filter), `frames`
     times the median spacing of the training views' distinct times.
@@ -33,14 +45,13 @@ def temporal_filter(data: SceneData, frames: Optional[float] = None) -> Tuple[fl
     Default (None): 2 spacings when each time is seen by a single view, as in monocular captures (D-NeRF), where a
     primitive living for one frame is constrained by one photograph and learns it by heart instead of the scene;
     0.5 when several cameras see each time (multi-view video), where one frame already pins a primitive down."""
-    times = np.array([v.camera.time for v in data.train_views if v.camera.time is not None], dtype=np.float64)
-    distinct = np.unique(times)
+    distinct = _distinct_times(data)
     if len(distinct) < 2:
         return 0.0, "a single training time"
-    views_per_time = len(times) / len(distinct)
+    per_time = views_per_time(data)
     if frames is None:
-        frames = 2.0 if views_per_time < 1.5 else 0.5
-        why = f"{views_per_time:.1f} views per time: {frames:g} frame spacings"
+        frames = 2.0 if per_time < 1.5 else 0.5
+        why = f"{per_time:.1f} views per time: {frames:g} frame spacings"
     else:
         why = f"{frames:g} frame spacings, asked for"
     if not (np.isfinite(frames) and frames >= 0):

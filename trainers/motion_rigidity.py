@@ -20,9 +20,10 @@ does not grow with the scene.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -32,9 +33,11 @@ import torch
 class RigidityConfig:
     """4D scenes only: the velocity-rigidity prior (see trainers.motion_rigidity)."""
 
-    weight: float = 5.0
-    """Weight of the term; 0 turns it off. With the default horizon it equals real-time 4DGS's lambda_rigid = 1
-    on D-NeRF lego (scene scale 5.1)."""
+    weight: Optional[float] = None
+    """Weight of the term; 0 turns it off. Default: 5 for monocular captures (one view per time, e.g. D-NeRF),
+    where each moment is seen once and motion needs the prior (with the default horizon this equals real-time
+    4DGS's lambda_rigid = 1 on D-NeRF lego, scene scale 5.1); 0 for multi-view video, where the cameras pin motion
+    down (as that method also does). The log says which."""
     neighbours: int = 8
     """Nearest neighbours per primitive in the graph."""
     horizon: float = 0.1
@@ -50,7 +53,7 @@ class RigidityConfig:
 def check_rigidity_config(cfg: RigidityConfig) -> None:
     """Reject impossible settings with the option's name."""
     checks = (
-        ("weight", cfg.weight >= 0 and math.isfinite(cfg.weight)),
+        ("weight", cfg.weight is None or (cfg.weight >= 0 and math.isfinite(cfg.weight))),
         ("neighbours", cfg.neighbours >= 1),
         ("horizon", cfg.horizon > 0 and math.isfinite(cfg.horizon)),
         ("edges_per_step", cfg.edges_per_step >= 1),
@@ -62,11 +65,25 @@ def check_rigidity_config(cfg: RigidityConfig) -> None:
             raise ValueError(f"--rigidity.{name.replace('_', '-')} is out of range: {getattr(cfg, name)}")
 
 
+MONOCULAR_WEIGHT = 5.0
+
+
+def rigidity_weight(config: RigidityConfig, per_time: float) -> Tuple[float, str]:
+    """(weight, why): the configured weight, or the default for a capture with `per_time` training views per time."""
+    if config.weight is not None:
+        return float(config.weight), "asked for"
+    if per_time < 1.5:
+        return MONOCULAR_WEIGHT, f"{per_time:.1f} views per time: monocular"
+    return 0.0, f"{per_time:.1f} views per time: multi-view, off"
+
+
 class VelocityRigidity:
     """The term for one training run: holds the neighbour graph and draws edges from `generator`."""
 
     def __init__(self, config: RigidityConfig, scene_scale: float, time_span: float, seed: int = 0):
         check_rigidity_config(config)
+        if config.weight is None:
+            config = dataclasses.replace(config, weight=MONOCULAR_WEIGHT)
         self.config = config
         self.scene_scale = float(scene_scale)
         self.time_span = float(time_span)

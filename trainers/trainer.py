@@ -29,9 +29,9 @@ from .distributed import StatisticsSync, device_for_rank, init_distributed, scal
 from .device import describe_device, optimizer_state_to_params, peak_gpu_memory_mb, resolve_device, tensors_to
 from .evaluation import evaluate
 from .gabor_schedule import check_resume_model, gabor_summary, with_gabor_training
-from .initialise import initial_scene, resolve_model, temporal_filter
+from .initialise import initial_scene, resolve_model, temporal_filter, views_per_time
 from .losses import depth_l1, photometric_loss_and_mse, psnr_from_mse
-from .motion_rigidity import VelocityRigidity
+from .motion_rigidity import VelocityRigidity, rigidity_weight
 from .optim import make_optimizers, means_lr_at
 from .stage_timer import StageTimer
 from .resolution import check_schedule, downsample_depth, downsample_view, resolution_factor
@@ -121,8 +121,14 @@ class Trainer:
         self.strategy = with_gabor_training(self.strategy, self.scene, config.gabor)  # Gabor: + term schedule
         self.strategy.initialise(self.scene, self.scene_scale)
         # 4D scenes: the velocity-rigidity prior (trainers/motion_rigidity.py), once per step, not per view.
-        self.rigidity = (VelocityRigidity(config.rigidity, self.scene_scale, self.time_span, config.seed)
-                         if self.scene.KIND == "gaussian4d" and config.rigidity.weight > 0 else None)
+        self.rigidity: Optional[VelocityRigidity] = None
+        self.rigidity_note: Optional[str] = None
+        if self.scene.KIND == "gaussian4d":
+            weight, why = rigidity_weight(config.rigidity, views_per_time(data))
+            self.rigidity_note = f"{weight:g} ({why})"
+            if weight > 0:
+                rigidity = dataclasses.replace(config.rigidity, weight=weight)
+                self.rigidity = VelocityRigidity(rigidity, self.scene_scale, self.time_span, config.seed)
         self.step = 0
         self.train_seconds = 0.0  # training wall time so far (evaluation excluded), carried across resumes
         self.resolution_schedule = check_schedule(config.coarse_to_fine)
