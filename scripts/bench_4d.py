@@ -12,7 +12,6 @@ this VM's speed drifts, so compare runs only next to it.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Dict, Optional
@@ -24,7 +23,7 @@ from cuda_rasterizer import rasterize_gaussians
 from render import Camera
 from scenes import Gaussian4DScene
 
-from .bench_rasterizer import host_speed_gflops, timed_interleaved
+from .bench_rasterizer import host_speed_gflops, timed_interleaved, write_results
 
 
 @dataclass
@@ -132,8 +131,7 @@ def run(cfg: Bench4DConfig) -> Dict[str, object]:
         print(f"training (forward + backward): whole render incl. native slice {train['train_render_ms']:.1f} ms; "
               f"slice alone native {train['train_slice_native_ms']:.1f} ms, torch {train['train_slice_torch_ms']:.1f} ms")
     if cfg.out:
-        with open(cfg.out, "w") as handle:
-            json.dump(result, handle, indent=2)
+        write_results(cfg.out, result)
     return result
 
 

@@ -21,7 +21,7 @@ import tyro
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cuda_rasterizer import cpu_backend, cuda_backend, reference  # noqa: E402
-from scripts.bench_rasterizer import CASES, camera, make_scene, render, timed  # noqa: E402
+from scripts.bench_rasterizer import CASES, camera, make_scene, render, timed, write_results  # noqa: E402
 from trainers.device import tensors_to  # noqa: E402
 
 
@@ -109,10 +109,7 @@ def main(cfg: CudaBenchConfig) -> None:
     results["reference_comparison"] = reference_comparison(cfg)
     print("reference", json.dumps(results["reference_comparison"], indent=1), flush=True)
     if cfg.out:
-        tmp = cfg.out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, cfg.out)
+        write_results(cfg.out, results)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ start and the end. Target: Gabor forward+backward at most 1.5x the Gaussian's.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -21,7 +20,7 @@ import tyro
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cuda_rasterizer import cpu_backend, prepare_backend, rasterize_gaussians  # noqa: E402
-from scripts.bench_rasterizer import camera, host_speed_gflops, make_scene, timed_interleaved  # noqa: E402
+from scripts.bench_rasterizer import camera, host_speed_gflops, make_scene, timed_interleaved, write_results  # noqa: E402
 
 
 @dataclass
@@ -91,8 +90,7 @@ def main(cfg: GaborBenchConfig) -> Dict[str, object]:
     print("host speed (1-thread matmul GFLOP/s): start %.1f, end %.1f; load average at end %s"
           % (result["host_gflops_at_start"], result["host_gflops_at_end"], result["loadavg_at_end"]))
     if cfg.out:
-        with open(cfg.out, "w") as f:
-            json.dump(result, f, indent=2)
+        write_results(cfg.out, result)
     return result
 
 

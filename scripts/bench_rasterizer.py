@@ -191,6 +191,14 @@ def reference_speedup(cfg: BenchConfig) -> Dict[str, object]:
     return dict(n=n, width=w, height=h, reference_fwd_bwd_ms=ref_ms, cpu_fwd_bwd_ms=cpu_ms, speedup=ref_ms / cpu_ms)
 
 
+def write_results(path, results: dict) -> None:
+    """Write a benchmark's JSON results atomically (a temporary file renamed into place: never half a file)."""
+    from scenes.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(results, indent=2))
+
+
 def host_speed_gflops() -> float:
     """One-thread float32 matmul GFLOP/s (best of 20): this VM's speed drifts by tens of percent over minutes, so
     runs taken at different times are comparable only next to this figure, measured at the start and end of each."""
@@ -230,8 +238,7 @@ def main(cfg: BenchConfig) -> None:
           % (results["machine"]["host_gflops_at_start"], results["machine"]["host_gflops_at_end"]))
     print("reference", json.dumps(results["reference_comparison"], indent=1))
     if cfg.out:
-        with open(cfg.out, "w") as f:
-            json.dump(results, f, indent=2)
+        write_results(cfg.out, results)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ disturbed), with a host-speed probe at the start and the end. These stages are p
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -23,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cuda_rasterizer import cpu_backend  # noqa: E402
 from cuda_rasterizer.gabor_frequencies import reference_world_frequencies, world_frequencies  # noqa: E402
-from scripts.bench_rasterizer import camera, host_speed_gflops, make_scene  # noqa: E402
+from scripts.bench_rasterizer import camera, host_speed_gflops, make_scene, write_results  # noqa: E402
 
 
 @dataclass
@@ -93,8 +92,7 @@ def main(cfg: StagesConfig) -> Dict[str, object]:
     print("host speed (1-thread matmul GFLOP/s): start %.1f, end %.1f" % (result["host_gflops_at_start"],
                                                                           result["host_gflops_at_end"]))
     if cfg.out:
-        with open(cfg.out, "w") as f:
-            json.dump(result, f, indent=2)
+        write_results(cfg.out, result)
     return result
 
 
