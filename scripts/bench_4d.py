@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 import tyro
@@ -64,10 +64,29 @@ def make_scene4(n: int, size: int, seed: int, sh_degree: int = 3) -> Gaussian4DS
     return Gaussian4DScene(params, sh_degree=sh_degree)
 
 
+def synced(fn: Callable[[], object], on_gpu: bool) -> Callable[[], object]:
+    """`fn`, followed by a device synchronisation on the GPU (kernels are asynchronous: time them to completion)."""
+    if not on_gpu:
+        return fn
+
+    def run_and_wait():
+        result = fn()
+        torch.cuda.synchronize()
+        return result
+
+    return run_and_wait
+
+
 def run(cfg: Bench4DConfig) -> Dict[str, object]:
     torch.set_num_threads(cfg.threads)
     probe_start = host_speed_gflops()
     scene = make_scene4(cfg.n, cfg.size, cfg.seed, cfg.sh_degree)
+    on_gpu = cfg.backend == "cuda"
+    if on_gpu:
+        if not torch.cuda.is_available():
+            raise SystemExit("--backend cuda needs a CUDA GPU")
+        scene = scene.to(torch.device("cuda"))
+    background = torch.ones(3, device=scene.params["means"].device)
     cam = Camera(torch.eye(4), 0.9 * cfg.size, 0.9 * cfg.size, cfg.size / 2, cfg.size / 2, cfg.size, cfg.size)
     times = iter([0.1 + 0.8 * ((i * 0.618) % 1.0) for i in range(10_000)])
     frame: Dict[str, object] = {}
@@ -84,11 +103,12 @@ def run(cfg: Bench4DConfig) -> Dict[str, object]:
 
         def rasterise():
             rasterize_gaussians(viewmat=cam.world_to_camera, K=cam.K, width=cam.width, height=cam.height,
-                                backend=cfg.backend, background=torch.ones(3), **frame["inputs"])
+                                backend=cfg.backend, background=background, **frame["inputs"])
 
         # the four take turns within each repeat, so the machine's drift affects them alike
         best = timed_interleaved(
-            {0: lambda: slice_with(True), 1: lambda: slice_with(False), 2: lambda: slice_with(False, True), 3: rasterise},
+            {0: synced(lambda: slice_with(True), on_gpu), 1: synced(lambda: slice_with(False), on_gpu),
+             2: synced(lambda: slice_with(False, True), on_gpu), 3: synced(rasterise, on_gpu)},
             cfg.repeats, lambda _: None,
         )
     native_ms, slice_ms, uncached_ms, raster_ms = (best[k][0] for k in range(4))
@@ -104,10 +124,11 @@ def run(cfg: Bench4DConfig) -> Dict[str, object]:
             scene.native_slice = True
             inputs = scene.rasterizer_inputs(cam.with_time(next(times)))
             out = rasterize_gaussians(viewmat=cam.world_to_camera, K=cam.K, width=cam.width, height=cam.height,
-                                      backend=cfg.backend, background=torch.ones(3), **inputs)
+                                      backend=cfg.backend, background=background, **inputs)
             out.colors.sum().backward()
 
-        best = timed_interleaved({0: lambda: slice_backward(True), 1: lambda: slice_backward(False), 2: render_backward},
+        best = timed_interleaved({0: synced(lambda: slice_backward(True), on_gpu),
+                                  1: synced(lambda: slice_backward(False), on_gpu), 2: synced(render_backward, on_gpu)},
                                  cfg.repeats, lambda _: None)
         train = {"train_slice_native_ms": best[0][0], "train_slice_torch_ms": best[1][0], "train_render_ms": best[2][0]}
     result = {

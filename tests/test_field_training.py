@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import demo_scene
 from scenes import load_checkpoint, load_scene
 from scenes.radiance_field import FieldConfig, RadianceField, check_memory
 from trainers.config import TrainConfig
-from trainers.data import DemoSceneConfig, generate_demo_scene, load_dataset
+from trainers.data import load_dataset
 from trainers.field_config import FieldTrainConfig
 from trainers.field_trainer import FieldTrainer
 from trainers.trainer import Trainer
@@ -21,8 +22,7 @@ SMALL = FieldConfig(levels=8, log2_table=14, finest_res=128, hidden=32, grid_res
 
 @pytest.fixture(scope="module")
 def tiny_demo(tmp_path_factory) -> Path:
-    config = DemoSceneConfig(output=tmp_path_factory.mktemp("demo") / "scene", width=48, height=36, num_views=12, num_points=500)
-    return generate_demo_scene(config)
+    return demo_scene(tmp_path_factory, "gpu-field")
 
 
 def _config(data: Path, out: Path, name: str, steps: int, **kwargs) -> TrainConfig:

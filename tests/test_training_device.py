@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import demo_scene
 from scenes import GaussianScene, load_scene
 from trainers.config import TrainConfig
-from trainers.data import DemoSceneConfig, generate_demo_scene, load_dataset
+from trainers.data import load_dataset
 from trainers.device import optimizer_state_to_params, resolve_device, tensors_to
 from trainers.evaluation import evaluate
 from trainers.strategies import DefaultStrategy, FixedStrategy, MCMCStrategy
@@ -25,12 +25,7 @@ MIN_GAIN_DB = 1.0  # on CPU, 60 steps gain ~3 dB (default) and ~4 dB (mcmc) on t
 
 @pytest.fixture(scope="module")
 def tiny_demo(tmp_path_factory) -> Path:
-    # A GPU machine without open3d (the generator's ray caster) can point this at the same scene generated elsewhere.
-    prebuilt = os.environ.get("SPLATFORGE_TINY_DEMO")
-    if prebuilt:
-        return Path(prebuilt)
-    config = DemoSceneConfig(output=tmp_path_factory.mktemp("demo") / "scene", width=64, height=48, num_views=16, num_points=1000)
-    return generate_demo_scene(config)
+    return demo_scene(tmp_path_factory, "gpu-training")
 
 
 def _needs_gpu() -> None:
