@@ -292,14 +292,17 @@ class RadianceField(nn.Module):
         g = self.config.grid_res
         total = g**3
         count = max(1, int(total * fraction))
-        cells = torch.randperm(total, generator=generator)[:count] if count < total else torch.arange(total)
-        jitter = torch.rand(count, 3, generator=generator)
-        ema = self.density_ema.view(-1)
+        # Drawn on the CPU generator (the same cells on every device, and checkpoints resume them), used where the
+        # field lives.
         dev = self.table.device
-        new = torch.empty(count)
+        cells = torch.randperm(total, generator=generator)[:count] if count < total else torch.arange(total)
+        cells = cells.to(dev)
+        jitter = torch.rand(count, 3, generator=generator).to(dev)
+        ema = self.density_ema.view(-1)
+        new = torch.empty(count, device=dev)
         for start in range(0, count, 1 << 16):
             pts = self.cell_points(cells[start:start + (1 << 16)], jitter[start:start + (1 << 16)])
-            new[start:start + len(pts)] = self.density(pts.to(dev)).float().cpu()
+            new[start:start + len(pts)] = self.density(pts).float()
         ema.mul_(decay)
         ema[cells] = torch.maximum(ema[cells], new)
         threshold = min(0.01 / self.base_step, float(ema.clamp(min=0).mean()))

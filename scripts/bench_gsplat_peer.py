@@ -76,8 +76,7 @@ def gsplat_render(scene: Dict[str, torch.Tensor], view: torch.Tensor, width: int
     colors, alphas, _ = gsplat.rasterization(
         params["means"], params["quats"], params["scales"], params["opacities"], params["sh"], view[None],
         scene["K"][None], width, height, sh_degree=3, packed=packed, eps2d=EPS_2D,
-        backgrounds=torch.zeros(1, 3, device=view.device),
-    )
+    )  # no background: black, as ours renders it here
     if backward:
         (colors.sum() + alphas.sum()).backward()
     return colors[0], alphas[0]
@@ -133,7 +132,9 @@ def gsplat_rasterize_gaussians(means, quats, scales, opacities, colors, viewmat,
 @contextlib.contextmanager
 def gsplat_in_render() -> Iterator[None]:
     """Within the context, `render()` (and so the trainer) rasterizes through gsplat."""
-    import render.render as render_module
+    import importlib
+
+    render_module = importlib.import_module("render.render")  # the module: `render.render` is the function
 
     original = render_module.rasterize_gaussians
     render_module.rasterize_gaussians = gsplat_rasterize_gaussians
