@@ -72,6 +72,17 @@ def test_nan_loss_stops_with_the_step(tiny_demo, tmp_path):
         trainer.train_step()
 
 
+def test_nan_loss_names_the_view_and_the_step(tiny_demo, tmp_path):
+    """The loss is read once at the end of the step (no mid-step device read); a NaN there still names its view."""
+    data = load_dataset(tiny_demo)
+    trainer = Trainer(TrainConfig(data=tiny_demo, output_dir=tmp_path, max_steps=5, progress=False, video=False), data)
+    trainer.train_step()
+    for view in data.train_views:
+        view.image = torch.full_like(view.image, float("nan"))
+    with pytest.raises(FloatingPointError, match=r"loss became nan at step 1 \(view "):
+        trainer.train_step()
+
+
 def test_sf_train_and_sf_render_cli(tiny_demo, tmp_path):
     from scripts.render_cli import RenderConfig, render_scene
     from scripts.train import train

@@ -40,14 +40,15 @@ def photometric_loss(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 
 
 def photometric_loss_and_mse(
     img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2, native: bool = True
-) -> Tuple[torch.Tensor, float]:
-    """(photometric_loss, mean squared error of `img` clamped to [0, 1] as a float): training logs PSNR from the
-    same pass that computes the loss."""
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(photometric_loss, mean squared error of `img` clamped to [0, 1] as a detached 0-dim tensor): training logs
+    PSNR from the same pass that computes the loss. The MSE stays on the device: reading it here would stall a GPU
+    step until its forward pass ends, before the backward is even queued (the trainer reads it once, at the end)."""
     ref = ref.to(img.device)
     if ssim_weight == 0:
-        return (img - ref).abs().mean(), float(F.mse_loss(img.detach().clamp(0, 1), ref))
+        return (img - ref).abs().mean(), F.mse_loss(img.detach().clamp(0, 1), ref)
     loss, _, mse = photometric_terms(img, ref, ssim_weight, native=native)
-    return loss, float(mse)
+    return loss, mse.detach()
 
 
 def psnr_from_mse(mse: float) -> float:

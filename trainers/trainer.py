@@ -6,6 +6,7 @@ import contextlib
 import copy
 import dataclasses
 import json
+import math
 import resource
 import time
 from datetime import datetime
@@ -247,7 +248,8 @@ class Trainer:
         return picked
 
     def _view_loss(self, index: int, random_background: Optional[torch.Tensor], factor: int):
-        """Render training view `index`; returns (loss, MSE, render output, camera)."""
+        """Render training view `index`; returns (loss, MSE, render output, camera). Both losses stay on the device
+        (train_step checks them once per step, with the parameters)."""
         cfg = self.config
         view = self._train_view(index)
         background, target = self.background, view.image
@@ -274,13 +276,16 @@ class Trainer:
                 loss = loss + cfg.depth_weight * depth_l1(out.depth, out.alpha, depth_target)
             if self.driving is not None:
                 loss = loss + self.driving.loss(out, index, factor)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss became {loss.item()} at step {self.step} (view {view.name})")
         return loss, mse, out, camera
 
     def train_step(self) -> Dict[str, float]:
-        """One optimisation step on `batch_size` random training views per rank (losses averaged)."""
+        """One optimisation step on `batch_size` random training views per rank (losses averaged).
+
+        The step reads the device once, at its end (losses, MSEs and the parameters' finiteness together), so a GPU
+        runs the whole step without the host waiting on it midway. A non-finite loss is reported by that read, after
+        the update it spoiled; checkpoints are written only after good steps, and the error names the last one."""
         cfg = self.config
+        step = self.step
         stage = self.stages
         self.scene.active_sh_degree = min(self.scene.sh_degree, self.step // max(cfg.sh_degree_interval, 1))
         for group in self.optimizers["means"].param_groups:
@@ -298,7 +303,7 @@ class Trainer:
             view_loss, mse, out, camera = self._view_loss(index, background, factor)
             with stage("backward"):
                 (view_loss if batch == 1 else view_loss / batch).backward()
-            results.append((view_loss.detach(), mse, out, camera))
+            results.append((view_loss.detach(), mse, out, camera, index))
         loss = results[0][0] if batch == 1 else torch.stack([r[0] for r in results]).mean()
         if self.rigidity is not None:
             with stage("loss"):
@@ -309,7 +314,7 @@ class Trainer:
             loss = loss + rigidity.detach()
         with stage("strategy"):
             self._stats_sync.before(self.strategy)
-            for _, _, out, camera in results:
+            for _, _, out, camera, _ in results:
                 means2d = out.meta.get("means2d")
                 if batch > 1 and means2d is not None and means2d.grad is not None:
                     means2d.grad.mul_(batch)  # each view's own screen gradient, not its 1/batch share of the mean
@@ -330,12 +335,36 @@ class Trainer:
             if self.rigidity is not None and any(changes.values()):
                 self.rigidity.mark_stale()
         with stage("checks"):
-            self._check_parameters()
-        psnr_value = float(np.mean([psnr_from_mse(mse) for _, mse, _, _ in results]))
-        stats = {"loss": loss.item(), "psnr": psnr_value, "num_gaussians": float(len(self.scene)), **changes}
+            losses, mses = self._read_step_values(results, loss, step)
+        psnr_value = float(np.mean([psnr_from_mse(mse) for mse in mses]))
+        stats = {"loss": losses[-1], "psnr": psnr_value, "num_gaussians": float(len(self.scene)), **changes}
         if factor > 1:
             stats["resolution_factor"] = float(factor)
         return stats
+
+    def _read_step_values(self, results, loss: torch.Tensor, step: int):
+        """The step's one device read: each view's loss, the step's loss, the MSEs and one sum per parameter.
+
+        Raises FloatingPointError naming the view whose loss, or the parameter that, became NaN or Inf. Returns
+        (view losses then the step loss, MSEs) as floats."""
+        sums = [param.detach().sum().float().reshape(1) for param in self.scene.params.values()]
+        values = torch.cat([r[0].float().reshape(1) for r in results] + [loss.detach().float().reshape(1)]
+                           + [r[1].float().reshape(1) for r in results] + sums).cpu().tolist()
+        n = len(results)
+        losses, mses, param_sums = values[:n + 1], values[n + 1:2 * n + 1], values[2 * n + 1:]
+        for value, (_, _, _, _, index) in zip(losses, results):
+            if not math.isfinite(value):
+                view = self.data.train_views[index]
+                raise FloatingPointError(f"loss became {value} at step {step} (view {view.name}){self._kept_note()}")
+        if not math.isfinite(losses[-1]):  # the views' losses are finite: a regulariser (e.g. velocity rigidity) is not
+            raise FloatingPointError(f"loss became {losses[-1]} at step {step} (regularisation){self._kept_note()}")
+        if all(math.isfinite(v) for v in param_sums):
+            return losses, mses
+        self._check_parameters()
+        return losses, mses
+
+    def _kept_note(self) -> str:
+        return f"; the last good checkpoint is {self._last_good_checkpoint}" if self._last_good_checkpoint else ""
 
     def _check_parameters(self) -> None:
         # Fast path: a NaN or Inf anywhere makes a parameter's sum non-finite, so one reduction per parameter and one
@@ -345,8 +374,7 @@ class Trainer:
             return
         for name, param in self.scene.params.items():
             if not torch.isfinite(param).all():
-                kept = f"; the last good checkpoint is {self._last_good_checkpoint}" if self._last_good_checkpoint else ""
-                raise FloatingPointError(f"parameter {name!r} became NaN or Inf at step {self.step}{kept}")
+                raise FloatingPointError(f"parameter {name!r} became NaN or Inf at step {self.step}{self._kept_note()}")
 
     def train(self) -> Dict[str, object]:
         """Run to `max_steps` (or `max_seconds`), then evaluate and write the run folder. Returns the final metrics."""
