@@ -8,6 +8,7 @@ Threads: `cuda_rasterizer.cpu_backend.set_num_threads(n)`. After backward, `meta
 per-primitive sum of |per-pixel d loss / d means2d| (native backends).
 """
 
+import functools
 import importlib
 import shutil
 
@@ -17,11 +18,15 @@ from .backends import available_backends, prepare_backend, register_backend, res
 from .rasterize import RasterizeOutput, rasterize_gaussians
 
 # Native backends load (and compile on first use) lazily: importing the package builds nothing.
-register_backend(
-    "cpu",
-    lambda: importlib.import_module(".cpu_backend", __name__),
-    lambda: shutil.which("c++") is not None or shutil.which("g++") is not None,
-)
+
+
+@functools.lru_cache(maxsize=None)
+def _has_cxx_compiler() -> bool:
+    """Whether the CPU backend can be built here (asked once: `auto` resolves the backend on every render)."""
+    return shutil.which("c++") is not None or shutil.which("g++") is not None
+
+
+register_backend("cpu", lambda: importlib.import_module(".cpu_backend", __name__), _has_cxx_compiler)
 register_backend(
     "cuda",
     lambda: importlib.import_module(".cuda_backend", __name__),

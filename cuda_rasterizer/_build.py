@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -9,7 +10,7 @@ import sys
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, TypeVar
 
 _CSRC = Path(__file__).resolve().parent / "csrc"
 _LOCK = threading.Lock()
@@ -50,6 +51,25 @@ def _require_cxx() -> None:
         )
 
 
+Builder = TypeVar("Builder", bound=Callable[..., ModuleType])
+
+
+def memoised(builder: Builder) -> Builder:
+    """`builder`, returning the module it loaded before for the same arguments without recomputing its sources, flags or
+    environment: every render asks for its extension, and on a GPU that host work is what bounds a training step."""
+    loaded: Dict[tuple, ModuleType] = {}
+
+    @functools.wraps(builder)
+    def cached(*args, **kwargs) -> ModuleType:
+        key = (args, tuple(sorted(kwargs.items())))
+        module = loaded.get(key)
+        if module is None:
+            module = loaded[key] = builder(*args, **kwargs)
+        return module
+
+    return cached  # type: ignore[return-value]
+
+
 def _load(name: str, sources: List[Path], message: str, **kwargs) -> ModuleType:
     from torch.utils import cpp_extension
 
@@ -69,6 +89,7 @@ def _load(name: str, sources: List[Path], message: str, **kwargs) -> ModuleType:
         return module
 
 
+@memoised
 def build_cpu_extension() -> ModuleType:
     """Compile (first use only, ~1 min) and import the OpenMP CPU rasterizer."""
     cpu = _CSRC / "cpu"
@@ -118,6 +139,7 @@ def load_cuda(name: str, sources: List[Path], message: str, arch_list: Optional[
             os.environ["TORCH_CUDA_ARCH_LIST"] = saved
 
 
+@memoised
 def build_cuda_extension(arch_list: Optional[str] = None) -> ModuleType:
     """Compile and import the CUDA rasterizer (`splatforge_cuda_rasterizer_smXX`, see `load_cuda`)."""
     cu = _CSRC / "cuda"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Optional
 
-from ._build import _CSRC, _load, load_cuda
+from ._build import _CSRC, _load, load_cuda, memoised
 
 
+@memoised
 def build_cpu_field_extension() -> ModuleType:
     """Compile (first use only, ~30 s) and import the OpenMP field kernels (`splatforge_cpu_field`)."""
     cpu = _CSRC / "cpu"
@@ -21,6 +22,7 @@ def build_cpu_field_extension() -> ModuleType:
     )
 
 
+@memoised
 def build_cuda_field_extension(arch_list: Optional[str] = None) -> ModuleType:
     """Compile and import the CUDA field kernels (`splatforge_cuda_field_smXX`, see `_build.load_cuda`)."""
     cu = _CSRC / "cuda"

@@ -29,6 +29,10 @@ def ensure_built() -> None:
     _ext()
 
 
+# The kernels take the camera as arguments, read on the host: rasterize_gaussians passes viewmat and K as CPU tensors.
+CAMERA_ON_HOST = True
+
+
 def quat_scale_to_covar(quats: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """Covariance R S S^T R^T from (N, 4) wxyz quaternions and (N, 3) scales."""
     return _QuatScaleToCovar.apply(_ext(), 0, quats.contiguous(), scales.contiguous())

@@ -20,13 +20,15 @@ class RasterizeOutput:
     meta: Dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def _check(name: str, tensor: torch.Tensor, shape: tuple) -> None:
+def _check(name: str, tensor: torch.Tensor, shape: tuple, finite: bool = True) -> None:
     if not torch.is_tensor(tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.dim() != len(shape) or any(s is not None and s != t for s, t in zip(shape, tensor.shape)):
         dims = ["N" if s is None else str(s) for s in shape]
         expected = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
         raise ValueError(f"{name} must have shape {expected}, got {tuple(tensor.shape)}")
+    if not finite:
+        return
     data = tensor.detach()
     # One reduction is the fast path (a NaN/Inf anywhere makes the sum non-finite); confirm element-wise only then.
     if not torch.isfinite(data.sum()) and not torch.isfinite(data).all():
@@ -55,6 +57,7 @@ def rasterize_gaussians(
     gabor_freqs: Optional[torch.Tensor] = None,
     gabor_weights: Optional[torch.Tensor] = None,
     gabor_phases: Optional[torch.Tensor] = None,
+    check_finite: bool = True,
 ) -> RasterizeOutput:
     """Render 3D Gaussians (or 3D Gabor primitives) to an image.
 
@@ -64,29 +67,32 @@ def rasterize_gaussians(
     Gabor primitives (all three or none): gabor_freqs (N, K, 3) world angular frequencies (radians per unit),
     gabor_weights (N, K) with sum_k |w_k| <= 1, gabor_phases (N, K); density o G(x) (1 + sum_k w_k cos(f_k . (x -
     mean) + phi_k)). Gradients reach all three.
+    check_finite=False skips the NaN/Inf scan of the inputs (shapes are still checked): for callers that guarantee
+    finite inputs themselves, e.g. the trainer, which checks its parameters after every step; on a GPU each scan is a
+    device synchronisation.
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
-    _check("means", means, (None, 3))
+    _check("means", means, (None, 3), check_finite)
     n = means.shape[0]
     if covars is None:
         if quats is None or scales is None:
             raise ValueError("pass either quats and scales, or covars")
-        _check("quats", quats, (n, 4))
-        _check("scales", scales, (n, 3))
+        _check("quats", quats, (n, 4), check_finite)
+        _check("scales", scales, (n, 3), check_finite)
     else:
-        _check("covars", covars, (n, 3, 3))
-    _check("opacities", opacities, (n,))
+        _check("covars", covars, (n, 3, 3), check_finite)
+    _check("opacities", opacities, (n,), check_finite)
     if sh_degree is None:
-        _check("colors", colors, (n, None))
+        _check("colors", colors, (n, None), check_finite)
     else:
         if not 0 <= sh_degree <= MAX_SH_DEGREE:
             raise ValueError(f"sh_degree must be in 0..{MAX_SH_DEGREE}, got {sh_degree}")
-        _check("colors (SH coefficients)", colors, (n, None, None))
+        _check("colors (SH coefficients)", colors, (n, None, None), check_finite)
         if colors.shape[1] < (sh_degree + 1) ** 2:
             raise ValueError(f"sh_degree {sh_degree} needs {(sh_degree + 1) ** 2} SH coefficients, got {colors.shape[1]}")
-    _check("viewmat", viewmat, (4, 4))
-    _check("K", K, (3, 3))
+    _check("viewmat", viewmat, (4, 4), check_finite)
+    _check("K", K, (3, 3), check_finite)
     if not (K[0, 0] > 0 and K[1, 1] > 0):
         raise ValueError(f"K must have positive focal lengths, got fx={float(K[0, 0])}, fy={float(K[1, 1])}")
 
@@ -94,8 +100,11 @@ def rasterize_gaussians(
 
     impl = get_backend(resolve_backend(backend, means.device))
     dtype = means.dtype
-    viewmat = viewmat.to(dtype=dtype, device=means.device)
-    K = K.to(dtype=dtype, device=means.device)
+    # Backends that read the camera on the host (CUDA: into kernel arguments) take it there: a camera on the GPU would
+    # be copied back, a device synchronisation in the forward and again in the backward.
+    camera_device = torch.device("cpu") if getattr(impl, "CAMERA_ON_HOST", False) else means.device
+    viewmat = viewmat.to(dtype=dtype, device=camera_device)
+    K = K.to(dtype=dtype, device=camera_device)
     if covars is None:
         covars = impl.quat_scale_to_covar(quats, scales)
     if terms_count:
@@ -112,7 +121,7 @@ def rasterize_gaussians(
         proj_opacities, terms = proj.opacities, None
 
     if sh_degree is not None:
-        cam_center = -viewmat[:3, :3].T @ viewmat[:3, 3]
+        cam_center = (-viewmat[:3, :3].T @ viewmat[:3, 3]).to(means.device)
         colors = torch.clamp_min(impl.eval_sh(sh_degree, colors, means.detach() - cam_center) + 0.5, 0.0)
     channels = colors.shape[-1]
     if background is not None:

@@ -26,6 +26,7 @@ def render(
     background: Optional[Union[Sequence[float], torch.Tensor]] = None,
     backend: str = "auto",
     sh_degree: Optional[int] = None,
+    check_finite: bool = True,
 ) -> RenderOutput:
     """Render `scene` (anything with `rasterizer_inputs(camera, sh_degree)`, a radiance field, or a hybrid scene of
     splats and a field composited by depth, `render.hybrid`) from `camera`.
@@ -33,7 +34,8 @@ def render(
     background: RGB in [0, 1] (default black). backend: auto | cuda | cpu | reference. The scene sees
     `camera.time` through the camera (4D scenes render their slice at that time). Scenes that cull primitives
     (4D: temporally) provide `rasterizer_inputs_with_index`; meta['primitive_index'] then maps each rasterized
-    row (means2d, radii, depths) to its primitive in the scene.
+    row (means2d, radii, depths) to its primitive in the scene. check_finite=False: the caller guarantees finite
+    scene parameters (see `rasterize_gaussians`).
     """
     if hasattr(scene, "render_rays"):  # a radiance field (scenes.radiance_field)
         from .field_render import render_field
@@ -51,14 +53,15 @@ def render(
     means = inputs["means"]
     bg = torch.zeros(3) if background is None else torch.as_tensor(background, dtype=torch.float32)
     out = rasterize_gaussians(
-        viewmat=camera.world_to_camera.to(means.device),
-        K=camera.K.to(means.device),
+        viewmat=camera.world_to_camera,  # moved where the backend wants it (the host, for CUDA)
+        K=camera.K,
         width=camera.width,
         height=camera.height,
         near=camera.near,
         far=camera.far,
         background=bg.to(means.device),
         backend=backend,
+        check_finite=check_finite,
         **inputs,
     )
     meta = dict(out.meta)

@@ -153,3 +153,21 @@ def test_non_positive_focal_is_rejected():
     K[0, 0] = 0.0
     with pytest.raises(ValueError, match="focal"):
         rasterize_gaussians(**inputs, viewmat=torch.eye(4), K=K, width=8, height=8)
+
+
+def test_check_finite_off_skips_only_the_value_scan():
+    """check_finite=False (the trainer, which checks its parameters after every step) renders finite inputs exactly as
+    the default does, does not scan for a NaN (no error; what the image shows is then the caller's problem), and still
+    checks shapes."""
+    inputs = dict(zip(["means", "quats", "scales", "opacities", "colors"], random_gaussians(6, dtype=torch.float32)))
+    camera = dict(viewmat=torch.eye(4), K=simple_K(8, 8, dtype=torch.float32), width=8, height=8, backend="reference")
+    checked = rasterize_gaussians(**inputs, **camera)
+    unchecked = rasterize_gaussians(**inputs, **camera, check_finite=False)
+    assert torch.equal(checked.colors, unchecked.colors) and torch.equal(checked.alphas, unchecked.alphas)
+    bad = dict(inputs, opacities=inputs["opacities"].clone())
+    bad["opacities"][2] = float("nan")
+    with pytest.raises(ValueError, match="opacities contains NaN"):
+        rasterize_gaussians(**bad, **camera)
+    assert rasterize_gaussians(**bad, **camera, check_finite=False).colors.shape == (8, 8, 3)
+    with pytest.raises(ValueError, match=r"quats must have shape"):
+        rasterize_gaussians(**dict(inputs, quats=torch.zeros(6, 3)), **camera, check_finite=False)

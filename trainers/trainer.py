@@ -259,7 +259,8 @@ class Trainer:
         camera, target, mask = downsample_view(view.camera, target, view.mask, factor)
         stage = self.stages
         with stage("render"):
-            out = render(self.scene, camera, background=background, backend=cfg.backend)
+            # The parameters were checked at the end of the last step (and at load): no NaN scan per render.
+            out = render(self.scene, camera, background=background, backend=cfg.backend, check_finite=False)
         self.strategy.pre_backward(out.meta)
         with stage("loss"):
             image = out.rgb
