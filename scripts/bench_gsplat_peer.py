@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import statistics
 import sys
 import tempfile
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 import tyro
@@ -34,6 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from cuda_rasterizer import cuda_backend  # noqa: E402
 from cuda_rasterizer.constants import EPS_2D  # noqa: E402
 from cuda_rasterizer.rasterize import RasterizeOutput  # noqa: E402
+from scripts.bench_cuda import gpu_timed  # noqa: E402
 from scripts.bench_rasterizer import CASES, camera, make_scene, render, write_results  # noqa: E402
 from scripts.bench_training import SHARED, BenchTrainingConfig, _workload  # noqa: E402
 from trainers.device import tensors_to  # noqa: E402
@@ -51,20 +51,6 @@ class PeerBenchConfig:
     warmup_steps: int = 20
     timed_steps: int = 200
     seed: int = 0
-
-
-def gpu_timed(fn: Callable[[], object], repeats: int) -> Tuple[float, float]:
-    """(median ms, min ms) over `repeats` synchronised runs after two warm-ups."""
-    for _ in range(2):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        times.append(1000.0 * (time.perf_counter() - t0))
-    return statistics.median(times), min(times)
 
 
 def gsplat_render(scene: Dict[str, torch.Tensor], view: torch.Tensor, width: int, height: int, backward: bool,
