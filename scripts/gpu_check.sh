@@ -9,6 +9,8 @@
 # 5. B1-B4 of our CUDA backend alone, and B6 (Gabor) unless SKIP_B6=1.
 # Output: stdout, and $OUT/gpu_check.log plus JSON results when $OUT is set. Each stage has its own time limit so a
 # slow one cannot take the later ones' results with it.
+# On a lent machine without network or open3d, first `bash scripts/prepare_gpu_carry.sh` here (wheels, data, demo
+# scenes to carry; its header has the device command).
 # Usage: bash scripts/gpu_check.sh [extra test files...]
 set -uo pipefail
 cd "$(dirname "$0")/.."
