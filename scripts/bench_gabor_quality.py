@@ -23,6 +23,8 @@ from typing import Dict, List, Optional, Tuple
 
 import tyro
 
+from scripts.bench_rasterizer import write_results
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 DATASETS = {
     # name: (folder, sf-train arguments of the dataset)
@@ -126,14 +128,11 @@ def main(cfg: BenchConfig) -> List[Dict[str, object]]:
                 rows.append(run_one(cfg, dataset, cap, model))
                 print(table(rows), flush=True)
     cfg.output_dir.mkdir(parents=True, exist_ok=True)
-    from scenes.atomic import atomic_path
-
     out = cfg.output_dir / "bench_gabor_quality.json"  # rows of earlier invocations are kept (same key: replaced)
     earlier = json.loads(out.read_text()) if out.is_file() else []
     keys = {(r["dataset"], r["cap"], r["model"]) for r in rows}
     merged = [r for r in earlier if (r["dataset"], r["cap"], r["model"]) not in keys] + rows
-    with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(merged, indent=2))
+    write_results(out, merged)
     print(table(merged))
     return rows
 

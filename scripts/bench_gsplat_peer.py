@@ -35,7 +35,7 @@ from cuda_rasterizer.constants import EPS_2D  # noqa: E402
 from cuda_rasterizer.rasterize import RasterizeOutput  # noqa: E402
 from scripts.bench_cuda import gpu_timed  # noqa: E402
 from scripts.bench_rasterizer import CASES, camera, make_scene, render, write_results  # noqa: E402
-from scripts.bench_training import SHARED, BenchTrainingConfig, _workload  # noqa: E402
+from scripts.bench_training import SHARED, BenchTrainingConfig, make_workload  # noqa: E402
 from trainers.device import tensors_to  # noqa: E402
 
 
@@ -137,7 +137,7 @@ def training_workload(name: str, cfg: PeerBenchConfig, out_dir: Path, rasterizer
 
     bench_cfg = BenchTrainingConfig(data_root=cfg.data_root, device="cuda", warmup_steps=cfg.warmup_steps,
                                     timed_steps=cfg.timed_steps)
-    data, train_cfg, steps, warmup = _workload(name, bench_cfg, out_dir)
+    data, train_cfg, steps, warmup = make_workload(name, bench_cfg, out_dir)
     context = gsplat_in_render() if rasterizer == "gsplat" else contextlib.nullcontext()
     with context:
         torch.manual_seed(cfg.seed)

@@ -28,7 +28,7 @@ import tyro
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from render import prepare_renderer  # noqa: E402
-from scripts.bench_rasterizer import host_speed_gflops  # noqa: E402
+from scripts.bench_rasterizer import host_speed_gflops, write_results  # noqa: E402
 from trainers.config import TrainConfig  # noqa: E402
 from trainers.data import load_dataset  # noqa: E402
 from trainers.stage_timer import StageTimer  # noqa: E402
@@ -56,7 +56,7 @@ class BenchTrainingConfig:
     """Also write the results as JSON here."""
 
 
-def _workload(name: str, cfg: BenchTrainingConfig, out_dir: Path):
+def make_workload(name: str, cfg: BenchTrainingConfig, out_dir: Path):
     """(dataset, TrainConfig, steps to time, warm-up steps) of a named workload."""
     common = dict(output_dir=out_dir, run_name=name, progress=False, video=False, device=cfg.device)
     if name == "fern":
@@ -110,7 +110,7 @@ def run_workload(name: str, cfg: BenchTrainingConfig, out_dir: Path, torch_loss:
             result = run_workload(name, cfg, out_dir)
         result["workload"] = f"{name} (PyTorch loss baseline)"
         return result
-    data, train_cfg, steps, warmup = _workload(name, cfg, out_dir)
+    data, train_cfg, steps, warmup = make_workload(name, cfg, out_dir)
     trainer = Trainer(train_cfg, data)
     prepare_renderer(train_cfg.backend, trainer.device)
     for _ in range(warmup):
@@ -165,10 +165,7 @@ def main(cfg: BenchTrainingConfig) -> Dict[str, object]:
     print("host speed (1-thread matmul GFLOP/s): start %.1f, end %.1f"
           % (results["machine"]["host_gflops_at_start"], results["machine"]["host_gflops_at_end"]), flush=True)
     if cfg.out:
-        from scenes.atomic import atomic_path
-
-        with atomic_path(cfg.out) as tmp_path:
-            tmp_path.write_text(json.dumps(results, indent=2))
+        write_results(cfg.out, results)
     return results
 
 

@@ -359,23 +359,15 @@ class Trainer:
                 raise FloatingPointError(f"loss became {value} at step {step} (view {view.name}){self._kept_note()}")
         if not math.isfinite(losses[-1]):  # the views' losses are finite: a regulariser (e.g. velocity rigidity) is not
             raise FloatingPointError(f"loss became {losses[-1]} at step {step} (regularisation){self._kept_note()}")
-        if all(math.isfinite(v) for v in param_sums):
-            return losses, mses
-        self._check_parameters()
+        # A NaN or Inf anywhere makes a parameter's sum non-finite; only then (or on a sum that overflowed) look
+        # element by element, in the parameters whose sum is not finite.
+        for (name, param), total in zip(self.scene.params.items(), param_sums):
+            if not math.isfinite(total) and not bool(torch.isfinite(param).all()):
+                raise FloatingPointError(f"parameter {name!r} became NaN or Inf at step {self.step}{self._kept_note()}")
         return losses, mses
 
     def _kept_note(self) -> str:
         return f"; the last good checkpoint is {self._last_good_checkpoint}" if self._last_good_checkpoint else ""
-
-    def _check_parameters(self) -> None:
-        # Fast path: a NaN or Inf anywhere makes a parameter's sum non-finite, so one reduction per parameter and one
-        # device sync per step suffice; only then (or on an overflowing sum) look element by element.
-        sums = torch.stack([param.detach().sum() for param in self.scene.params.values()])
-        if bool(torch.isfinite(sums).all()):
-            return
-        for name, param in self.scene.params.items():
-            if not torch.isfinite(param).all():
-                raise FloatingPointError(f"parameter {name!r} became NaN or Inf at step {self.step}{self._kept_note()}")
 
     def train(self) -> Dict[str, object]:
         """Run to `max_steps` (or `max_seconds`), then evaluate and write the run folder. Returns the final metrics."""
