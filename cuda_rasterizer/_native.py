@@ -116,6 +116,7 @@ class _Rasterize(torch.autograd.Function):
         ctx.means2d_ref = weakref.ref(means2d)
         ctx.has_bg = background is not None
         ctx.mark_non_differentiable(out_t, last_id)
+        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None: no zero images to fill
         return out_c, out_a, out_d, out_t, last_id
 
     @staticmethod
@@ -123,7 +124,9 @@ class _Rasterize(torch.autograd.Function):
         means2d, conics, colors, opacities, depths, radii, out_t, last_pos = ctx.saved_tensors
         width, height, tile = ctx.cfg
         z = lambda t, like: torch.zeros_like(like) if t is None else t  # noqa: E731
-        v_colors, v_alphas, v_depths = z(v_colors, out_t.expand(-1, -1, colors.shape[1])), z(v_alphas, out_t), z(v_depths, out_t)
+        v_colors, v_alphas = z(v_colors, out_t.expand(-1, -1, colors.shape[1])), z(v_alphas, out_t)
+        # no gradient reaches the depth output (training on colours only): an empty tensor lets the kernels skip it
+        v_depths = out_t.new_empty(0) if v_depths is None else v_depths
         vm, vcon, vcol, vo, vd, absgrad = ctx.ext.raster_bwd(
             ctx.bins, means2d, conics, colors, opacities, depths, radii, ctx.bg, width, height, tile,
             ctx.nthreads, out_t, last_pos, v_colors.contiguous(), v_alphas.contiguous(), v_depths.contiguous(),

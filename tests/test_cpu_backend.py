@@ -34,8 +34,8 @@ def _scene(n, width, height, seed=0, dtype=torch.float64, sh_degree=None, channe
                 sh_degree=sh_degree)
 
 
-def _run(scene, backend, grads=True, seed=7, **kw):
-    """Render through rasterize_gaussians; returns outputs and gradients of a random linear loss."""
+def _run(scene, backend, grads=True, seed=7, outputs=("colors", "alphas", "depths"), **kw):
+    """Render through rasterize_gaussians; returns outputs and gradients of a random linear loss of `outputs`."""
     leaves = {k: scene[k].clone().requires_grad_(grads) for k in ("means", "quats", "scales", "opacities", "colors",
                                                                     "background")}
     out = rasterize_gaussians(leaves["means"], leaves["quats"], leaves["scales"], leaves["opacities"],
@@ -47,8 +47,9 @@ def _run(scene, backend, grads=True, seed=7, **kw):
         m2d = out.meta["means2d"]
         m2d.retain_grad()
         gen = torch.Generator().manual_seed(seed)
-        loss = sum((t * torch.randn(t.shape, generator=gen, dtype=torch.float64).to(t.dtype)).sum()
-                   for t in (out.colors, out.alphas, out.meta["accumulated_depth"]))
+        tensors = {"colors": out.colors, "alphas": out.alphas, "depths": out.meta["accumulated_depth"]}
+        loss = sum((tensors[k] * torch.randn(tensors[k].shape, generator=gen, dtype=torch.float64).to(tensors[k].dtype)).sum()
+                   for k in outputs)
         loss.backward()
         for k, v in leaves.items():
             res["grad_" + k] = v.grad
@@ -115,6 +116,18 @@ def test_gradients_float32_close_to_reference(n, width, height, seed):
         _assert_grad_close(ref["grad_" + key], got["grad_" + key].double(), key, rtol=2e-3)
     generic = _run(scene64, "cpu")  # float64 takes the generic kernels: an independent check of absgrad
     _assert_grad_close(generic["absgrad"], got["absgrad"].double(), "absgrad", rtol=2e-3)
+
+
+@pytest.mark.parametrize("outputs", [("colors",), ("colors", "alphas")])
+def test_gradients_without_depth_loss_match_reference(outputs):
+    """A loss that does not use the depth output (training on colours): the backward skips the depth channel (an
+    empty upstream gradient), and every gradient still matches the reference's, float32 row kernels included."""
+    scene64 = _scene(1500, 45, 38, seed=8, sh_degree=1)
+    scene32 = {k: (v.float() if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in scene64.items()}
+    ref = _run(scene64, "reference", outputs=outputs)
+    for got, rtol in ((_run(scene64, "cpu", outputs=outputs), 1e-4), (_run(scene32, "cpu", outputs=outputs), 2e-3)):
+        for key in ("means", "quats", "scales", "opacities", "colors", "background", "means2d"):
+            _assert_grad_close(ref["grad_" + key], got["grad_" + key].double(), key, rtol=rtol)
 
 
 def test_antialiased_and_channels_match_reference():

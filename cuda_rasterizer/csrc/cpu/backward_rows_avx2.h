@@ -4,7 +4,8 @@
 // together, from the row's last contributor, with their transmittance and colour/depth "behind" sums in registers.
 // Each primitive's per-lane gradients (layout of grad_row) of both halves are added, summed across the 8 lanes at
 // once and added to its gradient row for this tile, rows in increasing order: deterministic and independent of the
-// thread count. Same per-lane steps as backward_tile (undo_blend, channel_vjp, footprint_vjp).
+// thread count. Same per-lane steps as backward_tile (undo_blend, channel_vjp, footprint_vjp). kDepth = false when
+// the depth output has no upstream gradient (training on colours only): its channel is skipped, 7% of this kernel.
 #pragma once
 
 #include <algorithm>
@@ -36,7 +37,7 @@ inline __m128 sum_lanes4(const __m256 v[4]) {
 
 }  // namespace avx2
 
-template <typename FP>
+template <typename FP, bool kDepth>
 void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins, const Packed<float, FP>& pk,
                              const RasterGradIn<float>& gin, int64_t tile_index, int tiles_x, TileScratch<float>& sc,
                              float* G) {
@@ -135,8 +136,9 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
           __m256 va = _mm256_and_ps(ok, _mm256_mul_ps(_mm256_load_ps(va_l + 8 * h), ra));
           tr[h] = _mm256_blendv_ps(tr[h], tb, ok);
           // channel_vjp for r, g, b and depth
+          constexpr int kChannels = kDepth ? 4 : 3;
           __m256 gch[4];
-          for (int ch = 0; ch < 4; ++ch) {
+          for (int ch = 0; ch < kChannels; ++ch) {
             const __m256 cv = avx2::set(cvals[ch]), vc = _mm256_load_ps(vcs[ch] + 8 * h);
             const __m256 term = _mm256_and_ps(ok, _mm256_fmsub_ps(cv, tb, _mm256_mul_ps(behind[h][ch], ra)));
             va = _mm256_fmadd_ps(term, vc, va);
@@ -155,7 +157,8 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
           g[q] = _mm256_add_ps(g[q], vmy), ++q;
           for (int k = 0; k < FP::kParams; ++k) g[q] = _mm256_add_ps(g[q], vp[k]), ++q;
           g[q] = _mm256_add_ps(g[q], g_o), ++q;
-          g[q] = _mm256_add_ps(g[q], gch[3]), ++q;
+          if constexpr (kDepth) g[q] = _mm256_add_ps(g[q], gch[3]);
+          ++q;
           g[q] = _mm256_add_ps(g[q], avx2::abs(vmx)), ++q;
           g[q] = _mm256_add_ps(g[q], avx2::abs(vmy)), ++q;
           for (int ch = 0; ch < 3; ++ch) g[q] = _mm256_add_ps(g[q], gch[ch]), ++q;

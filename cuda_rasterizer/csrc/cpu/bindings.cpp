@@ -193,7 +193,9 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor means2d, Tenso
   const int terms = footprint_terms(conics);
   means2d = c(means2d); conics = c(conics); colors = c(colors); opacities = c(opacities); depths = c(depths);
   radii = c(radii.to(torch::kInt32)); trans = c(trans); last_pos = c(last_pos);
-  v_colors = c(v_colors); v_alphas = c(v_alphas); v_depths = c(v_depths);
+  // an empty v_depths: the depth output has no upstream gradient (zeros for the kernels that read it)
+  const bool depth_grad = v_depths.numel() > 0;
+  v_colors = c(v_colors); v_alphas = c(v_alphas); v_depths = depth_grad ? c(v_depths) : torch::zeros_like(trans);
   Tensor bg;
   if (background.has_value()) bg = c(background.value());
   const int64_t n = means2d.size(0), ch = colors.size(1);
@@ -207,7 +209,7 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor means2d, Tenso
         int(nthreads), trans.data_ptr<scalar_t>(), last_pos.data_ptr<int32_t>(), v_colors.data_ptr<scalar_t>(),
         v_alphas.data_ptr<scalar_t>(), v_depths.data_ptr<scalar_t>(), vm.data_ptr<scalar_t>(),
         vcon.data_ptr<scalar_t>(), vcol.data_ptr<scalar_t>(), vo.data_ptr<scalar_t>(), vd.data_ptr<scalar_t>(),
-        ag.data_ptr<scalar_t>());
+        ag.data_ptr<scalar_t>(), depth_grad);
   });
   return {vm, vcon, vcol, vo, vd, ag};
 }

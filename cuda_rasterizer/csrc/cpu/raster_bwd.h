@@ -421,7 +421,10 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
 #if defined(SF_ROWS_AVX2)
       if constexpr (RowAlpha8<T, FP>::kVector) {
         if (in.tile <= kLanes && C == 3) {  // the forward's condition for blend_half_row_avx2 (LW == 16, CC == 3)
-          backward_tile_rows_avx2<FP>(in, bins, pk, gin, t, tiles_x, sc, G.data());
+          if (gin.depth_grad)
+            backward_tile_rows_avx2<FP, true>(in, bins, pk, gin, t, tiles_x, sc, G.data());
+          else
+            backward_tile_rows_avx2<FP, false>(in, bins, pk, gin, t, tiles_x, sc, G.data());
           continue;
         }
       }

@@ -171,7 +171,8 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor m2d, Tensor co
   const int terms = footprint_terms(conics);
   m2d = c(m2d); conics = c(conics); colors = c(colors); opac = c(opac); depths = c(depths);
   radii = c(radii.to(torch::kInt32)); trans = c(trans); last_pos = c(last_pos);
-  v_colors = c(v_colors); v_alphas = c(v_alphas); v_depths = c(v_depths);
+  v_colors = c(v_colors); v_alphas = c(v_alphas);
+  v_depths = v_depths.numel() > 0 ? c(v_depths) : torch::zeros_like(trans);  // empty: no depth gradient upstream
   Tensor bg;
   if (background.has_value()) bg = c(background.value());
   auto vm = torch::zeros_like(m2d), vcon = torch::zeros_like(conics), vcol = torch::zeros_like(colors);
