@@ -9,7 +9,7 @@ together, which replaces the PyTorch graph of a depthwise convolution and ~50 el
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -80,17 +80,21 @@ def _threads() -> int:
     return get_num_threads()
 
 
-def _native_call(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float, want_grad: bool):
+def _native_call(
+    img: torch.Tensor, ref: torch.Tensor, ssim_weight: float, want_grad: bool, mask: Optional[torch.Tensor] = None
+):
+    """(stats, grad) of the kernel; `mask` (CPU only) scores where(mask, img, ref)."""
     ext = _extension(img.device)
     if img.device.type == "cuda":
+        assert mask is None, "the CUDA kernel takes no mask (photometric_terms applies it before)"
         return ext.l1_ssim(img, ref, float(ssim_weight), bool(want_grad))
-    return ext.l1_ssim(img, ref, float(ssim_weight), bool(want_grad), _threads())
+    return ext.l1_ssim(img, ref, float(ssim_weight), bool(want_grad), _threads(), mask)
 
 
 class _FusedL1SSIM(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, img: torch.Tensor, ref: torch.Tensor, ssim_weight: float):
-        stats, grad = _native_call(img.detach(), ref, ssim_weight, ctx.needs_input_grad[0])
+    def forward(ctx, img: torch.Tensor, ref: torch.Tensor, ssim_weight: float, mask: Optional[torch.Tensor] = None):
+        stats, grad = _native_call(img.detach(), ref, ssim_weight, ctx.needs_input_grad[0], mask)
         ctx.save_for_backward(grad)
         loss = (1 - ssim_weight) * stats[0] + ssim_weight * (1 - stats[1])
         ssim_value, mse = stats[1].to(img.dtype), stats[2].to(img.dtype)
@@ -100,7 +104,7 @@ class _FusedL1SSIM(torch.autograd.Function):
     @staticmethod
     def backward(ctx, v_loss: torch.Tensor, v_ssim: torch.Tensor, v_mse: torch.Tensor):
         (grad,) = ctx.saved_tensors
-        return v_loss * grad, None, None
+        return v_loss * grad, None, None, None
 
 
 def _check(img: torch.Tensor, ref: torch.Tensor) -> None:
@@ -108,21 +112,41 @@ def _check(img: torch.Tensor, ref: torch.Tensor) -> None:
         raise ValueError(f"l1_ssim: images must be (H, W, C) of one shape, got {tuple(img.shape)} and {tuple(ref.shape)}")
 
 
+def _check_mask(img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`mask` as a contiguous bool tensor of img's shape ((H, W, 1) masks are expanded to the channels)."""
+    if mask.dtype != torch.bool or mask.dim() != 3 or mask.shape[:2] != img.shape[:2] or mask.shape[2] not in (1, img.shape[2]):
+        raise ValueError(
+            f"l1_ssim: mask must be a bool (H, W, 1) or (H, W, C) tensor for an image of shape {tuple(img.shape)}, "
+            f"got {mask.dtype} {tuple(mask.shape)}"
+        )
+    return mask.to(img.device).expand_as(img).contiguous()
+
+
 def photometric_terms(
-    img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2, native: bool = True
+    img: torch.Tensor,
+    ref: torch.Tensor,
+    ssim_weight: float = 0.2,
+    native: bool = True,
+    mask: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(loss, mean SSIM, MSE of `img` clamped to [0, 1]) of (H, W, C) `img` against `ref`, in one pass.
 
     Only the loss is differentiable (with respect to `img`); the MSE gives PSNR without another pass.
+    `mask` (bool, (H, W, 1) or (H, W, C)): the terms of where(mask, img, ref), so masked-out pixels carry neither
+    error nor gradient; the CPU kernel applies it itself (no extra image-sized pass each way).
     `native=False` (or an unsupported dtype/device: CUDA is float32 only) uses the PyTorch reference.
     """
     _check(img, ref)
     ref = ref.to(device=img.device, dtype=img.dtype).contiguous()
+    if mask is not None:
+        mask = _check_mask(img, mask)
     cuda_ok = img.device.type != "cuda" or img.dtype == torch.float32
     supported = cuda_ok and img.dtype in (torch.float32, torch.float64) and native_available(img.device)
     if not native or not supported:
-        return reference_photometric(img, ref, ssim_weight)
-    return _FusedL1SSIM.apply(img.contiguous(), ref, float(ssim_weight))
+        return reference_photometric(img if mask is None else torch.where(mask, img, ref), ref, ssim_weight)
+    if mask is not None and img.device.type == "cuda":
+        img, mask = torch.where(mask, img, ref), None
+    return _FusedL1SSIM.apply(img.contiguous(), ref, float(ssim_weight), mask)
 
 
 def l1_ssim_loss(

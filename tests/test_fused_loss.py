@@ -125,3 +125,39 @@ def test_one_pass_also_gives_the_psnr_error():
     _, _, ref_mse = photometric_terms(img, ref, 0.2, native=False)
     assert abs(float(mse) - float(ref_mse)) < 1e-7
     assert psnr_from_mse(float(mse)) == pytest.approx(psnr(img, ref), abs=1e-4)
+
+
+@pytest.mark.parametrize("mask_channels", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_masked_loss_equals_the_loss_of_the_masked_image(mask_channels, dtype):
+    """mask=: the terms of where(mask, img, ref), built by the CPU kernel itself; masked-out values get no gradient."""
+    from cuda_rasterizer.fused_loss import photometric_terms
+
+    img, ref = _pair(45, 38, 3, seed=12, dtype=dtype)
+    gen = torch.Generator().manual_seed(3)
+    mask = torch.rand(45, 38, mask_channels, generator=gen) > 0.3
+    x = img.clone().requires_grad_(True)
+    loss, s, mse = photometric_terms(x, ref, 0.2, mask=mask)
+    loss.backward()
+    y = img.clone().requires_grad_(True)
+    ref_loss, ref_s, ref_mse = photometric_terms(torch.where(mask, y, ref), ref, 0.2, native=False)
+    ref_loss.backward()
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for got, want in ((loss, ref_loss), (s, ref_s), (mse, ref_mse)):
+        assert abs(float((got - want).detach())) < tol
+    assert torch.allclose(x.grad, y.grad, rtol=1e-4 if dtype == torch.float32 else 1e-9, atol=1e-12)
+    masked_out = ~mask.expand_as(img)
+    assert masked_out.any() and (x.grad[masked_out] == 0).all()
+    assert (x.grad[~masked_out] != 0).float().mean() > 0.9  # the kept values are supervised
+    # the mask matters: without it the loss differs
+    assert abs(float(photometric_terms(img, ref, 0.2)[0]) - float(loss)) > 1e-4
+
+
+def test_mask_of_the_wrong_shape_or_type_is_a_clear_error():
+    from cuda_rasterizer.fused_loss import photometric_terms
+
+    img, ref = _pair(10, 12, 3, seed=1)
+    with pytest.raises(ValueError, match=r"mask must be a bool .* got torch.bool \(10, 11, 1\)"):
+        photometric_terms(img, ref, 0.2, mask=torch.ones(10, 11, 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"mask must be a bool .* got torch.float32"):
+        photometric_terms(img, ref, 0.2, mask=torch.ones(10, 12, 1))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -39,15 +39,22 @@ def photometric_loss(img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 
 
 
 def photometric_loss_and_mse(
-    img: torch.Tensor, ref: torch.Tensor, ssim_weight: float = 0.2, native: bool = True
+    img: torch.Tensor,
+    ref: torch.Tensor,
+    ssim_weight: float = 0.2,
+    native: bool = True,
+    mask: Optional[torch.Tensor] = None,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """(photometric_loss, mean squared error of `img` clamped to [0, 1] as a detached 0-dim tensor): training logs
     PSNR from the same pass that computes the loss. The MSE stays on the device: reading it here would stall a GPU
-    step until its forward pass ends, before the backward is even queued (the trainer reads it once, at the end)."""
+    step until its forward pass ends, before the backward is even queued (the trainer reads it once, at the end).
+    `mask` (bool (H, W, 1) or (H, W, C)): score where(mask, img, ref), i.e. masked-out pixels are not supervised."""
     ref = ref.to(img.device)
     if ssim_weight == 0:
+        if mask is not None:
+            img = torch.where(mask.to(img.device), img, ref)
         return (img - ref).abs().mean(), F.mse_loss(img.detach().clamp(0, 1), ref)
-    loss, _, mse = photometric_terms(img, ref, ssim_weight, native=native)
+    loss, _, mse = photometric_terms(img, ref, ssim_weight, native=native, mask=mask)
     return loss, mse.detach()
 
 

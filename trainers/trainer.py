@@ -207,8 +207,8 @@ class Trainer:
         return cached
 
     def _channel_mask(self, index: int, factor: int, mask: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """View `index`'s (H, W, 1) mask expanded to the image's channels and kept per (view, factor): where() on
-        same-shape operands is ~3x faster than broadcasting the mask, forward and backward, every step."""
+        """View `index`'s (H, W, 1) mask expanded to the image's channels and kept per (view, factor): the loss takes
+        a mask of the image's shape (the CPU kernel applies it itself), so no step expands or copies it."""
         key = (index, factor)
         expanded = self._channel_masks.get(key)
         if expanded is None or expanded.shape != image.shape:
@@ -266,9 +266,8 @@ class Trainer:
             image = out.rgb
             if self.driving is not None:
                 image = self.driving.compose(image, out, camera, index, background)
-            if mask is not None:
-                image = torch.where(self._channel_mask(index, factor, mask, image), image, target)
-            loss, mse = photometric_loss_and_mse(image, target, cfg.ssim_weight)
+            channel_mask = None if mask is None else self._channel_mask(index, factor, mask, image)
+            loss, mse = photometric_loss_and_mse(image, target, cfg.ssim_weight, mask=channel_mask)
             loss = loss + self.strategy.regularisation(self.scene)
             if cfg.depth_weight > 0 and view.depth is not None:
                 depth_target = self._depth_target(index, factor)

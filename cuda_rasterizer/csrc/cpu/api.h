@@ -73,9 +73,9 @@ void gabor_freqs_bwd(const T* quats, const T* scales, const T* nu, const T* v_fr
 
 // Fused (1 - w) L1 + w (1 - SSIM) of (H, W, C) images x against y (fused_loss.cpp). Writes stats = the means of
 // |x - y|, of SSIM and of (clamp(x, 0, 1) - y)^2 (for PSNR), and with a non-null `grad` the gradient of the loss
-// with respect to x.
+// with respect to x. A non-null `mask` (one byte per value of x) scores where(mask, x, y) instead of x.
 template <typename T>
-void l1_ssim(const T* x, const T* y, int height, int width, int channels, T* grad, double* stats, double ssim_weight,
-             int nthreads);
+void l1_ssim(const T* x, const T* y, const uint8_t* mask, int height, int width, int channels, T* grad, double* stats,
+             double ssim_weight, int nthreads);
 
 }  // namespace sf_cpu

@@ -281,15 +281,25 @@ std::vector<Tensor> gabor_freqs_bwd(Tensor quats, Tensor scales, Tensor nu, Tens
 
 // Fused L1 + D-SSIM: returns {float64 [mean |x - y|, mean SSIM, mean (clamp(x, 0, 1) - y)^2], gradient of the loss
 // w.r.t. img (empty when want_grad is false)}.
-std::vector<Tensor> l1_ssim(Tensor img, Tensor ref, double ssim_weight, bool want_grad, int64_t nthreads) {
+std::vector<Tensor> l1_ssim(Tensor img, Tensor ref, double ssim_weight, bool want_grad, int64_t nthreads,
+                            c10::optional<Tensor> mask) {
   TORCH_CHECK(img.dim() == 3 && img.sizes() == ref.sizes(), "l1_ssim: img and ref must be (H, W, C) of one shape, got ",
               img.sizes(), " and ", ref.sizes());
   TORCH_CHECK(img.scalar_type() == ref.scalar_type(), "l1_ssim: img and ref dtypes differ");
   img = c(img); ref = c(ref);
+  Tensor m;
+  if (mask.has_value()) {
+    TORCH_CHECK(mask->scalar_type() == torch::kBool && mask->sizes() == img.sizes(),
+                "l1_ssim: mask must be a bool tensor of the image's shape ", img.sizes(), ", got ", mask->scalar_type(),
+                " ", mask->sizes());
+    m = c(mask.value());
+  }
   auto stats = torch::empty({3}, img.options().dtype(torch::kFloat64));
   auto grad = want_grad ? torch::empty_like(img) : torch::empty({0}, img.options());
   AT_DISPATCH_FLOATING_TYPES(img.scalar_type(), "l1_ssim", [&] {
-    sf_cpu::l1_ssim<scalar_t>(img.data_ptr<scalar_t>(), ref.data_ptr<scalar_t>(), int(img.size(0)), int(img.size(1)),
+    sf_cpu::l1_ssim<scalar_t>(img.data_ptr<scalar_t>(), ref.data_ptr<scalar_t>(),
+                              m.defined() ? reinterpret_cast<const uint8_t*>(m.data_ptr<bool>()) : nullptr,
+                              int(img.size(0)), int(img.size(1)),
                               int(img.size(2)), want_grad ? grad.data_ptr<scalar_t>() : nullptr,
                               stats.data_ptr<double>(), ssim_weight, int(nthreads));
   });
