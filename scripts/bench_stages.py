@@ -1,5 +1,6 @@
 """Per-primitive stages of the CPU pipeline, in nanoseconds per primitive: covariance, projection, SH colours (forward
-and VJP) and the Gabor terms' world frequencies (native against the PyTorch reference, forward + backward).
+and VJP) and the Gabor terms' world frequencies (native against the PyTorch reference, forward + backward); and the
+training step's per-image stage, the fused L1 + D-SSIM loss with its gradient, in ms per image (fern's 504x378).
 
 Run: python -m scripts.bench_stages [--n 1000000] [--threads 1] [--repeats 7]
 Each figure is the best of `repeats` timed calls after one warm-up (this VM's speed drifts; the best is the least
@@ -13,7 +14,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 import tyro
@@ -33,6 +34,7 @@ class StagesConfig:
     threads: int = 1
     repeats: int = 7
     seed: int = 0
+    loss_image: Tuple[int, int] = (378, 504)  # (H, W) of the fused-loss stage: LLFF fern images_8
     out: Optional[str] = None  # write the results as JSON here
 
 
@@ -85,10 +87,31 @@ def main(cfg: StagesConfig) -> Dict[str, object]:
     ns["gabor_world_frequencies_reference_fwd_bwd"] = best_ns_per_item(fwd_bwd(reference_world_frequencies), m,
                                                                        cfg.repeats)
     result["ns_per_primitive"] = ns
+
+    from cuda_rasterizer.fused_loss import photometric_terms
+
+    h, w = cfg.loss_image
+    image = torch.rand(h, w, 3, generator=g).requires_grad_(True)
+    target = (image.detach() + 0.1 * torch.randn(h, w, 3, generator=g)).clamp(0, 1)
+    mask = (torch.rand(h, w, 1, generator=g) > 0.02).expand(h, w, 3).contiguous()  # as the trainer keeps it
+
+    def loss_with_gradient(with_mask: bool):
+        def run():
+            image.grad = None
+            photometric_terms(image, target, 0.2, mask=mask if with_mask else None)[0].backward()
+        return run
+
+    ms = {
+        "l1_ssim_with_gradient": best_ns_per_item(loss_with_gradient(False), 1, cfg.repeats) / 1e6,
+        "l1_ssim_with_gradient_masked": best_ns_per_item(loss_with_gradient(True), 1, cfg.repeats) / 1e6,
+    }
+    result["ms_per_image"] = ms
     result["host_gflops_at_end"] = host_speed_gflops()
     for name, value in ns.items():
         items = cfg.gabor_n if name.startswith("gabor") else cfg.n
         print(f"{name}: {value:.1f} ns per primitive ({value * items / 1e6:.1f} ms for {items:,})")
+    for name, value in ms.items():
+        print(f"{name}: {value:.2f} ms per {w}x{h} RGB image")
     print("host speed (1-thread matmul GFLOP/s): start %.1f, end %.1f" % (result["host_gflops_at_start"],
                                                                           result["host_gflops_at_end"]))
     if cfg.out:
