@@ -54,10 +54,12 @@ class BufferPool {
   void release(void* ptr, size_t bytes) {
     bytes = round_up(bytes);
     if (bytes >= kMinPooledBytes) {
-      // A full pool keeps what it holds and frees the incoming block: per-step buffers come back in the same cyclic
-      // order every step, and evicting the oldest for it (LRU) would free exactly the block the next request needs,
-      // so a working set larger than the cap would miss on every request. Outgrown blocks leave by evict_idle.
       std::lock_guard<std::mutex> lock(mutex_);
+      while (!blocks_.empty() && cached_ + bytes > kMaxCachedBytes) {  // evict the oldest
+        std::free(blocks_.front().ptr);
+        cached_ -= blocks_.front().bytes;
+        blocks_.erase(blocks_.begin());
+      }
       if (cached_ + bytes <= kMaxCachedBytes) {
         blocks_.push_back({ptr, bytes, acquires_});
         cached_ += bytes;
