@@ -112,9 +112,11 @@ def _check(img: torch.Tensor, ref: torch.Tensor) -> None:
         raise ValueError(f"l1_ssim: images must be (H, W, C) of one shape, got {tuple(img.shape)} and {tuple(ref.shape)}")
 
 
-def _check_mask(img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """`mask` as a contiguous bool tensor of img's shape ((H, W, 1) masks are expanded to the channels)."""
-    if mask.dtype != torch.bool or mask.dim() != 3 or mask.shape[:2] != img.shape[:2] or mask.shape[2] not in (1, img.shape[2]):
+def expand_mask(img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`mask` checked and returned as a contiguous bool tensor of img's shape ((H, W, 1) masks are expanded to the
+    channels); ValueError naming both shapes otherwise."""
+    shape_ok = mask.dim() == 3 and mask.shape[:2] == img.shape[:2] and mask.shape[2] in (1, img.shape[2])
+    if mask.dtype != torch.bool or not shape_ok:
         raise ValueError(
             f"l1_ssim: mask must be a bool (H, W, 1) or (H, W, C) tensor for an image of shape {tuple(img.shape)}, "
             f"got {mask.dtype} {tuple(mask.shape)}"
@@ -139,7 +141,7 @@ def photometric_terms(
     _check(img, ref)
     ref = ref.to(device=img.device, dtype=img.dtype).contiguous()
     if mask is not None:
-        mask = _check_mask(img, mask)
+        mask = expand_mask(img, mask)
     cuda_ok = img.device.type != "cuda" or img.dtype == torch.float32
     supported = cuda_ok and img.dtype in (torch.float32, torch.float64) and native_available(img.device)
     if not native or not supported:

@@ -161,3 +161,19 @@ def test_mask_of_the_wrong_shape_or_type_is_a_clear_error():
         photometric_terms(img, ref, 0.2, mask=torch.ones(10, 11, 1, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"mask must be a bool .* got torch.float32"):
         photometric_terms(img, ref, 0.2, mask=torch.ones(10, 12, 1))
+
+
+def test_masked_l1_only_loss_ignores_masked_pixels():
+    """ssim_weight = 0 (plain L1) with a mask: the same where(mask, img, ref) semantics as the fused kernel."""
+    from trainers.losses import photometric_loss_and_mse
+
+    img, ref = _pair(16, 20, 3, seed=6)
+    mask = torch.zeros(16, 20, 1, dtype=torch.bool)
+    mask[:8] = True
+    x = img.clone().requires_grad_(True)
+    loss, mse = photometric_loss_and_mse(x, ref, 0.0, mask=mask)
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(float((img[:8] - ref[:8]).abs().sum() / img.numel()), rel=1e-6)
+    assert (x.grad[8:] == 0).all() and (x.grad[:8] != 0).any()
+    with pytest.raises(ValueError, match="mask must be a bool"):
+        photometric_loss_and_mse(x, ref, 0.0, mask=torch.ones(16, 21, 1, dtype=torch.bool))

@@ -8,7 +8,7 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from cuda_rasterizer.fused_loss import photometric_terms, reference_ssim, ssim_value
+from cuda_rasterizer.fused_loss import expand_mask, photometric_terms, reference_ssim, ssim_value
 
 
 def ssim(img: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,7 @@ def photometric_loss_and_mse(
     ref = ref.to(img.device)
     if ssim_weight == 0:
         if mask is not None:
-            img = torch.where(mask.to(img.device), img, ref)
+            img = torch.where(expand_mask(img, mask), img, ref)
         return (img - ref).abs().mean(), F.mse_loss(img.detach().clamp(0, 1), ref)
     loss, _, mse = photometric_terms(img, ref, ssim_weight, native=native, mask=mask)
     return loss, mse.detach()
