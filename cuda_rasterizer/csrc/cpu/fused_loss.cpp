@@ -5,7 +5,8 @@
 // vertically from the 11 input rows around it straight into a few padded rows of per-thread scratch (products formed
 // on the fly), then blurred horizontally from there while SSIM and its partials are computed in the same loop. No
 // full-image plane of statistics is written or read back: the working set is ~16 rows of the image, which stays in
-// the core's caches (full planes made the kernel wait on memory: 14 ms for a 504x378 RGB image on one core before).
+// the core's caches. (Before: five full planes blurred horizontally, then vertically, and a per-pixel SSIM loop the
+// compiler left scalar: 14 ms for a 504x378 RGB image on one core, 6 ms now.)
 // The gradient pass does the same for the three partial planes. OpenMP over rows; every row's sums are kept apart
 // and added in a fixed order, so the result does not depend on the thread count. An optional mask (one byte per
 // value) scores the image where(mask, x, y): masked-out values equal the target and get no gradient.
