@@ -127,8 +127,13 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, cons
   const int nl = LW > 0 ? LW : tw;
   const int64_t s = bins.tile_start[tile_index], e = bins.tile_start[tile_index + 1];
   const int count = int(e - s);
-  int row_n[64];
-  list_tile_rows<T, FP, LW == 16 && CC == 3>(in, bins, pk, s, count, x0, y0, tw, th, sc, row_n);
+#if defined(SF_ROWS_AVX2)
+  constexpr bool kHalves = RowAlpha8<T, FP>::kVector && LW == 16 && CC == 3;  // blend_half_row_avx2's lists
+#else
+  constexpr bool kHalves = false;
+#endif
+  int row_n[128];
+  list_tile_rows<T, FP, LW == 16 && CC == 3, kHalves>(in, bins, pk, s, count, x0, y0, tw, th, sc, row_n);
   const int32_t* row_buf = sc.row_buf.data();
   if (CC == 0) sc.acc.resize(size_t(C + 1) * nl);
   alignas(64) T px[kMaxLanes];
@@ -142,10 +147,10 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, cons
     }
 #endif
 #if defined(SF_ROWS_AVX2)
-    if constexpr (RowAlpha8<T, FP>::kVector && LW == 16 && CC == 3) {
+    if constexpr (kHalves) {
       for (int h = 0; h < 2 && 8 * h < tw; ++h)
-        evals += blend_half_row_avx2<FP>(in, bins, row_buf + size_t(r) * count, row_n[r], sc.recs.data(), s,
-                                         x0 + 8 * h, y0 + r, std::min(8, tw - 8 * h), out);
+        evals += blend_half_row_avx2<FP>(in, bins, row_buf + size_t(2 * r + h) * count, row_n[2 * r + h],
+                                         sc.recs.data(), s, x0 + 8 * h, y0 + r, std::min(8, tw - 8 * h), out);
       continue;
     }
 #endif
