@@ -104,6 +104,8 @@ class _FusedL1SSIM(torch.autograd.Function):
     @staticmethod
     def backward(ctx, v_loss: torch.Tensor, v_ssim: torch.Tensor, v_mse: torch.Tensor):
         (grad,) = ctx.saved_tensors
+        if v_loss.device.type == "cpu" and float(v_loss) == 1.0:  # the usual case: no image-sized multiply (~0.7 ms on fern)
+            return grad, None, None, None
         return v_loss * grad, None, None, None
 
 

@@ -132,8 +132,8 @@ def rasterize_gaussians(
         proj.means2d, footprint_params(proj.conics, terms), colors, proj_opacities, proj.depths, proj.radii, width,
         height, background,
     )
-    expected_depth = torch.where(
-        comp.alphas > 0, comp.depths / comp.alphas.clamp(min=1e-10), torch.zeros_like(comp.depths)
-    )
+    # Where nothing was hit the accumulated depth is exactly 0 (and any hit has alpha >= 1/255), so the clamped
+    # division alone gives 0 there: two image-sized passes instead of five.
+    expected_depth = comp.depths / comp.alphas.clamp(min=1e-10)
     meta = {"means2d": proj.means2d, "radii": proj.radii, "depths": proj.depths, "accumulated_depth": comp.depths}
     return RasterizeOutput(comp.colors, comp.alphas, expected_depth, meta)
