@@ -91,6 +91,7 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
     constexpr int kBatch = 8;
     constexpr int kCache = RA::kCache > 0 ? RA::kCache : 1;  // per-lane values the VJP reuses (eval_cached)
     alignas(32) float alphas[kBatch][16], exs[kBatch][16], cache[kBatch][kCache][16];
+    alignas(32) float angles[RA::kTables ? kBatch : 1][16];  // row_angles of both halves (table footprints)
     int oks[kBatch];
     while (li >= 0) {
       const int nb = std::min(kBatch, li + 1);
@@ -100,10 +101,20 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
         const FP fp = FP::load(d + P::FPP, 0);
         const float dy = d[P::MY] - dy_off;
         int mask = 0;
+        if constexpr (RA::kTables) {
+          const float* w = d + RA::kWaveOffset;
+          RA::row_angles(w, d[P::MX] - (float(x0) + 0.5f), dy, w, d[P::MX] - (float(x0) + 8.5f), dy, angles[i]);
+        }
         for (int h = 0; h < 2; ++h) {
           __m256 ex;
-          const __m256 alpha = RA::eval_cached(fp, _mm256_sub_ps(avx2::set(d[P::MX]), px[h]), dy, d[P::OP], d[P::RX],
-                                               ex, cache[i][0] + 8 * h, 16);
+          __m256 alpha;
+          if constexpr (RA::kTables)
+            alpha = RA::eval_cached_tab(fp, d + RA::kWaveOffset, angles[i] + 4 * h, angles[i] + 8 + 4 * h,
+                                        _mm256_sub_ps(avx2::set(d[P::MX]), px[h]), dy, d[P::OP], d[P::RX], ex,
+                                        cache[i][0] + 8 * h, 16);
+          else
+            alpha = RA::eval_cached(fp, _mm256_sub_ps(avx2::set(d[P::MX]), px[h]), dy, d[P::OP], d[P::RX], ex,
+                                    cache[i][0] + 8 * h, 16);
           const __m256i last = _mm256_load_si256(reinterpret_cast<const __m256i*>(last_l + 8 * h));
           const __m256 after_last = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(j), last));
           const __m256 ok = _mm256_andnot_ps(after_last, _mm256_cmp_ps(alpha, zero, _CMP_GT_OQ));
@@ -151,7 +162,11 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
           const __m256 v_fac = _mm256_and_ps(pass, _mm256_mul_ps(avx2::set(op), va));
           const __m256 g_o = _mm256_and_ps(pass, _mm256_mul_ps(ex, va));
           __m256 vp[FP::kParams], vmx, vmy;
-          RA::factor_vjp_cached(fp, dx, dy, ex, v_fac, cache[i][0] + 8 * h, 16, vp, vmx, vmy);
+          if constexpr (RA::kTables)
+            RA::factor_vjp_tab(fp, d + RA::kWaveOffset, angles[i] + 4 * h, angles[i] + 8 + 4 * h, dx, dy, ex, v_fac,
+                               cache[i][0] + 8 * h, 16, vp, vmx, vmy);
+          else
+            RA::factor_vjp_cached(fp, dx, dy, ex, v_fac, cache[i][0] + 8 * h, 16, vp, vmx, vmy);
           int q = 0;
           g[q] = _mm256_add_ps(g[q], vmx), ++q;
           g[q] = _mm256_add_ps(g[q], vmy), ++q;

@@ -29,19 +29,37 @@ inline int64_t blend_half_row_avx2(const RasterInputs<float>& in, const TileBins
   __m256 tr = one, acc0 = zero, acc1 = zero, acc2 = zero, accd = zero;
   __m256 last = _mm256_castsi256_ps(_mm256_set1_epi32(-1));  // int32 lanes kept in a float register
   __m256 alive = avx2::first_lanes(nw);
-  const float dy_off = float(y) + 0.5f;
+  const float dy_off = float(y) + 0.5f, x_lane0 = float(xh) + 0.5f;
   int64_t evals = 0;
   // Per batch of kBatch primitives: their alphas first (independent, so the exp chains overlap), then the blend.
   constexpr int kBatch = 8;
   alignas(32) float alphas[kBatch][8];
   for (int b0 = 0; b0 < n_list; b0 += kBatch) {
     const int nb = std::min(kBatch, n_list - b0);
-    for (int i = 0; i < nb; ++i) {
-      const float* d = recs[list[b0 + i]];
-      const FP fp = FP::load(d + P::FPP, 0);
-      __m256 ex;
-      const __m256 a = RA::eval(fp, _mm256_sub_ps(avx2::set(d[P::MX]), px), d[P::MY] - dy_off, d[P::OP], d[P::RX], ex);
-      _mm256_store_ps(alphas[i], _mm256_and_ps(alive, a));
+    if constexpr (RA::kTables) {  // two primitives at a time: one sine-and-cosine call gives both their row angles
+      alignas(32) float ang[16];
+      for (int i = 0; i < nb; i += 2) {
+        const float* da = recs[list[b0 + i]];
+        const float* db = i + 1 < nb ? recs[list[b0 + i + 1]] : da;
+        RA::row_angles(da + RA::kWaveOffset, da[P::MX] - x_lane0, da[P::MY] - dy_off, db + RA::kWaveOffset,
+                       db[P::MX] - x_lane0, db[P::MY] - dy_off, ang);
+        for (int q = 0; q < 2 && i + q < nb; ++q) {
+          const float* d = q ? db : da;
+          const FP fp = FP::load(d + P::FPP, 0);
+          __m256 ex;
+          const __m256 a = RA::eval_tab(fp, d + RA::kWaveOffset, ang + 4 * q, ang + 8 + 4 * q,
+                                        _mm256_sub_ps(avx2::set(d[P::MX]), px), d[P::MY] - dy_off, d[P::OP], d[P::RX], ex);
+          _mm256_store_ps(alphas[i + q], _mm256_and_ps(alive, a));
+        }
+      }
+    } else {
+      for (int i = 0; i < nb; ++i) {
+        const float* d = recs[list[b0 + i]];
+        const FP fp = FP::load(d + P::FPP, 0);
+        __m256 ex;
+        const __m256 a = RA::eval(fp, _mm256_sub_ps(avx2::set(d[P::MX]), px), d[P::MY] - dy_off, d[P::OP], d[P::RX], ex);
+        _mm256_store_ps(alphas[i], _mm256_and_ps(alive, a));
+      }
     }
     // Fast path: no alive pixel reaches the stop threshold within the batch (transmittance only falls, so checking
     // the end of the batch suffices): transmittances are prefix products, no per-primitive stop test.

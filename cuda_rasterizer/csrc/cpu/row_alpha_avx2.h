@@ -18,6 +18,7 @@ namespace sf_cpu {
 
 template <typename T, typename FP> struct RowAlpha8 {
   static constexpr bool kVector = false;
+  static constexpr bool kTables = false;
 };
 
 #if defined(SF_ROWS_AVX2)
@@ -66,32 +67,26 @@ __attribute__((always_inline)) inline __m256 reduce_half_turns(__m256 x, __m256&
   return r;
 }
 
-// cos on 8 lanes: the steps of sf::sf_cos(float) (Taylor polynomial to r^12 after the half-turn reduction).
-__attribute__((always_inline)) inline __m256 cos_only(__m256 x) {
+// cos and sin on 8 lanes sharing one half-turn reduction: the steps of sf::sf_cos(float) (Taylor polynomial to r^12)
+// and sf::sf_sin(float) (to r^13).
+__attribute__((always_inline)) inline void sincos(__m256 x, __m256& c, __m256& s) {
   __m256 sign;
   const __m256 r = reduce_half_turns(x, sign);
   const __m256 r2 = _mm256_mul_ps(r, r);
-  __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(2.08767569878680989e-9f), r2, _mm256_set1_ps(-2.75573192239858907e-7f));
-  p = _mm256_fmadd_ps(p, r2, _mm256_set1_ps(2.48015873015873016e-5f));
-  p = _mm256_fmadd_ps(p, r2, _mm256_set1_ps(-1.38888888888888889e-3f));
-  p = _mm256_fmadd_ps(p, r2, _mm256_set1_ps(4.16666666666666667e-2f));
-  p = _mm256_fmadd_ps(p, r2, _mm256_set1_ps(-0.5f));
-  p = _mm256_fmadd_ps(p, r2, _mm256_set1_ps(1.0f));
-  return _mm256_xor_ps(p, sign);
-}
-
-// sin on 8 lanes: the steps of sf::sf_sin(float) (Taylor polynomial to r^13).
-__attribute__((always_inline)) inline __m256 sin_only(__m256 x) {
-  __m256 sign;
-  const __m256 r = reduce_half_turns(x, sign);
-  const __m256 r2 = _mm256_mul_ps(r, r);
-  __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(1.60590438368216146e-10f), r2, _mm256_set1_ps(-2.50521083854417188e-8f));
-  p = _mm256_fmadd_ps(p, r2, _mm256_set1_ps(2.75573192239858907e-6f));
-  p = _mm256_fmadd_ps(p, r2, _mm256_set1_ps(-1.98412698412698413e-4f));
-  p = _mm256_fmadd_ps(p, r2, _mm256_set1_ps(8.33333333333333333e-3f));
-  p = _mm256_fmadd_ps(p, r2, _mm256_set1_ps(-1.66666666666666667e-1f));
-  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r2), r, r);
-  return _mm256_xor_ps(p, sign);
+  __m256 pc = _mm256_fmadd_ps(_mm256_set1_ps(2.08767569878680989e-9f), r2, _mm256_set1_ps(-2.75573192239858907e-7f));
+  __m256 ps = _mm256_fmadd_ps(_mm256_set1_ps(1.60590438368216146e-10f), r2, _mm256_set1_ps(-2.50521083854417188e-8f));
+  pc = _mm256_fmadd_ps(pc, r2, _mm256_set1_ps(2.48015873015873016e-5f));
+  ps = _mm256_fmadd_ps(ps, r2, _mm256_set1_ps(2.75573192239858907e-6f));
+  pc = _mm256_fmadd_ps(pc, r2, _mm256_set1_ps(-1.38888888888888889e-3f));
+  ps = _mm256_fmadd_ps(ps, r2, _mm256_set1_ps(-1.98412698412698413e-4f));
+  pc = _mm256_fmadd_ps(pc, r2, _mm256_set1_ps(4.16666666666666667e-2f));
+  ps = _mm256_fmadd_ps(ps, r2, _mm256_set1_ps(8.33333333333333333e-3f));
+  pc = _mm256_fmadd_ps(pc, r2, _mm256_set1_ps(-0.5f));
+  ps = _mm256_fmadd_ps(ps, r2, _mm256_set1_ps(-1.66666666666666667e-1f));
+  pc = _mm256_fmadd_ps(pc, r2, _mm256_set1_ps(1.0f));
+  ps = _mm256_fmadd_ps(_mm256_mul_ps(ps, r2), r, r);
+  c = _mm256_xor_ps(pc, sign);
+  s = _mm256_xor_ps(ps, sign);
 }
 
 }  // namespace avx2
@@ -100,6 +95,7 @@ __attribute__((always_inline)) inline __m256 sin_only(__m256 x) {
 template <> struct RowAlpha8<float, sf::GaussianFootprint<float>> {
   static constexpr bool kVector = true;
   static constexpr int kCache = 0;  // nothing kept between the backward's alpha pass and its VJP
+  static constexpr bool kTables = false;  // no per-primitive wave tables (see the Gabor kernel)
   static inline __m256 sigma(const sf::GaussianFootprint<float>& fp, __m256 dx, float dy) {
     return _mm256_fmadd_ps(_mm256_fmadd_ps(avx2::set(0.5f * fp.a), dx, avx2::set(fp.b * dy)), dx,
                            avx2::set(0.5f * fp.c * dy * dy));
@@ -145,60 +141,99 @@ template <> struct RowAlpha8<float, sf::GaussianFootprint<float>> {
 };
 
 // Gabor footprint with 4 terms, float: the Gaussian envelope's lanes times 1 + sum_k a_k cos(phi_k - h_k . d).
-// The forward needs only cosines (avx2::cos_only); the backward's alpha pass keeps exp(-sigma) and the cosines
-// (kCache values per lane) so that its VJP adds only the sines (avx2::sin_only), as sf::GaborFootprint's
-// factor_cached / factor_vjp_cached do.
+// The row kernels evaluate it by tables (eval_tab, eval_cached_tab, factor_vjp_tab): per-lane cosines and sines by
+// angle addition from per-primitive tables. The backward's alpha pass keeps exp(-sigma) and the cosines (kCache
+// values per lane) so that its VJP adds only the sines, as sf::GaborFootprint's factor_cached / factor_vjp_cached do.
 template <> struct RowAlpha8<float, sf::GaborFootprint<float, 4>> {
   using FP = sf::GaborFootprint<float, 4>;
   using Env = RowAlpha8<float, sf::GaussianFootprint<float>>;
   static constexpr bool kVector = true;
   static constexpr int kCache = 5;  // exp(-sigma), then the 4 cosines
-  static inline __m256 arg(const FP& fp, int k, __m256 dx, float dy) {
-    return _mm256_fnmadd_ps(avx2::set(fp.hx[k]), dx, avx2::set(fp.ph[k] - fp.hy[k] * dy));
+  // ---- the table path (what the AVX2 row kernels use) ----
+  // Along a half row the argument of term k is linear in the lane j: phi_k - h_k . d = A_k + hx_k j, with A_k the
+  // argument at lane 0. So cos(A_k + hx_k j) = cos A_k cos(hx_k j) - sin A_k sin(hx_k j): one sine and cosine per
+  // term and half row (8 of them at once, for two half rows) and, per lane, two multiply-adds with per-primitive
+  // tables of cos(hx_k j) and sin(hx_k j), instead of a cosine polynomial per term and lane (and a sine one in the
+  // backward). The tables sit in each packed record at kWaveOffset (pack_primitives fills them, fill_waves).
+  static constexpr bool kTables = true;
+  static constexpr int kWaveOffset = 32;  // floats from the record's start (after the colours, 32-byte aligned)
+  static constexpr int kWaveFloats = 80;  // hx[4], hy[4], ph[4], amp[4], cos(hx_k j)[4][8], sin(hx_k j)[4][8]
+  static inline void fill_waves(const FP& fp, float* w) {
+    for (int k = 0; k < 4; ++k) {
+      w[k] = fp.hx[k];
+      w[4 + k] = fp.hy[k];
+      w[8 + k] = fp.ph[k];
+      w[12 + k] = fp.amp[k];
+      __m256 c, s;
+      avx2::sincos(_mm256_mul_ps(avx2::set(fp.hx[k]), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)), c, s);
+      _mm256_storeu_ps(w + 16 + 8 * k, c);
+      _mm256_storeu_ps(w + 48 + 8 * k, s);
+    }
   }
-  // True when some lane may reach the alpha threshold: opacity exp(-sigma) times the largest modulation (slightly
-  // raised, so rounding of the sum of terms cannot matter). Where no lane can, the terms are not evaluated: alpha is 0
-  // there with or without them, in both passes.
-  static inline bool any_lane_may_hit(const FP& fp, __m256 e, float opacity) {
-    const float level = opacity * fp.peak() * 1.0001f;
-    return _mm256_movemask_ps(_mm256_cmp_ps(_mm256_mul_ps(avx2::set(level), e), avx2::set(float(sf::ALPHA_THRESHOLD)),
-                                            _CMP_GE_OQ)) != 0;
+  // cos and sin of the lane-0 arguments A_k = ph_k - hy_k dy - hx_k dx0 of two half rows (a: wave block wa, lane-0
+  // offset dx0a = mean_x - lane-0 centre, row offset dya; b likewise): out[0..3] cos A of a, out[4..7] of b,
+  // out[8..11] sin A of a, out[12..15] of b.
+  __attribute__((always_inline)) static inline void row_angles(const float* wa, float dx0a, float dya, const float* wb,
+                                                               float dx0b, float dyb, float* out) {
+    const __m256 hx = _mm256_set_m128(_mm_loadu_ps(wb), _mm_loadu_ps(wa));
+    const __m256 hy = _mm256_set_m128(_mm_loadu_ps(wb + 4), _mm_loadu_ps(wa + 4));
+    const __m256 ph = _mm256_set_m128(_mm_loadu_ps(wb + 8), _mm_loadu_ps(wa + 8));
+    const __m256 dx0 = _mm256_set_m128(_mm_set1_ps(dx0b), _mm_set1_ps(dx0a));
+    const __m256 dy = _mm256_set_m128(_mm_set1_ps(dyb), _mm_set1_ps(dya));
+    __m256 c, s;
+    avx2::sincos(_mm256_fnmadd_ps(hx, dx0, _mm256_fnmadd_ps(hy, dy, ph)), c, s);
+    _mm256_store_ps(out, c);
+    _mm256_store_ps(out + 8, s);
   }
-  // alpha on 8 lanes; `ex` receives the factor exp(-sigma) * modulation (clamped at 0, as sf::GaborFootprint).
-  __attribute__((always_inline)) static inline __m256 eval(const FP& fp, __m256 dx, float dy, float opacity, float rx,
-                                                           __m256& ex) {
+  // cos of term k's argument on the 8 lanes, from row_angles' cos A (ca) and sin A (sa) of this half row.
+  __attribute__((always_inline)) static inline __m256 lane_cos(const float* w, const float* ca, const float* sa, int k) {
+    return _mm256_fmsub_ps(_mm256_broadcast_ss(ca + k), _mm256_loadu_ps(w + 16 + 8 * k),
+                           _mm256_mul_ps(_mm256_broadcast_ss(sa + k), _mm256_loadu_ps(w + 48 + 8 * k)));
+  }
+  __attribute__((always_inline)) static inline __m256 lane_sin(const float* w, const float* ca, const float* sa, int k) {
+    return _mm256_fmadd_ps(_mm256_broadcast_ss(sa + k), _mm256_loadu_ps(w + 16 + 8 * k),
+                           _mm256_mul_ps(_mm256_broadcast_ss(ca + k), _mm256_loadu_ps(w + 48 + 8 * k)));
+  }
+  // alpha on 8 lanes (w: the record's wave block; ca, sa: this half row's row_angles); `ex` receives the factor
+  // exp(-sigma) * modulation (clamped at 0, as sf::GaborFootprint).
+  __attribute__((always_inline)) static inline __m256 eval_tab(const FP& fp, const float* w, const float* ca,
+                                                               const float* sa, __m256 dx, float dy, float opacity,
+                                                               float rx, __m256& ex) {
     const __m256 sig = Env::sigma(fp.env, dx, dy);
     const __m256 e = avx2::exp_neg(avx2::neg(sig));
     __m256 m = avx2::set(1.0f);
-    for (int k = 0; k < 4; ++k) m = _mm256_fmadd_ps(avx2::set(fp.amp[k]), avx2::cos_only(arg(fp, k, dx, dy)), m);
+    for (int k = 0; k < 4; ++k) m = _mm256_fmadd_ps(_mm256_broadcast_ss(w + 12 + k), lane_cos(w, ca, sa, k), m);
     ex = _mm256_max_ps(_mm256_mul_ps(e, m), avx2::zero());
     return Env::alpha_of(sig, ex, dx, opacity, rx);
   }
-  // eval() that also stores exp(-sigma) and the cosines at cache[0], cache[(1 + k) * stride] (same bits as eval).
-  __attribute__((always_inline)) static inline __m256 eval_cached(const FP& fp, __m256 dx, float dy, float opacity,
-                                                                  float rx, __m256& ex, float* cache, int stride) {
+  // eval_tab() that also stores exp(-sigma) and the cosines at cache[0], cache[(1 + k) * stride] (same bits).
+  __attribute__((always_inline)) static inline __m256 eval_cached_tab(const FP& fp, const float* w, const float* ca,
+                                                                      const float* sa, __m256 dx, float dy,
+                                                                      float opacity, float rx, __m256& ex,
+                                                                      float* cache, int stride) {
     const __m256 sig = Env::sigma(fp.env, dx, dy);
     const __m256 e = avx2::exp_neg(avx2::neg(sig));
     _mm256_store_ps(cache, e);
     __m256 m = avx2::set(1.0f);
     for (int k = 0; k < 4; ++k) {
-      const __m256 c = avx2::cos_only(arg(fp, k, dx, dy));
+      const __m256 c = lane_cos(w, ca, sa, k);
       _mm256_store_ps(cache + (1 + k) * stride, c);
-      m = _mm256_fmadd_ps(avx2::set(fp.amp[k]), c, m);
+      m = _mm256_fmadd_ps(_mm256_broadcast_ss(w + 12 + k), c, m);
     }
     ex = _mm256_max_ps(_mm256_mul_ps(e, m), avx2::zero());
     return Env::alpha_of(sig, ex, dx, opacity, rx);
   }
-  // sf::GaborFootprint::factor_vjp_cached on 8 lanes, with eval_cached's values.
-  __attribute__((always_inline)) static inline void factor_vjp_cached(const FP& fp, __m256 dx, float dy, __m256 fac,
-                                                                      __m256 v_fac, const float* cache, int stride,
-                                                                      __m256 v_params[FP::kParams], __m256& v_mx,
-                                                                      __m256& v_my) {
+  // sf::GaborFootprint::factor_vjp_cached on 8 lanes: eval_cached_tab's values, the sines from the tables.
+  __attribute__((always_inline)) static inline void factor_vjp_tab(const FP& fp, const float* w, const float* ca,
+                                                                   const float* sa, __m256 dx, float dy, __m256 fac,
+                                                                   __m256 v_fac, const float* cache, int stride,
+                                                                   __m256 v_params[FP::kParams], __m256& v_mx,
+                                                                   __m256& v_my) {
     Env::factor_vjp(fp.env, dx, dy, fac, v_fac, v_params, v_mx, v_my);
     const __m256 v_m = _mm256_mul_ps(_mm256_load_ps(cache), v_fac);
     const __m256 dyv = avx2::set(dy);
     for (int k = 0; k < 4; ++k) {
-      const __m256 c = _mm256_load_ps(cache + (1 + k) * stride), s = avx2::sin_only(arg(fp, k, dx, dy));
+      const __m256 c = _mm256_load_ps(cache + (1 + k) * stride), s = lane_sin(w, ca, sa, k);
       const __m256 nv_arg = _mm256_mul_ps(_mm256_mul_ps(v_m, avx2::set(fp.amp[k])), s);  // -d loss / d arg
       v_params[3 + 4 * k] = _mm256_mul_ps(nv_arg, dx);
       v_params[4 + 4 * k] = _mm256_mul_ps(nv_arg, dyv);

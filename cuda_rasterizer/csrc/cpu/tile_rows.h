@@ -10,6 +10,7 @@
 #include "../sf_math.h"
 #include "binning.h"
 #include "row_alpha.h"
+#include "row_alpha_avx2.h"
 
 namespace sf_cpu {
 
@@ -46,11 +47,23 @@ template <typename T, typename FP> struct Packed {
   const T* rec(int64_t r) const { return data.data() + r * stride; }
 };
 
+constexpr int64_t kPrefetch = 8;  // primitives ahead to prefetch in the blend loops
+constexpr int kLanes = 16;        // tiles up to 16 pixels wide run fixed 16-lane rows (one AVX-512 vector of floats)
+
 template <typename T, typename FP>
 Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, int nthreads) {
   using P = Packed<T, FP>;
+  using RA = RowAlpha8<T, FP>;
   P pk;
   pk.stride = P::COL + in.channels;
+  // Footprints whose AVX2 row kernels read per-primitive tables (RA::kTables): wherever those kernels run (3
+  // channels, rows of at most 16 lanes: the condition of render_tile and render_backward), the record grows by them.
+  bool waves = false;
+  if constexpr (RA::kTables) {
+    static_assert(P::COL + 3 <= RA::kWaveOffset, "the wave block starts after a 3-channel record");
+    waves = in.channels == 3 && in.tile <= kLanes;
+    if (waves) pk.stride = RA::kWaveOffset + RA::kWaveFloats;
+  }
   const int64_t nv = int64_t(bins.order.size());
   pk.data.resize(size_t(nv) * pk.stride);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
@@ -77,12 +90,12 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
     d[P::LEV] = std::log(std::max(in.opacities[p] * fp.peak() * T(255), T(1)));  // opacity x the largest modulation
     d[P::RSL] = fp.row_slope();
     for (int ch = 0; ch < in.channels; ++ch) d[P::COL + ch] = in.colors[p * in.channels + ch];
+    if constexpr (RA::kTables) {
+      if (waves) RA::fill_waves(fp, d + RA::kWaveOffset);
+    }
   }
   return pk;
 }
-
-constexpr int64_t kPrefetch = 8;  // primitives ahead to prefetch in the blend loops
-constexpr int kLanes = 16;        // tiles up to 16 pixels wide run fixed 16-lane rows (one AVX-512 vector of floats)
 
 // Scratch of one thread for the forward blend of a tile.
 template <typename T> struct TileScratch {
