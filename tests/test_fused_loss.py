@@ -177,3 +177,17 @@ def test_masked_l1_only_loss_ignores_masked_pixels():
     assert (x.grad[8:] == 0).all() and (x.grad[:8] != 0).any()
     with pytest.raises(ValueError, match="mask must be a bool"):
         photometric_loss_and_mse(x, ref, 0.0, mask=torch.ones(16, 21, 1, dtype=torch.bool))
+
+
+def test_scaled_loss_scales_the_gradient_and_repeated_backward_agrees():
+    """The backward passes its saved gradient through unchanged when the upstream gradient is 1 and scales it
+    otherwise: w * loss must give w times the gradient, and a second backward of the same graph the same gradient."""
+    img, ref = _pair(24, 20, 3, seed=11)
+    x = img.clone().requires_grad_(True)
+    loss = l1_ssim_loss(x, ref, 0.2)[0]
+    (g_one,) = torch.autograd.grad(loss, x, retain_graph=True)
+    (g_scaled,) = torch.autograd.grad(0.25 * loss, x, retain_graph=True)
+    (g_again,) = torch.autograd.grad(loss, x)
+    assert g_one.abs().max() > 0
+    torch.testing.assert_close(g_scaled, 0.25 * g_one, rtol=1e-6, atol=0)
+    assert torch.equal(g_again, g_one)
