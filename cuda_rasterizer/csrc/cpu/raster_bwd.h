@@ -282,11 +282,15 @@ inline __m512 sum_lanes16(const __m512 v[16]) {
 
 // Backward of one tile for float, 3 channels and 16-lane rows, row by row like the forward: a row's transmittance,
 // colour/depth "behind" sums and upstream gradients stay in registers while its primitive list (the forward's, see
-// list_tile_rows) is walked back to front from the row's last contributor. Each primitive's 12 per-lane gradients
-// (layout of grad_row) are summed across the row's lanes at once (avx512::sum_lanes16) and added to its gradient
-// row for this tile, rows in increasing order: deterministic and independent of the thread count. Same per-lane
-// steps as backward_tile (undo_blend, channel_vjp, footprint_vjp), alphas from the forward's RowAlpha.
-template <typename FP>
+// list_tile_rows) is walked back to front from the row's last contributor. Per batch of kBatch primitives, their
+// alphas come first (independent of each other, so the core overlaps the exp chains; RowAlpha::eval_cached keeps
+// what the VJP reuses), then the undo of the blend and the gradients, one primitive after the other. Each
+// primitive's per-lane gradients (layout of grad_row) are summed across the row's lanes at once
+// (avx512::sum_lanes16) and added to its gradient row for this tile, rows in increasing order: deterministic and
+// independent of the thread count. Same per-lane steps as backward_tile (undo_blend, channel_vjp, footprint_vjp),
+// alphas from the forward's RowAlpha. kDepth = false when the depth output has no upstream gradient: its channel
+// is skipped.
+template <typename FP, bool kDepth>
 void backward_tile_rows_avx512(const RasterInputs<float>& in, const TileBins& bins, const Packed<float, FP>& pk,
                                const RasterGradIn<float>& gin, int64_t tile_index, int tiles_x, TileScratch<float>& sc,
                                float* G) {
@@ -294,6 +298,7 @@ void backward_tile_rows_avx512(const RasterInputs<float>& in, const TileBins& bi
   using RA = RowAlpha<float, FP>;
   constexpr int kRow = 2 + FP::kParams + 4 + 3;  // grad_row<FP>(3)
   constexpr int kVecs = (kRow + 15) / 16;          // vectors per gradient row (Gabor rows need two)
+  constexpr int kChannels = kDepth ? 4 : 3;
   const auto [x0, y0, tw, th] = tile_rect(in, tile_index, tiles_x);
   const int64_t s = bins.tile_start[tile_index];
   const int count = int(bins.tile_start[tile_index + 1] - s);
@@ -305,6 +310,10 @@ void backward_tile_rows_avx512(const RasterInputs<float>& in, const TileBins& bi
   const __m512 px = _mm512_add_ps(_mm512_set1_ps(float(x0) + 0.5f), _mm512_cvtepi32_ps(lane_idx));
   const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
   const __m512i rgb_idx = _mm512_mullo_epi32(lane_idx, _mm512_set1_epi32(3));
+  constexpr int kBatch = 8;
+  constexpr int kCache = RA::kCache > 0 ? RA::kCache : 1;
+  alignas(64) float alphas[kBatch][16], exs[kBatch][16], cache[kBatch][kCache][16];
+  __mmask16 oks[kBatch];
 
   for (int r = 0; r < th; ++r) {
     const int64_t pix0 = int64_t(y0 + r) * in.width + x0;
@@ -318,7 +327,7 @@ void backward_tile_rows_avx512(const RasterInputs<float>& in, const TileBins& bi
     const __m512 vc0 = _mm512_mask_i32gather_ps(zero, lanes, rgb_idx, vc_base, 4);
     const __m512 vc1 = _mm512_mask_i32gather_ps(zero, lanes, rgb_idx, vc_base + 1, 4);
     const __m512 vc2 = _mm512_mask_i32gather_ps(zero, lanes, rgb_idx, vc_base + 2, 4);
-    const __m512 vcd = _mm512_maskz_loadu_ps(lanes, gin.v_depths + pix0);
+    const __m512 vcd = kDepth ? _mm512_maskz_loadu_ps(lanes, gin.v_depths + pix0) : zero;
     __m512 v_alpha_out = _mm512_maskz_loadu_ps(lanes, gin.v_alphas + pix0);
     if (in.background) {  // the background's share of the alpha gradient: out = acc + T bg
       v_alpha_out = _mm512_fnmadd_ps(_mm512_set1_ps(in.background[0]), vc0, v_alpha_out);
@@ -326,70 +335,85 @@ void backward_tile_rows_avx512(const RasterInputs<float>& in, const TileBins& bi
       v_alpha_out = _mm512_fnmadd_ps(_mm512_set1_ps(in.background[2]), vc2, v_alpha_out);
     }
     const __m512 tva = _mm512_mul_ps(t_final, v_alpha_out);
-    __m512 tr = t_final, bh0 = zero, bh1 = zero, bh2 = zero, bhd = zero;
+    __m512 tr = t_final;
+    __m512 behind[4] = {zero, zero, zero, zero};
+    const __m512 vcs[4] = {vc0, vc1, vc2, vcd};
     const int32_t* list = sc.row_buf.data() + size_t(r) * count;
     int li = row_n[r] - 1;
     while (li >= 0 && list[li] > row_last) --li;  // lists ascend in j
     const float dy_off = float(y0 + r) + 0.5f;
-    for (; li >= 0; --li) {
-      const int j = list[li];
-      const float* d = sc.recs[j];
-      const FP fp = FP::load(d + P::FPP, 0);
-      const __m512 dx = _mm512_sub_ps(_mm512_set1_ps(d[P::MX]), px);
-      const float dy = d[P::MY] - dy_off, op = d[P::OP];
-      __m512 ex;
-      const __m512 alpha = RA::eval(fp, dx, dy, op, d[P::RX], ex);
-      const __mmask16 ok = _mm512_mask_cmp_ps_mask(_mm512_cmp_epi32_mask(_mm512_set1_epi32(j), last, _MM_CMPINT_LE),
-                                                   alpha, zero, _CMP_GT_OQ);
-      if (ok == 0) continue;
-      // undo_blend
-      // 1 / (1 - alpha): rcp14 and one Newton step (< 1 ulp from the division, which would cost ~16 cycles a row)
-      const __m512 om = _mm512_sub_ps(one, alpha), r0 = _mm512_rcp14_ps(om);
-      const __m512 ra = _mm512_mul_ps(r0, _mm512_fnmadd_ps(om, r0, _mm512_set1_ps(2.0f)));
-      const __m512 tb = _mm512_mul_ps(tr, ra);
-      const __m512 w = _mm512_maskz_mul_ps(ok, alpha, tb);
-      __m512 va = _mm512_maskz_mul_ps(ok, tva, ra);
-      tr = _mm512_mask_mov_ps(tr, ok, tb);
-      // channel_vjp for r, g, b and depth
-      const float cvals[4] = {d[P::COL], d[P::COL + 1], d[P::COL + 2], d[P::DEP]};
-      __m512* behind[4] = {&bh0, &bh1, &bh2, &bhd};
-      const __m512 vcs[4] = {vc0, vc1, vc2, vcd};
-      __m512 gch[4];
-      for (int ch = 0; ch < 4; ++ch) {
-        const __m512 cv = _mm512_set1_ps(cvals[ch]);
-        const __m512 term = _mm512_fmsub_ps(cv, tb, _mm512_mul_ps(*behind[ch], ra));
-        va = _mm512_mask3_fmadd_ps(term, vcs[ch], va, ok);  // lanes outside ok keep va (0)
-        *behind[ch] = _mm512_fmadd_ps(w, cv, *behind[ch]);
-        gch[ch] = _mm512_mul_ps(w, vcs[ch]);
+    while (li >= 0) {
+      const int nb = std::min(kBatch, li + 1);
+      for (int i = 0; i < nb; ++i) {
+        const int j = list[li - i];
+        const float* d = sc.recs[j];
+        const FP fp = FP::load(d + P::FPP, 0);
+        const __m512 dx = _mm512_sub_ps(_mm512_set1_ps(d[P::MX]), px);
+        __m512 ex;
+        const __m512 alpha = RA::eval_cached(fp, dx, d[P::MY] - dy_off, d[P::OP], d[P::RX], ex, cache[i][0]);
+        oks[i] = _mm512_mask_cmp_ps_mask(_mm512_cmp_epi32_mask(_mm512_set1_epi32(j), last, _MM_CMPINT_LE), alpha,
+                                         zero, _CMP_GT_OQ);
+        _mm512_store_ps(alphas[i], alpha);
+        _mm512_store_ps(exs[i], ex);
       }
-      // footprint_vjp (ex is the footprint's factor)
-      const __m512 raw = _mm512_mul_ps(_mm512_set1_ps(op), ex);
-      const __mmask16 pass = _mm512_mask_cmp_ps_mask(ok, raw, _mm512_set1_ps(float(sf::MAX_ALPHA)), _CMP_LE_OQ);
-      const __m512 v_fac = _mm512_maskz_mul_ps(pass, _mm512_set1_ps(op), va);
-      const __m512 g_o = _mm512_maskz_mul_ps(pass, ex, va);
-      __m512 vp[FP::kParams], vmx, vmy;
-      RA::factor_vjp(fp, dx, dy, ex, v_fac, vp, vmx, vmy);
-      // gradient row layout: mean2d(2), params(kP), opacity, depth, absgrad(2), colours(3)
-      __m512 g[16 * kVecs];
-      int q = 0;
-      g[q++] = vmx;
-      g[q++] = vmy;
-      for (int k = 0; k < FP::kParams; ++k) g[q++] = vp[k];
-      g[q++] = g_o;
-      g[q++] = gch[3];
-      g[q++] = _mm512_abs_ps(vmx);
-      g[q++] = _mm512_abs_ps(vmy);
-      g[q++] = gch[0];
-      g[q++] = gch[1];
-      g[q++] = gch[2];
-      for (; q < 16 * kVecs; ++q) g[q] = zero;
-      float* grow = G + (s + j) * kRow;
-      for (int vi = 0; vi < kVecs; ++vi) {
-        const int left = kRow - 16 * vi;
-        const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xFFFFu : (1u << left) - 1u);
-        float* dst = grow + 16 * vi;
-        _mm512_mask_storeu_ps(dst, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), avx512::sum_lanes16(g + 16 * vi)));
+      for (int i = 0; i < nb; ++i) {
+        const __mmask16 ok = oks[i];
+        if (ok == 0) continue;
+        const int j = list[li - i];
+        const float* d = sc.recs[j];
+        const FP fp = FP::load(d + P::FPP, 0);
+        const __m512 dx = _mm512_sub_ps(_mm512_set1_ps(d[P::MX]), px);
+        const float dy = d[P::MY] - dy_off, op = d[P::OP];
+        const __m512 alpha = _mm512_load_ps(alphas[i]), ex = _mm512_load_ps(exs[i]);
+        // undo_blend
+        // 1 / (1 - alpha): rcp14 and one Newton step (< 1 ulp from the division, which would cost ~16 cycles a row)
+        const __m512 om = _mm512_sub_ps(one, alpha), r0 = _mm512_rcp14_ps(om);
+        const __m512 ra = _mm512_mul_ps(r0, _mm512_fnmadd_ps(om, r0, _mm512_set1_ps(2.0f)));
+        const __m512 tb = _mm512_mul_ps(tr, ra);
+        const __m512 w = _mm512_maskz_mul_ps(ok, alpha, tb);
+        __m512 va = _mm512_maskz_mul_ps(ok, tva, ra);
+        tr = _mm512_mask_mov_ps(tr, ok, tb);
+        // channel_vjp for r, g, b (and depth)
+        const float cvals[4] = {d[P::COL], d[P::COL + 1], d[P::COL + 2], d[P::DEP]};
+        __m512 gch[4];
+        for (int ch = 0; ch < kChannels; ++ch) {
+          const __m512 cv = _mm512_set1_ps(cvals[ch]);
+          const __m512 term = _mm512_fmsub_ps(cv, tb, _mm512_mul_ps(behind[ch], ra));
+          va = _mm512_mask3_fmadd_ps(term, vcs[ch], va, ok);  // lanes outside ok keep va (0)
+          behind[ch] = _mm512_fmadd_ps(w, cv, behind[ch]);
+          gch[ch] = _mm512_mul_ps(w, vcs[ch]);
+        }
+        if constexpr (!kDepth) gch[3] = zero;
+        // footprint_vjp (ex is the footprint's factor)
+        const __m512 raw = _mm512_mul_ps(_mm512_set1_ps(op), ex);
+        const __mmask16 pass = _mm512_mask_cmp_ps_mask(ok, raw, _mm512_set1_ps(float(sf::MAX_ALPHA)), _CMP_LE_OQ);
+        const __m512 v_fac = _mm512_maskz_mul_ps(pass, _mm512_set1_ps(op), va);
+        const __m512 g_o = _mm512_maskz_mul_ps(pass, ex, va);
+        __m512 vp[FP::kParams], vmx, vmy;
+        RA::factor_vjp_cached(fp, dx, dy, ex, v_fac, cache[i][0], vp, vmx, vmy);
+        // gradient row layout: mean2d(2), params(kP), opacity, depth, absgrad(2), colours(3)
+        __m512 g[16 * kVecs];
+        int q = 0;
+        g[q++] = vmx;
+        g[q++] = vmy;
+        for (int k = 0; k < FP::kParams; ++k) g[q++] = vp[k];
+        g[q++] = g_o;
+        g[q++] = gch[3];
+        g[q++] = _mm512_abs_ps(vmx);
+        g[q++] = _mm512_abs_ps(vmy);
+        g[q++] = gch[0];
+        g[q++] = gch[1];
+        g[q++] = gch[2];
+        for (; q < 16 * kVecs; ++q) g[q] = zero;
+        float* grow = G + (s + j) * kRow;
+        for (int vi = 0; vi < kVecs; ++vi) {
+          const int left = kRow - 16 * vi;
+          const __mmask16 m = static_cast<__mmask16>(left >= 16 ? 0xFFFFu : (1u << left) - 1u);
+          float* dst = grow + 16 * vi;
+          _mm512_mask_storeu_ps(dst, m, _mm512_add_ps(_mm512_maskz_loadu_ps(m, dst), avx512::sum_lanes16(g + 16 * vi)));
+        }
       }
+      li -= nb;
     }
   }
 }
@@ -413,7 +437,10 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
 #if defined(__AVX512F__)
       if constexpr (RowAlpha<T, FP>::kVector) {
         if (in.tile == kLanes && C == 3) {
-          backward_tile_rows_avx512<FP>(in, bins, pk, gin, t, tiles_x, sc, G.data());
+          if (gin.depth_grad)
+            backward_tile_rows_avx512<FP, true>(in, bins, pk, gin, t, tiles_x, sc, G.data());
+          else
+            backward_tile_rows_avx512<FP, false>(in, bins, pk, gin, t, tiles_x, sc, G.data());
           continue;
         }
       }

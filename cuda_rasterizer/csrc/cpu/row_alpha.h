@@ -66,6 +66,16 @@ template <> struct RowAlpha<float, sf::GaussianFootprint<float>> {
     ex = avx512::exp_neg(_mm512_sub_ps(_mm512_setzero_ps(), sig));
     return alpha_of(sig, ex, dx, opacity, rx);
   }
+  static constexpr int kCache = 0;  // nothing kept between the backward's alpha pass and its VJP
+  // eval, keeping the values factor_vjp_cached reuses (none for the Gaussian) at `cache` (stride 16 floats).
+  static inline __m512 eval_cached(const sf::GaussianFootprint<float>& fp, __m512 dx, float dy, float opacity, float rx,
+                                   __m512& ex, float*) {
+    return eval(fp, dx, dy, opacity, rx, ex);
+  }
+  static inline void factor_vjp_cached(const sf::GaussianFootprint<float>& fp, __m512 dx, float dy, __m512 fac,
+                                       __m512 v_fac, const float*, __m512 v_params[3], __m512& v_mx, __m512& v_my) {
+    factor_vjp(fp, dx, dy, fac, v_fac, v_params, v_mx, v_my);
+  }
   // sf::GaussianFootprint::factor_vjp on 16 lanes: v_sigma = -factor * v_factor, then the conic and mean2d parts.
   static inline void factor_vjp(const sf::GaussianFootprint<float>& fp, __m512 dx, float dy, __m512 fac, __m512 v_fac,
                                 __m512 v_params[3], __m512& v_mx, __m512& v_my) {
@@ -138,6 +148,44 @@ template <> struct RowAlpha<float, sf::GaborFootprint<float, 4>> {
     }
     ex = _mm512_max_ps(_mm512_mul_ps(avx512::exp_neg(_mm512_sub_ps(_mm512_setzero_ps(), sig)), m), _mm512_setzero_ps());
     return Env::alpha_of(sig, ex, dx, opacity, rx);
+  }
+  static constexpr int kCache = 9;  // exp(-sigma), then the 4 cosines and the 4 sines
+  // eval, keeping exp(-sigma) and each term's cosine and sine at `cache` (stride 16 floats) for factor_vjp_cached:
+  // the same operations in the same order, so the alphas equal eval's bit for bit.
+  __attribute__((always_inline)) static inline __m512 eval_cached(const FP& fp, __m512 dx, float dy, float opacity,
+                                                                  float rx, __m512& ex, float* cache) {
+    const __m512 sig = Env::sigma(fp.env, dx, dy);
+    __m512 m = _mm512_set1_ps(1.0f);
+    for (int k = 0; k < 4; ++k) {
+      __m512 s, c;
+      avx512::sincos(arg(fp, k, dx, dy), s, c);
+      _mm512_store_ps(cache + 16 * (1 + k), c);
+      _mm512_store_ps(cache + 16 * (5 + k), s);
+      m = _mm512_fmadd_ps(_mm512_set1_ps(fp.amp[k]), c, m);
+    }
+    const __m512 e = avx512::exp_neg(_mm512_sub_ps(_mm512_setzero_ps(), sig));
+    _mm512_store_ps(cache, e);
+    ex = _mm512_max_ps(_mm512_mul_ps(e, m), _mm512_setzero_ps());
+    return Env::alpha_of(sig, ex, dx, opacity, rx);
+  }
+  // factor_vjp from eval_cached's values: no exp or sincos recomputed.
+  __attribute__((always_inline)) static inline void factor_vjp_cached(const FP& fp, __m512 dx, float dy, __m512 fac,
+                                                                      __m512 v_fac, const float* cache,
+                                                                      __m512 v_params[FP::kParams], __m512& v_mx,
+                                                                      __m512& v_my) {
+    Env::factor_vjp(fp.env, dx, dy, fac, v_fac, v_params, v_mx, v_my);
+    const __m512 v_m = _mm512_mul_ps(_mm512_load_ps(cache), v_fac);
+    const __m512 dyv = _mm512_set1_ps(dy);
+    for (int k = 0; k < 4; ++k) {
+      const __m512 c = _mm512_load_ps(cache + 16 * (1 + k)), s = _mm512_load_ps(cache + 16 * (5 + k));
+      const __m512 nv_arg = _mm512_mul_ps(_mm512_mul_ps(v_m, _mm512_set1_ps(fp.amp[k])), s);  // -d loss / d arg
+      v_params[3 + 4 * k] = _mm512_mul_ps(nv_arg, dx);
+      v_params[4 + 4 * k] = _mm512_mul_ps(nv_arg, dyv);
+      v_params[5 + 4 * k] = _mm512_mul_ps(v_m, c);
+      v_params[6 + 4 * k] = _mm512_sub_ps(_mm512_setzero_ps(), nv_arg);
+      v_mx = _mm512_fmadd_ps(nv_arg, _mm512_set1_ps(fp.hx[k]), v_mx);
+      v_my = _mm512_fmadd_ps(nv_arg, _mm512_set1_ps(fp.hy[k]), v_my);
+    }
   }
   // sf::GaborFootprint::factor_vjp on 16 lanes.
   __attribute__((always_inline)) static inline void factor_vjp(const FP& fp, __m512 dx, float dy, __m512 fac, __m512 v_fac, __m512 v_params[FP::kParams],
