@@ -101,8 +101,9 @@ class _EvalSH(torch.autograd.Function):
 
 class _Rasterize(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, ext, nthreads, means2d, conics, colors, opacities, depths, radii, background, width, height, tile):
-        ctx.ext, ctx.nthreads = ext, nthreads
+    def forward(ctx, ext, nthreads, means2d, conics, colors, opacities, depths, radii, background, width, height, tile,
+                absgrad=True):
+        ctx.ext, ctx.nthreads, ctx.absgrad = ext, nthreads, absgrad
         bg = None if background is None else background.detach()
         out_c, out_a, out_d, out_t, last_id, last_pos, bins, evals = ext.raster_fwd(
             means2d.detach(), conics.detach(), colors.detach(), opacities.detach(), depths.detach(), radii, bg,
@@ -130,10 +131,11 @@ class _Rasterize(torch.autograd.Function):
         vm, vcon, vcol, vo, vd, absgrad = ctx.ext.raster_bwd(
             ctx.bins, means2d, conics, colors, opacities, depths, radii, ctx.bg, width, height, tile,
             ctx.nthreads, out_t, last_pos, v_colors.contiguous(), v_alphas.contiguous(), v_depths.contiguous(),
+            ctx.absgrad,
         )
         target = ctx.means2d_ref()
-        if target is not None:
+        if target is not None and ctx.absgrad:
             target.absgrad = absgrad
         # the background's gradient only when it is trained (a (H, W, C) product and sum per step otherwise)
         v_bg = (out_t * v_colors).sum(dim=(0, 1)) if ctx.has_bg and ctx.needs_input_grad[8] else None
-        return None, None, vm, vcon, vcol, vo, vd, None, v_bg, None, None, None
+        return None, None, vm, vcon, vcol, vo, vd, None, v_bg, None, None, None, None

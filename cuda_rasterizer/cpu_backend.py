@@ -116,8 +116,10 @@ def rasterize_to_pixels(
     background: Optional[torch.Tensor] = None,
     max_elements: int = 0,
     tile_size: Optional[int] = None,
+    absgrad: bool = True,
 ) -> Composite:
-    """Tiled front-to-back blending (see reference.rasterize_to_pixels); also returns final T and last ids."""
+    """Tiled front-to-back blending (see reference.rasterize_to_pixels); also returns final T and last ids.
+    absgrad=False: means2d.absgrad is not computed (nor set) by the backward."""
     del max_elements  # dense-reference chunking knob, unused here
     tile = _TILE_SIZE if tile_size is None else int(tile_size)
     if background is not None:
@@ -125,7 +127,7 @@ def rasterize_to_pixels(
     out_c, out_a, out_d, out_t, last_id = _Rasterize.apply(
         _ext(), get_num_threads(),
         means2d.contiguous(), conics.contiguous(), colors.contiguous(), opacities.contiguous(), depths.contiguous(),
-        radii, background, int(width), int(height), tile,
+        radii, background, int(width), int(height), tile, bool(absgrad),
     )
     return Composite(out_c, out_a, out_d, out_t, last_id)
 

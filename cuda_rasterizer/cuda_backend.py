@@ -96,14 +96,16 @@ def rasterize_to_pixels(
     height: int,
     background: Optional[torch.Tensor] = None,
     max_elements: int = 0,
+    absgrad: bool = True,
 ) -> Composite:
-    """Tiled front-to-back blending on the GPU (see reference.rasterize_to_pixels)."""
+    """Tiled front-to-back blending on the GPU (see reference.rasterize_to_pixels). absgrad=False: means2d.absgrad
+    is not set by the backward (the kernel accumulates it anyway: its atomics cost next to nothing there)."""
     del max_elements
     if background is not None:
         background = background.reshape(-1).contiguous()
     out = _Rasterize.apply(
         _ext(), 0, means2d.contiguous(), conics.contiguous(), colors.contiguous(), opacities.contiguous(),
-        depths.contiguous(), radii, background, int(width), int(height), TILE_SIZE,
+        depths.contiguous(), radii, background, int(width), int(height), TILE_SIZE, bool(absgrad),
     )
     return Composite(*out)
 

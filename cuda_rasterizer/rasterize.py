@@ -58,6 +58,7 @@ def rasterize_gaussians(
     gabor_weights: Optional[torch.Tensor] = None,
     gabor_phases: Optional[torch.Tensor] = None,
     check_finite: bool = True,
+    absgrad: bool = True,
 ) -> RasterizeOutput:
     """Render 3D Gaussians (or 3D Gabor primitives) to an image.
 
@@ -70,6 +71,8 @@ def rasterize_gaussians(
     check_finite=False skips the NaN/Inf scan of the inputs (shapes are still checked): for callers that guarantee
     finite inputs themselves, e.g. the trainer, which checks its parameters after every step; on a GPU each scan is a
     device synchronisation.
+    absgrad=True (CPU and CUDA backends): after backward, meta['means2d'].absgrad holds the (N, 2) sum over pixels
+    of |d loss / d means2d| (gsplat's absgrad); False skips it (the CPU backward is then ~20% cheaper for Gaussians).
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
@@ -130,7 +133,7 @@ def rasterize_gaussians(
             raise ValueError(f"background must have {channels} channels, got {background.numel()}")
     comp = impl.rasterize_to_pixels(
         proj.means2d, footprint_params(proj.conics, terms), colors, proj_opacities, proj.depths, proj.radii, width,
-        height, background,
+        height, background, absgrad=absgrad,
     )
     # Where nothing was hit the accumulated depth is exactly 0 (and any hit has alpha >= 1/255), so the clamped
     # division alone gives 0 there: two image-sized passes instead of five.

@@ -174,8 +174,10 @@ def rasterize_to_pixels(
     height: int,
     background: Optional[torch.Tensor] = None,
     max_elements: int = 1 << 22,
+    absgrad: bool = True,
 ) -> Composite:
     """Blend projected primitives front to back at every pixel centre (dense: pixels x primitives).
+    (`absgrad` is for the native backends' interface: autograd here has no per-pixel absolute gradient.)
 
     `conics` may be Gabor footprint parameters (N, 3 + 4 K) (gabor.footprint_params): the envelope's conic, then per
     term (hx, hy, amplitude, phase); alpha is then opacity x exp(-sigma) x the modulation, clipped to the radii box.

@@ -27,6 +27,7 @@ def render(
     backend: str = "auto",
     sh_degree: Optional[int] = None,
     check_finite: bool = True,
+    absgrad: bool = False,
 ) -> RenderOutput:
     """Render `scene` (anything with `rasterizer_inputs(camera, sh_degree)`, a radiance field, or a hybrid scene of
     splats and a field composited by depth, `render.hybrid`) from `camera`.
@@ -35,7 +36,8 @@ def render(
     `camera.time` through the camera (4D scenes render their slice at that time). Scenes that cull primitives
     (4D: temporally) provide `rasterizer_inputs_with_index`; meta['primitive_index'] then maps each rasterized
     row (means2d, radii, depths) to its primitive in the scene. check_finite=False: the caller guarantees finite
-    scene parameters (see `rasterize_gaussians`).
+    scene parameters (see `rasterize_gaussians`). absgrad=True: meta['means2d'].absgrad after backward (gsplat's
+    absgrad; off by default, as there: no strategy here reads it, and on the CPU it costs backward time).
     """
     if hasattr(scene, "render_rays"):  # a radiance field (scenes.radiance_field)
         from .field_render import render_field
@@ -62,6 +64,7 @@ def render(
         background=bg.to(means.device),
         backend=backend,
         check_finite=check_finite,
+        absgrad=absgrad,
         **inputs,
     )
     meta = dict(out.meta)

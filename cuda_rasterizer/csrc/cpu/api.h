@@ -53,7 +53,8 @@ void raster_bwd(const BinsHandle* bins, const T* means2d, const T* fp_params, in
                 const T* opacities, const T* depths, const int32_t* radii, const T* background, int64_t n, int channels,
                 int width, int height, int tile, int nthreads, const T* trans, const int32_t* last_pos,
                 const T* v_colors_px, const T* v_alphas_px, const T* v_depths_px, T* v_means2d, T* v_params,
-                T* v_colors, T* v_opacities, T* v_depths, T* absgrad, bool depth_grad = true);
+                T* v_colors, T* v_opacities, T* v_depths, T* absgrad, bool depth_grad = true,
+                bool want_absgrad = true);
 
 // Projection of Gabor wave terms (sf::gabor_view / gabor_term): world frequencies (N, K, 3), weights and phases
 // (N, K) -> terms (N, K, 4) = (hx, hy, amplitude, phase) in pixels; zeros where radii == 0.

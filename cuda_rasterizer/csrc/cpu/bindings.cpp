@@ -189,7 +189,7 @@ py::tuple raster_fwd(Tensor means2d, Tensor conics, Tensor colors, Tensor opacit
 std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor means2d, Tensor conics, Tensor colors,
                                Tensor opacities, Tensor depths, Tensor radii, c10::optional<Tensor> background,
                                int64_t width, int64_t height, int64_t tile, int64_t nthreads, Tensor trans,
-                               Tensor last_pos, Tensor v_colors, Tensor v_alphas, Tensor v_depths) {
+                               Tensor last_pos, Tensor v_colors, Tensor v_alphas, Tensor v_depths, bool want_absgrad) {
   const int terms = footprint_terms(conics);
   means2d = c(means2d); conics = c(conics); colors = c(colors); opacities = c(opacities); depths = c(depths);
   radii = c(radii.to(torch::kInt32)); trans = c(trans); last_pos = c(last_pos);
@@ -209,7 +209,7 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor means2d, Tenso
         int(nthreads), trans.data_ptr<scalar_t>(), last_pos.data_ptr<int32_t>(), v_colors.data_ptr<scalar_t>(),
         v_alphas.data_ptr<scalar_t>(), v_depths.data_ptr<scalar_t>(), vm.data_ptr<scalar_t>(),
         vcon.data_ptr<scalar_t>(), vcol.data_ptr<scalar_t>(), vo.data_ptr<scalar_t>(), vd.data_ptr<scalar_t>(),
-        ag.data_ptr<scalar_t>(), depth_grad);
+        ag.data_ptr<scalar_t>(), depth_grad, want_absgrad);
   });
   return {vm, vcon, vcol, vo, vd, ag};
 }

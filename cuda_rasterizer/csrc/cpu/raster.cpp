@@ -76,9 +76,9 @@ void raster_bwd(const BinsHandle* h, const T* means2d, const T* fp_params, int t
                 const T* opacities, const T* depths, const int32_t* radii, const T* background, int64_t n, int channels,
                 int width, int height, int tile, int nthreads, const T* trans, const int32_t* last_pos,
                 const T* v_colors_px, const T* v_alphas_px, const T* v_depths_px, T* v_means2d, T* v_params,
-                T* v_colors, T* v_opacities, T* v_depths, T* absgrad, bool depth_grad) {
+                T* v_colors, T* v_opacities, T* v_depths, T* absgrad, bool depth_grad, bool want_absgrad) {
   RasterInputs<T> in{means2d, fp_params, colors, opacities, depths, radii, background, n, channels, width, height, tile};
-  RasterGradIn<T> gin{v_colors_px, v_alphas_px, v_depths_px, trans, last_pos, depth_grad};
+  RasterGradIn<T> gin{v_colors_px, v_alphas_px, v_depths_px, trans, last_pos, depth_grad, want_absgrad};
   RasterGradOut<T> out{v_means2d, v_params, v_colors, v_opacities, v_depths, absgrad};
   const double t0 = omp_get_wtime(), c0 = cpu_now();
   with_footprint<T>(terms, [&](auto tag) {
@@ -97,7 +97,7 @@ void raster_bwd(const BinsHandle* h, const T* means2d, const T* fp_params, int t
                                      int32_t*, int64_t*);                                                         \
   template void raster_bwd<T>(const BinsHandle*, const T*, const T*, int, const T*, const T*, const T*,           \
                               const int32_t*, const T*, int64_t, int, int, int, int, int, const T*,               \
-                              const int32_t*, const T*, const T*, const T*, T*, T*, T*, T*, T*, T*, bool);
+                              const int32_t*, const T*, const T*, const T*, T*, T*, T*, T*, T*, T*, bool, bool);
 SF_INSTANTIATE(float)
 SF_INSTANTIATE(double)
 

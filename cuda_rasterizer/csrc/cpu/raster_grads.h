@@ -13,6 +13,7 @@ template <typename T> struct RasterGradIn {
   const T* trans;     // (H, W) final transmittance from the forward
   const int32_t* last_pos;
   bool depth_grad = true;  // false: v_depths is all zeros (kernels may skip the depth channel)
+  bool absgrad = true;     // false: nobody reads absgrad (kernels may leave it 0)
 };
 
 template <typename T> struct RasterGradOut {
@@ -21,7 +22,7 @@ template <typename T> struct RasterGradOut {
   T* v_colors;    // (N, C)
   T* v_opacities; // (N,)
   T* v_depths;    // (N,)
-  T* absgrad;     // (N, 2) sum over pixels of |d loss / d mean2d| per axis
+  T* absgrad;     // (N, 2) sum over pixels of |d loss / d mean2d| per axis (0 where not asked for)
 };
 
 // Gradient row layout per intersection: mean2d(2), params(kP), opacity, depth, absgrad(2), colors(C).

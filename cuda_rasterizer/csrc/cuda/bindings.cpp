@@ -166,7 +166,7 @@ py::tuple raster_fwd(Tensor m2d, Tensor conics, Tensor colors, Tensor opac, Tens
 std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor m2d, Tensor conics, Tensor colors, Tensor opac,
                                Tensor depths, Tensor radii, c10::optional<Tensor> background, int64_t width,
                                int64_t height, int64_t, int64_t, Tensor trans, Tensor last_pos, Tensor v_colors,
-                               Tensor v_alphas, Tensor v_depths) {
+                               Tensor v_alphas, Tensor v_depths, bool /*want_absgrad: computed anyway, atomics*/) {
   const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(m2d));
   const int terms = footprint_terms(conics);
   m2d = c(m2d); conics = c(conics); colors = c(colors); opac = c(opac); depths = c(depths);
