@@ -6,10 +6,13 @@
 // once and added to its gradient row for this tile, rows in increasing order: deterministic and independent of the
 // thread count. Same per-lane steps as backward_tile (undo_blend, channel_vjp, footprint_vjp). kDepth = false when
 // the depth output has no upstream gradient (training on colours only): its channel is skipped, 7% of this kernel.
+// kAbs = false when nobody asked for absgrad: Gaussians then sum 8 per-lane values instead of 12 (sigma's gradient
+// times 1, dx and dx^2, from which the conic and mean2d gradients follow per row; opacity, depth, colours).
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "../sf_math.h"
 #include "binning.h"
@@ -37,7 +40,7 @@ inline __m128 sum_lanes4(const __m256 v[4]) {
 
 }  // namespace avx2
 
-template <typename FP, bool kDepth>
+template <typename FP, bool kDepth, bool kAbs>
 void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins, const Packed<float, FP>& pk,
                              const RasterGradIn<float>& gin, int64_t tile_index, int tiles_x, TileScratch<float>& sc,
                              float* G) {
@@ -45,6 +48,7 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
   using RA = RowAlpha8<float, FP>;
   constexpr int kRow = 2 + FP::kParams + 4 + 3;  // grad_row<FP>(3)
   static_assert(kRow % 4 == 0, "gradient rows are summed 8 and 4 components at a time");
+  constexpr bool kCompact = !kAbs && std::is_same_v<FP, sf::GaussianFootprint<float>>;
   const auto [x0, y0, tw, th] = tile_rect(in, tile_index, tiles_x);
   const int64_t s = bins.tile_start[tile_index];
   const int count = int(bins.tile_start[tile_index + 1] - s);
@@ -133,7 +137,8 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
         const float cvals[4] = {d[P::COL], d[P::COL + 1], d[P::COL + 2], d[P::DEP]};
         // gradient row layout: mean2d(2), params(kP), opacity, depth, absgrad(2), colours(3); both halves summed
         __m256 g[kRow];
-        for (int q = 0; q < kRow; ++q) g[q] = zero;
+        for (int q = 0; q < kRow; ++q) g[q] = zero;  // kCompact: g[0..7] = sigma's gradient x 1, dx, dx^2; opacity,
+                                                     // colours, depth
         for (int h = 0; h < 2; ++h) {
           // a half with no contributing lane changes nothing (its weights and gradients are all 0)
           if (((oks[i] >> (8 * h)) & 0xff) == 0) continue;
@@ -161,6 +166,17 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
           const __m256 pass = _mm256_and_ps(ok, _mm256_cmp_ps(raw, avx2::set(float(sf::MAX_ALPHA)), _CMP_LE_OQ));
           const __m256 v_fac = _mm256_and_ps(pass, _mm256_mul_ps(avx2::set(op), va));
           const __m256 g_o = _mm256_and_ps(pass, _mm256_mul_ps(ex, va));
+          if constexpr (kCompact) {
+            const __m256 vs = _mm256_mul_ps(avx2::neg(ex), v_fac);  // d loss / d sigma
+            const __m256 vs_dx = _mm256_mul_ps(vs, dx);
+            g[0] = _mm256_add_ps(g[0], vs);
+            g[1] = _mm256_add_ps(g[1], vs_dx);
+            g[2] = _mm256_fmadd_ps(vs_dx, dx, g[2]);
+            g[3] = _mm256_add_ps(g[3], g_o);
+            for (int ch = 0; ch < 3; ++ch) g[4 + ch] = _mm256_add_ps(g[4 + ch], gch[ch]);
+            if constexpr (kDepth) g[7] = _mm256_add_ps(g[7], gch[3]);
+            continue;
+          }
           __m256 vp[FP::kParams], vmx, vmy;
           if constexpr (RA::kTables)
             RA::factor_vjp_tab(fp, d + RA::kWaveOffset, angles[i] + 4 * h, angles[i] + 8 + 4 * h, dx, dy, ex, v_fac,
@@ -179,6 +195,23 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
           for (int ch = 0; ch < 3; ++ch) g[q] = _mm256_add_ps(g[q], gch[ch]), ++q;
         }
         float* grow = G + (s + j) * kRow;
+        if constexpr (kCompact) {
+          alignas(32) float sums[8];
+          _mm256_store_ps(sums, avx2::sum_lanes8(g));
+          const float s0 = sums[0], s1 = sums[1], s2 = sums[2];
+          // sigma = 0.5 a dx^2 + b dx dy + 0.5 c dy^2, dx = mean_x - pixel x (sf::GaussianFootprint::sigma_vjp)
+          grow[0] += fp.a * s1 + fp.b * dy * s0;
+          grow[1] += fp.b * s1 + fp.c * dy * s0;
+          grow[2] += 0.5f * s2;
+          grow[3] += dy * s1;
+          grow[4] += 0.5f * dy * dy * s0;
+          grow[5] += sums[3];  // opacity
+          grow[6] += sums[7];  // depth
+          grow[9] += sums[4];  // colours (absgrad, 7 and 8, stays 0)
+          grow[10] += sums[5];
+          grow[11] += sums[6];
+          continue;
+        }
         int k = 0;
         for (; k + 8 <= kRow; k += 8)
           _mm256_storeu_ps(grow + k, _mm256_add_ps(_mm256_loadu_ps(grow + k), avx2::sum_lanes8(g + k)));

@@ -493,10 +493,14 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
 #if defined(SF_ROWS_AVX2)
       if constexpr (RowAlpha8<T, FP>::kVector) {
         if (in.tile <= kLanes && C == 3) {  // the forward's condition for blend_half_row_avx2 (LW == 16, CC == 3)
-          if (gin.depth_grad)
-            backward_tile_rows_avx2<FP, true>(in, bins, pk, gin, t, tiles_x, sc, G.data());
+          if (gin.depth_grad && gin.absgrad)
+            backward_tile_rows_avx2<FP, true, true>(in, bins, pk, gin, t, tiles_x, sc, G.data());
+          else if (gin.depth_grad)
+            backward_tile_rows_avx2<FP, true, false>(in, bins, pk, gin, t, tiles_x, sc, G.data());
+          else if (gin.absgrad)
+            backward_tile_rows_avx2<FP, false, true>(in, bins, pk, gin, t, tiles_x, sc, G.data());
           else
-            backward_tile_rows_avx2<FP, false>(in, bins, pk, gin, t, tiles_x, sc, G.data());
+            backward_tile_rows_avx2<FP, false, false>(in, bins, pk, gin, t, tiles_x, sc, G.data());
           continue;
         }
       }
