@@ -7,6 +7,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from .sh_inputs import gather_sh
+
 SH_C0 = 0.28209479177387814
 
 
@@ -79,7 +81,7 @@ class SplatScene(torch.nn.Module):
     def _sh_inputs(self, sh_degree: Optional[int]) -> Tuple[torch.Tensor, int]:
         """SH coefficients cut to the degree rendered (the active one unless `sh_degree` asks for less)."""
         degree = self.active_sh_degree if sh_degree is None else min(sh_degree, self.sh_degree)
-        return self.sh_coeffs[:, : num_sh_coeffs(degree)], degree
+        return gather_sh(self.params["sh_dc"], self.params["sh_rest"], num_sh_coeffs(degree)), degree
 
     def _apply_render_hook(self, inputs: Dict[str, object]) -> Dict[str, object]:
         hook = getattr(self, "render_hook", None)  # optional: editing's hide / highlight (scenes.editing)
