@@ -90,6 +90,28 @@ def test_loss_is_zero_for_a_common_motion_and_positive_for_mixed_motions():
     assert term.loss(mixed, 0).item() > 1e-3
 
 
+def test_small_scenes_take_all_velocities_with_the_same_loss_and_gradients():
+    """With no more primitives than sampled edge ends, the term slices every primitive (no unique/sort of the
+    endpoints); its value and gradients equal those from the distinct endpoints' velocities."""
+    scene = _scene(angle=torch.linspace(-0.6, 0.6, 400))
+    term = VelocityRigidity(RigidityConfig(neighbours=6, edges_per_step=10_000), scene_scale=1.0, time_span=1.0)
+    g = term.graph(scene, 0)
+    assert len(scene) <= 2 * g["src"].numel()  # the all-velocities path
+    shape = [scene.params[k] for k in ("quats", "quats_r", "log_scales", "log_scale_t")]
+    loss = term.loss(scene, 0)
+    got = torch.autograd.grad(loss, shape)
+    rows, inverse = torch.unique(torch.cat([g["src"], g["dst"]]), return_inverse=True)
+    velocity = scene.velocities(rows)
+    diff = velocity[inverse[: g["src"].numel()]] - velocity[inverse[g["src"].numel():]]
+    norm = torch.sqrt((diff * diff).sum(dim=-1) + 1e-20)
+    want_loss = term.config.weight * term.config.horizon * (g["weight"] * norm).mean()
+    want = torch.autograd.grad(want_loss, shape)
+    torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=0)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)
+    assert any(a.abs().sum() > 0 for a in got)
+
+
 def test_gradient_steps_make_neighbours_move_alike():
     scene = _scene(angle=torch.linspace(-0.6, 0.6, 400)[torch.randperm(400, generator=torch.Generator().manual_seed(5))])
     term = VelocityRigidity(RigidityConfig(neighbours=6, edges_per_step=10_000), scene_scale=1.0, time_span=1.0)

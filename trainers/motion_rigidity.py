@@ -171,9 +171,15 @@ class VelocityRigidity:
             src, dst, weight = g["src"][pick], g["dst"][pick], g["weight"][pick]
         else:
             src, dst, weight = g["src"], g["dst"], g["weight"]
-        rows, inverse = torch.unique(torch.cat([src, dst]), return_inverse=True)
-        velocity = scene.velocities(rows)
-        diff = velocity[inverse[: src.numel()]] - velocity[inverse[src.numel():]]
+        if len(scene) <= 2 * src.numel():
+            # no more primitives than sampled endpoints: every velocity in one slice call is cheaper than finding the
+            # distinct endpoints (a sort) and gathering their parameters
+            velocity = scene.velocities()
+            diff = velocity[src] - velocity[dst]
+        else:
+            rows, inverse = torch.unique(torch.cat([src, dst]), return_inverse=True)
+            velocity = scene.velocities(rows)
+            diff = velocity[inverse[: src.numel()]] - velocity[inverse[src.numel():]]
         norm = torch.sqrt((diff * diff).sum(dim=-1) + 1e-20)
         scale = self.config.horizon * self.time_span / self.scene_scale
         return self.config.weight * scale * (weight * norm).mean()
