@@ -198,18 +198,8 @@ void backward_tile_rows_avx2(const RasterInputs<float>& in, const TileBins& bins
         if constexpr (kCompact) {
           alignas(32) float sums[8];
           _mm256_store_ps(sums, avx2::sum_lanes8(g));
-          const float s0 = sums[0], s1 = sums[1], s2 = sums[2];
-          // sigma = 0.5 a dx^2 + b dx dy + 0.5 c dy^2, dx = mean_x - pixel x (sf::GaussianFootprint::sigma_vjp)
-          grow[0] += fp.a * s1 + fp.b * dy * s0;
-          grow[1] += fp.b * s1 + fp.c * dy * s0;
-          grow[2] += 0.5f * s2;
-          grow[3] += dy * s1;
-          grow[4] += 0.5f * dy * dy * s0;
-          grow[5] += sums[3];  // opacity
-          grow[6] += sums[7];  // depth
-          grow[9] += sums[4];  // colours (absgrad, 7 and 8, stays 0)
-          grow[10] += sums[5];
-          grow[11] += sums[6];
+          add_gaussian_row_sums(grow, fp.a, fp.b, fp.c, dy, sums[0], sums[1], sums[2], sums[3], sums[7], sums[4],
+                                sums[5], sums[6]);
           continue;
         }
         int k = 0;

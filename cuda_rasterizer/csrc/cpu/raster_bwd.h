@@ -417,18 +417,9 @@ void backward_tile_rows_avx512(const RasterInputs<float>& in, const TileBins& bi
           const __m512 g8[8] = {vs, vs_dx, _mm512_mul_ps(vs_dx, dx), g_o, gch[0], gch[1], gch[2], gch[3]};
           alignas(64) float sums[16];
           _mm512_store_ps(sums, avx512::sum_lanes8(g8));
-          const float s0 = sums[0], s1 = sums[4], s2 = sums[8];
-          // sigma = 0.5 a dx^2 + b dx dy + 0.5 c dy^2, dx = mean_x - pixel x (sf::GaussianFootprint::sigma_vjp)
-          grow[0] += fp.a * s1 + fp.b * dy * s0;
-          grow[1] += fp.b * s1 + fp.c * dy * s0;
-          grow[2] += 0.5f * s2;
-          grow[3] += dy * s1;
-          grow[4] += 0.5f * dy * dy * s0;
-          grow[5] += sums[12];  // opacity
-          grow[6] += sums[13];  // depth
-          grow[9] += sums[1];   // colours (absgrad, 7 and 8, stays 0)
-          grow[10] += sums[5];
-          grow[11] += sums[9];
+          // sum_lanes8's layout: lane 4 k holds g8[k], lane 4 k + 1 g8[k + 4]
+          add_gaussian_row_sums(grow, fp.a, fp.b, fp.c, dy, sums[0], sums[4], sums[8], sums[12], sums[13], sums[1],
+                                sums[5], sums[9]);
           continue;
         }
         __m512 vp[FP::kParams], vmx, vmy;
