@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <mutex>
 #include <new>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace sf_cpu {
@@ -101,6 +103,14 @@ template <typename T> struct PoolAllocator {
   template <typename U> PoolAllocator(const PoolAllocator<U>&) noexcept {}
   T* allocate(size_t n) { return static_cast<T*>(BufferPool::instance().acquire(n * sizeof(T))); }
   void deallocate(T* p, size_t n) noexcept { BufferPool::instance().release(p, n * sizeof(T)); }
+  // Sized construction and resize default-initialise (no zeroing): every pooled array is written before it is read,
+  // and zeroing tens of MB per call costs a pass of its own. Zeros are asked for explicitly: PooledVector<T>(n, 0).
+  template <typename U> void construct(U* p) noexcept(std::is_nothrow_default_constructible<U>::value) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args> void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
   template <typename U> bool operator==(const PoolAllocator<U>&) const noexcept { return true; }
   template <typename U> bool operator!=(const PoolAllocator<U>&) const noexcept { return false; }
 };
