@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import time
 
 import numpy as np
 import pytest
@@ -116,8 +117,10 @@ def test_browser_upload_reaches_the_server_and_bad_files_are_refused(browser, tm
         assert poll(lambda: "crate" in layer.meshes, 20), f"upload did not arrive: {list(layer.meshes)}"
         assert len(layer.meshes["crate"].faces) == 12
         assert poll(lambda: page.get_by_text("Delete crate").count() > 0, 20), "mesh list not updated"
-        page.get_by_text("Meshes", exact=True).click()  # expand the folder (collapsed by default)
+        folder = page.get_by_text("Meshes", exact=True)
+        folder.click()  # expand the folder (collapsed by default)
         delete = page.get_by_text("Delete crate")
+        last_toggle = [time.monotonic()]
 
         def click_delete():  # the folder animates open: retry a click that landed mid-animation or timed out
             from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -127,6 +130,14 @@ def test_browser_upload_reaches_the_server_and_bad_files_are_refused(browser, tm
                     delete.click(timeout=2000)
                 except PlaywrightTimeout:  # a busy machine: the poll below retries until its own deadline
                     return False
+            elif layer.meshes and time.monotonic() - last_toggle[0] > 3.0:
+                # still hidden 3 s after the folder's click (on a loaded machine the click can miss the folder or
+                # toggle it twice): click it again
+                try:
+                    folder.click(timeout=2000)
+                except PlaywrightTimeout:
+                    pass
+                last_toggle[0] = time.monotonic()
             return not layer.meshes
 
         assert poll(click_delete, 20, interval=0.5), "delete did not remove the mesh"
