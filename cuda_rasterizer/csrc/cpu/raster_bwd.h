@@ -451,6 +451,18 @@ void backward_tile_rows_avx512(const RasterInputs<float>& in, const TileBins& bi
 }
 #endif
 
+// Calls f(depth, abs) with gin's depth_grad and absgrad flags as compile-time constants (std::bool_constant), for
+// the row kernels' template parameters.
+template <typename T, typename F> inline void with_grad_flags(const RasterGradIn<T>& gin, F&& f) {
+  if (gin.depth_grad) {
+    if (gin.absgrad) f(std::true_type{}, std::true_type{});
+    else f(std::true_type{}, std::false_type{});
+  } else {
+    if (gin.absgrad) f(std::false_type{}, std::true_type{});
+    else f(std::false_type{}, std::false_type{});
+  }
+}
+
 template <typename T, typename FP>
 void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk,
                      const RasterGradIn<T>& gin, int nthreads, const RasterGradOut<T>& out) {
@@ -469,14 +481,10 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
 #if defined(__AVX512F__)
       if constexpr (RowAlpha<T, FP>::kVector) {
         if (in.tile == kLanes && C == 3) {
-          if (gin.depth_grad && gin.absgrad)
-            backward_tile_rows_avx512<FP, true, true>(in, bins, pk, gin, t, tiles_x, sc, G.data());
-          else if (gin.depth_grad)
-            backward_tile_rows_avx512<FP, true, false>(in, bins, pk, gin, t, tiles_x, sc, G.data());
-          else if (gin.absgrad)
-            backward_tile_rows_avx512<FP, false, true>(in, bins, pk, gin, t, tiles_x, sc, G.data());
-          else
-            backward_tile_rows_avx512<FP, false, false>(in, bins, pk, gin, t, tiles_x, sc, G.data());
+          with_grad_flags(gin, [&](auto depth, auto abs) {
+            backward_tile_rows_avx512<FP, decltype(depth)::value, decltype(abs)::value>(in, bins, pk, gin, t, tiles_x,
+                                                                                         sc, G.data());
+          });
           continue;
         }
       }
@@ -484,14 +492,10 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
 #if defined(SF_ROWS_AVX2)
       if constexpr (RowAlpha8<T, FP>::kVector) {
         if (in.tile <= kLanes && C == 3) {  // the forward's condition for blend_half_row_avx2 (LW == 16, CC == 3)
-          if (gin.depth_grad && gin.absgrad)
-            backward_tile_rows_avx2<FP, true, true>(in, bins, pk, gin, t, tiles_x, sc, G.data());
-          else if (gin.depth_grad)
-            backward_tile_rows_avx2<FP, true, false>(in, bins, pk, gin, t, tiles_x, sc, G.data());
-          else if (gin.absgrad)
-            backward_tile_rows_avx2<FP, false, true>(in, bins, pk, gin, t, tiles_x, sc, G.data());
-          else
-            backward_tile_rows_avx2<FP, false, false>(in, bins, pk, gin, t, tiles_x, sc, G.data());
+          with_grad_flags(gin, [&](auto depth, auto abs) {
+            backward_tile_rows_avx2<FP, decltype(depth)::value, decltype(abs)::value>(in, bins, pk, gin, t, tiles_x,
+                                                                                         sc, G.data());
+          });
           continue;
         }
       }
