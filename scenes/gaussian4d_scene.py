@@ -14,6 +14,12 @@ The temporal filter `time_filter` (a standard deviation in time, stored with the
 before the slice (Sigma4 + f^2 e_t e_t^T): no primitive lives shorter than f, so a monocular capture, where each
 time is seen from a single camera, cannot be learnt one photograph per primitive (trainers.initialise picks f from
 the training views' time spacing).
+Static primitives: a row whose right quaternion is the conjugate of its left one (no space-time rotation, so v = 0)
+and whose temporal scale is STATIC_TIME_SCALE time spans (temporal opacity above 0.9999 over the whole range) is a
+plain 3D Gaussian inside the 4D model. Training holds such rows static after every update (`hold_static`), so they
+are fitted by every view of the capture instead of the few near one time; the still parts of a dynamic capture go
+to them and the time-varying rows are left for what moves (after the static / dynamic split of Ex4DGS). They are
+ordinary 4D rows for every other purpose (files, slicing, editing), recognised by their temporal scale.
 Sigma3, v and Stt do not depend on t: the torch path caches them per parameter update outside autograd (keyed on
 the parameters' identities and version counters), so playing through time only recomputes means and opacities.
 Where the rasterizer's native backend exists (CPU extension, CUDA) one fused kernel pair (sf_math.h slice4 and
@@ -39,6 +45,11 @@ PARAM_NAMES_4D = ("means", "times", "quats", "quats_r", "log_scales", "log_scale
 TEMPORAL_CUTOFF = 16.0
 """Primitives with 0.5 (t - mu_t)^2 / Stt above this (temporal opacity factor below e^-16) are culled before projection."""
 _SHAPE_PARAMS = ("quats", "quats_r", "log_scales", "log_scale_t")
+STATIC_TIME_SCALE = 100.0
+"""Static rows' temporal standard deviation, in time spans (see the module docstring)."""
+_STATIC_MARGIN = 1.0
+"""A row is static while its log temporal scale is within this of the static value (one optimiser step moves it
+by about the learning rate, 5e-3, before `hold_static` puts it back)."""
 
 
 def conditional_of(cov4: torch.Tensor, time_filter: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -238,6 +249,30 @@ class Gaussian4DScene(SplatScene):
             index = index.index_select(0, rows)
         return inputs, index
 
+    # ----- static rows --------------------------------------------------------------------------------
+    @property
+    def static_log_scale_t(self) -> float:
+        """The log temporal scale that marks a row as static (STATIC_TIME_SCALE time spans)."""
+        return math.log(STATIC_TIME_SCALE * max(self.time_range[1] - self.time_range[0], 1e-6))
+
+    def static_rows(self, log_scale_t: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(N,) bool: the static rows (of `log_scale_t` (N, 1) rows when given, else of the scene)."""
+        values = self.params["log_scale_t"] if log_scale_t is None else log_scale_t
+        return values.detach()[:, 0] > self.static_log_scale_t - _STATIC_MARGIN
+
+    @torch.no_grad()
+    def make_static(self, rows: torch.Tensor) -> None:
+        """Turn the rows selected by the (N,) bool mask `rows` into static 3D Gaussians: no space-time rotation
+        (right quaternion = conjugate of the left) and the static temporal scale; mean time and spatial shape kept."""
+        rows = rows.to(self.params["quats"].device)
+        quats, quats_r, log_t = self.params["quats"], self.params["quats_r"], self.params["log_scale_t"]
+        quats_r.copy_(torch.where(rows[:, None], quats * quats.new_tensor([1.0, -1.0, -1.0, -1.0]), quats_r))
+        log_t.copy_(torch.where(rows[:, None], log_t.new_full((), self.static_log_scale_t), log_t))
+
+    def hold_static(self) -> None:
+        """Put the static rows back to their exact static form after an optimiser step moved them."""
+        self.make_static(self.static_rows())
+
     # ----- densification ------------------------------------------------------------------------------
     def split_rows(self, rows: Dict[str, torch.Tensor], generator: torch.Generator) -> List[Dict[str, torch.Tensor]]:
         """Two children per row. A split in time samples the children's 4D means from the parent's 4D Gaussian and
@@ -269,12 +304,13 @@ class Gaussian4DScene(SplatScene):
         mode = self.split_in_time
         if mode not in ("auto", "always", "never"):
             raise ValueError(f"split_in_time must be 'auto', 'always' or 'never', got {mode!r}")
+        dynamic = ~self.static_rows(rows["log_scale_t"])  # static rows split in space only, and stay static
         if mode != "auto":
-            return scales4.new_full(scales4.shape[:1], 1.0 if mode == "always" else 0.0)
+            return (dynamic & (mode == "always")).to(scales4.dtype)
         sigma3, velocity, stt = conditional_of(covariance4(rows["quats"], rows["quats_r"], scales4), self.time_filter)
         sweep = velocity.norm(dim=-1) * stt.sqrt()  # how far it moves during its life
         size = torch.diagonal(sigma3, dim1=-2, dim2=-1).clamp(min=0).amax(dim=-1).sqrt()
-        return (sweep > size).to(scales4.dtype)
+        return ((sweep > size) & dynamic).to(scales4.dtype)
 
     # ----- files --------------------------------------------------------------------------------------
     def save_ply(self, path: Union[str, Path]) -> None:

@@ -64,6 +64,8 @@ def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
         print(f"[train] model {trainer.model} ({trainer.model_reason})")
         if trainer.time_filter_note is not None and config.resume is None:
             print(f"[train] temporal filter {trainer.time_filter_note}")
+        if trainer.static_note is not None and config.resume is None:
+            print(f"[train] static rows: {trainer.static_note}")
         if trainer.rigidity_note is not None and config.resume is None:
             print(f"[train] velocity rigidity {trainer.rigidity_note}")
         what = (f"radiance field ({trainer.scene.num_parameters()} parameters)" if trainer.model == "nerf"

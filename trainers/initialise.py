@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional, Tuple
 
 import numpy as np
+import torch
 
 from render.paths import focus_point
 from scenes import GaborScene, Gaussian4DScene, GaussianScene, SplatScene
@@ -63,14 +64,15 @@ def temporal_filter(data: SceneData, frames: Optional[float] = None) -> Tuple[fl
 def initial_scene(
     data: SceneData, sh_degree: int, init_opacity: float, random_points: int, max_points: int, seed: int,
     random_extent: float = 0.33, model: str = "gaussian", time_scale: float = 0.25, num_terms: int = 4,
-    time_filter: Optional[float] = None,
+    time_filter: Optional[float] = None, static_fraction: float = 0.0,
 ) -> SplatScene:
     """Seed points when the dataset has them; else `random_points` uniform in a cube around the cameras' focus
     point with half-size `random_extent` x their mean distance to it (Inria's +-1.3 cube for NeRF-synthetic).
 
     model 'gaussian4d': the same points at the seed points' own times when the dataset has them, else each at a
     time drawn uniformly over the training time range; temporal scale `time_scale` x the time span; temporal filter
-    `time_filter` (None: `temporal_filter(data)`, chosen by the capture). model 'gabor': the same Gaussians with `num_terms` Gabor terms each, all off (exact Gaussians until
+    `time_filter` (None: `temporal_filter(data)`, chosen by the capture); a random `static_fraction` of the rows
+    start static (Gaussian4DScene.make_static). model 'gabor': the same Gaussians with `num_terms` Gabor terms each, all off (exact Gaussians until
     training switches terms on)."""
     points, colors, times = _initial_points(data, random_points, max_points, seed, random_extent)
     if model == "gaussian4d":
@@ -80,6 +82,9 @@ def initial_scene(
         scene = Gaussian4DScene.from_points(points, times, colors, sh_degree=sh_degree, initial_opacity=init_opacity,
                                             time_range=(t0, t1), time_scale=time_scale * max(t1 - t0, 1e-6))
         scene.time_filter = temporal_filter(data)[0] if time_filter is None else float(time_filter)
+        if static_fraction > 0:
+            pick = torch.rand(len(scene), generator=torch.Generator().manual_seed(seed + 11)) < static_fraction
+            scene.make_static(pick)
         return scene
     if model == "gabor":
         scene = GaborScene.from_points(points, colors, sh_degree=sh_degree, initial_opacity=init_opacity,

@@ -4,7 +4,7 @@ A monocular dynamic capture (D-NeRF: one photograph per time) sees each moment f
 photometric loss alone lets every primitive pick the velocity that fits its one or two photographs; between the
 training times (and from other viewpoints) the moving parts then fall apart. Real-time 4DGS (Yang et al.) adds a
 rigidity term on the sliced velocities v = Sigma_xyz,t / Sigma_tt of spatial nearest neighbours; this is our
-version of that prior:
+version of that prior (over the time-varying rows only: a scene's static rows have v = 0 by construction):
 
   loss = weight * E_edges[ w_ij |v_i - v_j| ] * horizon * time_span / scene_scale
 
@@ -127,9 +127,13 @@ class VelocityRigidity:
     def _build(self, scene) -> None:
         from scipy.spatial import cKDTree
 
-        means = scene.params["means"].detach()
-        times = scene.params["times"].detach()[:, 0]
-        sigma3, _, stt = scene.conditional()
+        # Static rows (Gaussian4DScene.static_rows) have v = 0 by construction: they take no part in the graph.
+        static = scene.static_rows() if hasattr(scene, "static_rows") else None
+        moving = None if static is None or not bool(static.any()) else torch.nonzero(~static)[:, 0]
+        pick = (lambda t: t) if moving is None else (lambda t: t.index_select(0, moving))  # noqa: E731
+        means = pick(scene.params["means"].detach())
+        times = pick(scene.params["times"].detach()[:, 0])
+        sigma3, _, stt = (pick(x) for x in scene.conditional())
         n = means.shape[0]
         k = min(self.config.neighbours, max(n - 1, 0))
         device = means.device
@@ -155,6 +159,8 @@ class VelocityRigidity:
         spatial = torch.exp(-torch.as_tensor(d, device=device, dtype=means.dtype) / length)
         dt = times[src_t] - times[dst_t]
         overlap = torch.exp(-0.5 * dt * dt / (stt[src_t] + stt[dst_t]).clamp(min=1e-12))
+        if moving is not None:  # back to scene rows
+            src_t, dst_t = moving.index_select(0, src_t), moving.index_select(0, dst_t)
         self._src, self._dst, self._weight = src_t, dst_t, spatial * overlap
 
     def loss(self, scene, step: int) -> torch.Tensor:

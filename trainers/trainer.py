@@ -91,15 +91,18 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.model, self.model_reason = resolve_model(config.model, data)
         self.time_filter_note: Optional[str] = None  # 4D runs: the temporal filter chosen and why, for the log
+        self.static_note: Optional[str] = None  # 4D runs: how many rows start static
         if scene is None:
             time_filter = None
             if self.model == "gaussian4d":
                 time_filter, why = temporal_filter(data, config.time_filter_frames)
                 self.time_filter_note = f"{time_filter:.4g} ({why})"
+                if config.static_fraction > 0:
+                    self.static_note = f"{config.static_fraction:g} of the initial primitives"
             scene = initial_scene(
                 data, config.sh_degree, config.init_opacity, config.init_random_points, config.max_init_points,
                 config.seed, config.init_random_extent, self.model, config.init_time_scale, config.gabor.num_terms,
-                time_filter,
+                time_filter, config.static_fraction,
             )
         else:
             self.model, self.model_reason = scene.KIND, "given scene"
@@ -329,6 +332,8 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
             if self.driving is not None:
                 self.driving.step()
+            if self.scene.KIND == "gaussian4d":
+                self.scene.hold_static()
         self.step += 1
         with stage("strategy"):
             changes = self.strategy.post_step(self.scene, self.optimizers, self.step)
