@@ -139,6 +139,39 @@ def test_native_cpu_slice_matches_torch_slice_in_float32(time_filter):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), name
 
 
+@pytest.mark.parametrize("time_filter", [0.0, 0.1])
+def test_native_cpu_slice_and_vjp_match_torch_in_float32_with_a_partial_lane_block(time_filter):
+    """The CPU kernels run SF_LANES primitives per call on AVX-512 / AVX2 hosts (cpu/lanes.h): 1003 rows leave a
+    partial last block. Values and the VJP (a random linear loss on every output) against the torch slice in float64."""
+    from scenes.gaussian4d_scene import _native_slice_available
+
+    if not _native_slice_available("cpu"):
+        pytest.skip("the CPU extension is not built")
+    scene = random_scene4(n=1003, seed=15)
+    scene.time_filter = time_filter
+    gen = torch.Generator().manual_seed(3)
+    weights = [torch.randn(1003, 3, generator=gen), torch.randn(1003, 3, 3, generator=gen), torch.randn(1003, generator=gen)]
+    names = ("means", "times", "quats", "quats_r", "log_scales", "log_scale_t", "opacity_logits")
+
+    def outputs_and_grads(native: bool, dtype: torch.dtype):
+        scene.native_slice = native
+        scene.to(dtype)
+        for p in scene.params.values():
+            p.grad = None
+        terms = scene._slice_terms(0.37)
+        loss = sum((out * w.to(dtype)).sum() for out, w in zip(terms[:3], weights))
+        loss.backward()
+        result = [t.detach().double() for t in terms] + [scene.params[k].grad.double() for k in names]
+        scene.to(torch.float32)
+        return result
+
+    want = outputs_and_grads(False, torch.float64)
+    got = outputs_and_grads(True, torch.float32)
+    for a, b, name in zip(got, want, ("means3", "covars3", "opacities", "exponent") + names):
+        scale = float(b.abs().max())
+        assert float((a - b).abs().max()) <= 2e-4 * scale + 1e-6, name
+
+
 def test_conditional_cache_reused_until_parameters_change_and_autograd_still_works():
     scene = random_scene4(n=10, seed=6)
     with torch.no_grad():

@@ -184,6 +184,8 @@ class Trainer:
         """Training-only scene settings from the config (4D: how densification splits), on a new or resumed scene."""
         if hasattr(self.scene, "split_in_time"):
             self.scene.split_in_time = self.config.split_in_time
+        # 4D scenes with static rows (--static-fraction, or a given / resumed scene that has them) keep them static
+        self.holds_static = self.scene.KIND == "gaussian4d" and bool(self.scene.static_rows().any())
 
     def _train_view(self, index: int) -> View:
         """Training view `index` with the tensors training reads on the device, uploaded once and cached.
@@ -332,7 +334,7 @@ class Trainer:
                 opt.zero_grad(set_to_none=True)
             if self.driving is not None:
                 self.driving.step()
-            if self.scene.KIND == "gaussian4d":
+            if self.holds_static:
                 self.scene.hold_static()
         self.step += 1
         with stage("strategy"):

@@ -2,6 +2,7 @@
 #include <type_traits>
 
 #include "api.h"
+#include "lanes.h"
 
 namespace sf_cpu {
 
@@ -130,9 +131,69 @@ void sh_bwd(int degree, const T* v_out, int64_t n, int k, int channels, const T*
   }
 }
 
+#if defined(SF_LANES)
+// sf::slice4 and sf::slice4_vjp instantiated with lanes::F: SF_LANES primitives per call (rows transposed in and out),
+// the same operations lane by lane, so float results match the scalar loop's up to the exp polynomial (~2 ulp).
+namespace {
+using lanes::F;
+
+void slice4_fwd_block(const float* means, const float* times, const float* ql, const float* qr, const float* scales,
+                      float filter_var, const float* opac, int count, float t, float* mean3, float* cov3, float* opac_t,
+                      float* exponent) {
+  F m[3], tm[1], a[4], b[4], s[4], o[1], m3[3], c3[9], ot[1], ex[1];
+  lanes::load_rows<3>(means, count, m);
+  lanes::load_rows<1>(times, count, tm);
+  lanes::load_rows<4>(ql, count, a);
+  lanes::load_rows<4>(qr, count, b);
+  lanes::load_rows<4>(scales, count, s);
+  lanes::load_rows<1>(opac, count, o);
+  sf::slice4<F>(m, tm[0], a, b, s, F(filter_var), o[0], F(t), m3, c3, &ot[0], &ex[0]);
+  lanes::store_rows<3>(mean3, count, m3);
+  lanes::store_rows<9>(cov3, count, c3);
+  lanes::store_rows<1>(opac_t, count, ot);
+  lanes::store_rows<1>(exponent, count, ex);
+}
+
+void slice4_bwd_block(const float* times, const float* ql, const float* qr, const float* scales, float filter_var,
+                      const float* opac, int count, float t, const float* v_mean3, const float* v_cov3,
+                      const float* v_opac_t, float* v_means, float* v_times, float* v_ql, float* v_qr, float* v_scales,
+                      float* v_opac) {
+  F tm[1], a[4], b[4], s[4], o[1], vm3[3], vc3[9], vot[1], vm[3], vt[1], va[4], vb[4], vs[4], vo[1];
+  lanes::load_rows<1>(times, count, tm);
+  lanes::load_rows<4>(ql, count, a);
+  lanes::load_rows<4>(qr, count, b);
+  lanes::load_rows<4>(scales, count, s);
+  lanes::load_rows<1>(opac, count, o);
+  lanes::load_rows<3>(v_mean3, count, vm3);
+  lanes::load_rows<9>(v_cov3, count, vc3);
+  lanes::load_rows<1>(v_opac_t, count, vot);
+  sf::slice4_vjp<F>(tm[0], a, b, s, F(filter_var), o[0], F(t), vm3, vc3, vot[0], vm, &vt[0], va, vb, vs, &vo[0]);
+  lanes::store_rows<3>(v_means, count, vm);
+  lanes::store_rows<1>(v_times, count, vt);
+  lanes::store_rows<4>(v_ql, count, va);
+  lanes::store_rows<4>(v_qr, count, vb);
+  lanes::store_rows<4>(v_scales, count, vs);
+  lanes::store_rows<1>(v_opac, count, vo);
+}
+}  // namespace
+#endif
+
 template <typename T>
 void slice4_fwd(const T* means, const T* times, const T* ql, const T* qr, const T* scales, T filter_var, const T* opac,
                 int64_t n, T t, T* mean3, T* cov3, T* opac_t, T* exponent, int nthreads) {
+#if defined(SF_LANES)
+  if constexpr (std::is_same<T, float>::value) {
+    const int64_t blocks = (n + SF_LANES - 1) / SF_LANES;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t i = blk * SF_LANES;
+      const int count = static_cast<int>(n - i < SF_LANES ? n - i : SF_LANES);
+      slice4_fwd_block(means + 3 * i, times + i, ql + 4 * i, qr + 4 * i, scales + 4 * i, filter_var, opac + i, count, t,
+                       mean3 + 3 * i, cov3 + 9 * i, opac_t + i, exponent + i);
+    }
+    return;
+  }
+#endif
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t i = 0; i < n; ++i)
     sf::slice4(means + 3 * i, times[i], ql + 4 * i, qr + 4 * i, scales + 4 * i, filter_var, opac[i], t, mean3 + 3 * i,
@@ -143,6 +204,20 @@ template <typename T>
 void slice4_bwd(const T* times, const T* ql, const T* qr, const T* scales, T filter_var, const T* opac, int64_t n, T t,
                 const T* v_mean3, const T* v_cov3, const T* v_opac_t, T* v_means, T* v_times, T* v_ql, T* v_qr,
                 T* v_scales, T* v_opac, int nthreads) {
+#if defined(SF_LANES)
+  if constexpr (std::is_same<T, float>::value) {
+    const int64_t blocks = (n + SF_LANES - 1) / SF_LANES;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t i = blk * SF_LANES;
+      const int count = static_cast<int>(n - i < SF_LANES ? n - i : SF_LANES);
+      slice4_bwd_block(times + i, ql + 4 * i, qr + 4 * i, scales + 4 * i, filter_var, opac + i, count, t, v_mean3 + 3 * i,
+                       v_cov3 + 9 * i, v_opac_t + i, v_means + 3 * i, v_times + i, v_ql + 4 * i, v_qr + 4 * i,
+                       v_scales + 4 * i, v_opac + i);
+    }
+    return;
+  }
+#endif
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t i = 0; i < n; ++i)
     sf::slice4_vjp(times[i], ql + 4 * i, qr + 4 * i, scales + 4 * i, filter_var, opac[i], t, v_mean3 + 3 * i, v_cov3 + 9 * i,
