@@ -137,6 +137,16 @@ void sh_bwd(int degree, const T* v_out, int64_t n, int k, int channels, const T*
 namespace {
 using lanes::F;
 
+// fn(first_row, count) for consecutive blocks of SF_LANES rows (the last one may be partial), OpenMP-parallel.
+template <typename Fn> void for_lane_blocks(int64_t n, int nthreads, Fn fn) {
+  const int64_t blocks = (n + SF_LANES - 1) / SF_LANES;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t i = blk * SF_LANES;
+    fn(i, static_cast<int>(n - i < SF_LANES ? n - i : SF_LANES));
+  }
+}
+
 void slice4_fwd_block(const float* means, const float* times, const float* ql, const float* qr, const float* scales,
                       float filter_var, const float* opac, int count, float t, float* mean3, float* cov3, float* opac_t,
                       float* exponent) {
@@ -183,14 +193,10 @@ void slice4_fwd(const T* means, const T* times, const T* ql, const T* qr, const 
                 int64_t n, T t, T* mean3, T* cov3, T* opac_t, T* exponent, int nthreads) {
 #if defined(SF_LANES)
   if constexpr (std::is_same<T, float>::value) {
-    const int64_t blocks = (n + SF_LANES - 1) / SF_LANES;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-      const int64_t i = blk * SF_LANES;
-      const int count = static_cast<int>(n - i < SF_LANES ? n - i : SF_LANES);
+    for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
       slice4_fwd_block(means + 3 * i, times + i, ql + 4 * i, qr + 4 * i, scales + 4 * i, filter_var, opac + i, count, t,
                        mean3 + 3 * i, cov3 + 9 * i, opac_t + i, exponent + i);
-    }
+    });
     return;
   }
 #endif
@@ -206,15 +212,11 @@ void slice4_bwd(const T* times, const T* ql, const T* qr, const T* scales, T fil
                 T* v_scales, T* v_opac, int nthreads) {
 #if defined(SF_LANES)
   if constexpr (std::is_same<T, float>::value) {
-    const int64_t blocks = (n + SF_LANES - 1) / SF_LANES;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-      const int64_t i = blk * SF_LANES;
-      const int count = static_cast<int>(n - i < SF_LANES ? n - i : SF_LANES);
+    for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
       slice4_bwd_block(times + i, ql + 4 * i, qr + 4 * i, scales + 4 * i, filter_var, opac + i, count, t, v_mean3 + 3 * i,
                        v_cov3 + 9 * i, v_opac_t + i, v_means + 3 * i, v_times + i, v_ql + 4 * i, v_qr + 4 * i,
                        v_scales + 4 * i, v_opac + i);
-    }
+    });
     return;
   }
 #endif
