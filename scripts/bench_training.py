@@ -5,6 +5,9 @@ Workloads (the datasets come from ../shared/data; a missing one is reported and 
 - fern: LLFF fern images_8 (504x378), its SfM points as the initial Gaussians, no densification, full resolution.
 - lego400: NeRF-synthetic lego at 400x400, 100k random initial Gaussians (seeded), no densification.
 - lego200-default: lego at 200x200 with the default 3DGS densification, `--default-steps` steps from the start.
+- dnerf400 (not in the defaults): D-NeRF lego at 400x400 as a 4D scene (`--model gaussian4d`), 100k random initial
+  4D Gaussians (seeded), no densification, the monocular defaults (temporal filter, velocity rigidity): the 4D
+  training step (slice and its VJP, temporal cull, rigidity term) on top of the 3D one.
 - host-overhead (not in the defaults): the procedural demo scene at 64x48 with 1,000 Gaussians, fixed: the rasterizer
   has almost nothing to do, so the step time is the trainer's per-step host work (Python, autograd, optimiser
   calls), the floor that bounds training steps per second on a GPU.
@@ -42,7 +45,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 class BenchTrainingConfig:
     workloads: Tuple[str, ...] = ("fern", "lego400", "lego200-default")
     data_root: Path = SHARED
-    """Folder holding llff_fern and nerf_synthetic_lego_400."""
+    """Folder holding llff_fern, nerf_synthetic_lego_400 and dnerf_lego."""
     threads: int = 2
     warmup_steps: int = 20
     timed_steps: int = 60
@@ -74,6 +77,11 @@ def make_workload(name: str, cfg: BenchTrainingConfig, out_dir: Path):
         train = TrainConfig(data=cfg.data_root / "nerf_synthetic_lego_400", downscale=2, strategy=DefaultStrategy(),
                             max_steps=cfg.default_steps, **common)
         return data, train, cfg.default_steps, 0
+    if name == "dnerf400":
+        data = load_dataset(cfg.data_root / "dnerf_lego", downscale=2)
+        train = TrainConfig(data=cfg.data_root / "dnerf_lego", downscale=2, model="gaussian4d", strategy=FixedStrategy(),
+                            init_random_points=100_000, max_steps=10**6, **common)
+        return data, train, cfg.timed_steps, cfg.warmup_steps
     if name == "host-overhead":
         from trainers.data import DemoSceneConfig, generate_demo_scene
 
@@ -82,7 +90,7 @@ def make_workload(name: str, cfg: BenchTrainingConfig, out_dir: Path):
         data = load_dataset(folder)
         train = TrainConfig(data=folder, strategy=FixedStrategy(), max_steps=10**6, **common)
         return data, train, 10 * cfg.timed_steps, cfg.warmup_steps
-    raise ValueError(f"unknown workload {name!r}; choose from fern, lego400, lego200-default, host-overhead")
+    raise ValueError(f"unknown workload {name!r}; choose from fern, lego400, lego200-default, dnerf400, host-overhead")
 
 
 def _torch_loss_trainer():
