@@ -93,11 +93,14 @@ def _load(name: str, sources: List[Path], message: str, **kwargs) -> ModuleType:
 def build_cpu_extension() -> ModuleType:
     """Compile (first use only, ~1 min) and import the OpenMP CPU rasterizer."""
     cpu = _CSRC / "cpu"
+    # SPLATFORGE_CPU_CFLAGS: extra compiler flags, e.g. "-mno-avx512f" to build and time the AVX2 kernels on an
+    # AVX-512 host (they are part of the build key, so each variant keeps its own cached build).
+    extra = os.environ.get("SPLATFORGE_CPU_CFLAGS", "").split()
     return _load(
         "splatforge_cpu_rasterizer",
         [cpu / "bindings.cpp", cpu / "project.cpp", cpu / "gabor_project.cpp", cpu / "raster.cpp", cpu / "fused_loss.cpp"],
         "splatforge: compiling the CPU rasterizer (first use, ~1 min)...",
-        extra_cflags=["-O3", "-fopenmp", "-march=native", "-fno-trapping-math", "-mprefer-vector-width=512"],
+        extra_cflags=["-O3", "-fopenmp", "-march=native", "-fno-trapping-math", "-mprefer-vector-width=512", *extra],
         extra_ldflags=["-fopenmp"],
         extra_include_paths=[str(_CSRC)],
     )
