@@ -45,8 +45,11 @@ def attach_viewer(trainer: Trainer):
 
 def train(config: TrainConfig, keep_serving: bool = True) -> Trainer:
     """Load the data, train, print the metrics; with `config.viewer`, serve live and (if `keep_serving`) after."""
-    # Everything the user can get wrong outside the data fails before the dataset loads.
-    check_output_dir(config.output_dir, "--output-dir")
+    # Everything the user can get wrong outside the data fails before the dataset loads. Under torchrun only rank 0
+    # writes the run folder, so only it checks it: probes from every rank at once race on the folders they make and
+    # remove (one rank's mkdir failing another's with "File exists"); a failing rank 0 stops the others.
+    if os.environ.get("RANK", "0") == "0":
+        check_output_dir(config.output_dir, "--output-dir")
     resolve_device(config.device)
     if config.viewer and config.viewer_port:
         from viewer.server import check_port_free

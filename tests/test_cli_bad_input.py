@@ -89,6 +89,20 @@ def test_train_output_dir_on_special_filesystem_fails_before_the_data_loads(tmp_
         train(TrainConfig(data=tmp_path / "no-dataset", output_dir=UNWRITABLE, progress=False))
 
 
+def test_only_rank_zero_checks_the_output_dir(tmp_path, monkeypatch):
+    """Under torchrun every rank runs train() at once; only rank 0 writes the run folder, so only it probes it (two
+    ranks probing the same missing folder raced: one's mkdir failed the other's with "File exists")."""
+    import scripts.train as train_module
+
+    checked = []
+    monkeypatch.setattr(train_module, "check_output_dir", lambda path, option: checked.append(path))
+    for rank in ("1", "0"):
+        monkeypatch.setenv("RANK", rank)
+        with pytest.raises((FileNotFoundError, ValueError)):  # no dataset: stops right after the checks
+            train_module.train(TrainConfig(data=tmp_path / "no-dataset", output_dir=tmp_path / "runs", progress=False))
+    assert checked == [tmp_path / "runs"]  # rank 0's call only
+
+
 def test_train_output_dir_below_a_file_fails_and_names_the_file(tmp_path):
     from scripts.train import train
 
