@@ -99,7 +99,7 @@ def rasterize_to_pixels(
     absgrad: bool = True,
 ) -> Composite:
     """Tiled front-to-back blending on the GPU (see reference.rasterize_to_pixels). absgrad=False: means2d.absgrad
-    is not set by the backward (the kernel accumulates it anyway: its atomics cost next to nothing there)."""
+    is not set by the backward, whose kernel then skips those sums."""
     del max_elements
     if background is not None:
         background = background.reshape(-1).contiguous()

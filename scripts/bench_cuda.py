@@ -52,8 +52,11 @@ def run_case(name: str, cfg: CudaBenchConfig) -> Dict[str, object]:
     case = CASES[name]
     cpu_scene = make_scene(case.n, case.width, case.height, cfg.seed)
     scene = tensors_to(cpu_scene, torch.device("cuda"))
-    views = [camera(i).cuda() for i in range(case.cameras)]
-    frame = lambda backward: [render(cuda_backend, scene, v, case.width, case.height, backward) for v in views]  # noqa: E731
+    # the camera on the host, where the CUDA backend reads it (as render() passes it); absgrad off, as in the trainer
+    # and gsplat's default (the CPU bench_rasterizer figures keep it on)
+    views, scene = [camera(i) for i in range(case.cameras)], dict(scene, K=scene["K"].cpu())
+    frame = lambda backward: [render(cuda_backend, scene, v, case.width, case.height, backward, absgrad=False)  # noqa: E731
+                              for v in views]
     result: Dict[str, object] = dict(n=case.n, width=case.width, height=case.height, cameras=case.cameras)
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()

@@ -51,6 +51,9 @@ class PeerBenchConfig:
     warmup_steps: int = 20
     timed_steps: int = 200
     seed: int = 0
+    profile_cases: Tuple[str, ...] = ("B2",)
+    """Cases whose forward+backward is also run under the torch profiler: per-kernel GPU times of ours and gsplat's
+    (unpacked), and how much of the wall time the GPU was busy."""
 
 
 def gsplat_render(scene: Dict[str, torch.Tensor], view: torch.Tensor, width: int, height: int, backward: bool,
@@ -72,9 +75,12 @@ def rasterizer_case(name: str, cfg: PeerBenchConfig) -> Dict[str, object]:
     case = CASES[name]
     scene = tensors_to(make_scene(case.n, case.width, case.height, cfg.seed), torch.device("cuda"))
     views = [camera(i).cuda() for i in range(case.cameras)]
+    # each rasterizer gets the camera where it reads it: gsplat on the GPU, ours on the host (as render() passes it)
+    host_views, host_scene = [camera(i) for i in range(case.cameras)], dict(scene, K=scene["K"].cpu())
     result: Dict[str, object] = dict(n=case.n, width=case.width, height=case.height, cameras=case.cameras)
     runners = {
-        "ours": lambda bwd: [render(cuda_backend, scene, v, case.width, case.height, bwd) for v in views],
+        "ours": lambda bwd: [render(cuda_backend, host_scene, v, case.width, case.height, bwd, absgrad=False)
+                             for v in host_views],
         "gsplat_unpacked": lambda bwd: [gsplat_render(scene, v, case.width, case.height, bwd, False) for v in views],
         "gsplat_packed": lambda bwd: [gsplat_render(scene, v, case.width, case.height, bwd, True) for v in views],
     }
@@ -86,7 +92,7 @@ def rasterizer_case(name: str, cfg: PeerBenchConfig) -> Dict[str, object]:
     best_gsplat = min(result[f"gsplat_unpacked_{key}"], result[f"gsplat_packed_{key}"])
     result[f"ours_over_best_gsplat_{key}"] = result[f"ours_{key}"] / best_gsplat
     with torch.no_grad():
-        ours = render(cuda_backend, scene, views[0], case.width, case.height, False)
+        ours = render(cuda_backend, host_scene, host_views[0], case.width, case.height, False)
         theirs_rgb, theirs_alpha = gsplat_render(scene, views[0], case.width, case.height, False, False)
         diff = (ours.colors - theirs_rgb).abs()
         result["image_max_abs_diff"] = float(diff.max())
@@ -95,12 +101,61 @@ def rasterizer_case(name: str, cfg: PeerBenchConfig) -> Dict[str, object]:
     return result
 
 
+def profile_case(name: str, cfg: PeerBenchConfig, repeats: int = 5) -> Dict[str, object]:
+    """Per-kernel GPU time of `repeats` forward+backward renders, ours and gsplat's: where the difference lies."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    case = CASES[name]
+    scene = tensors_to(make_scene(case.n, case.width, case.height, cfg.seed), torch.device("cuda"))
+    views = [camera(i).cuda() for i in range(case.cameras)]
+    host_views, host_scene = [camera(i) for i in range(case.cameras)], dict(scene, K=scene["K"].cpu())
+    runners = {
+        "ours": lambda: [render(cuda_backend, host_scene, v, case.width, case.height, True, absgrad=False)
+                         for v in host_views],
+        "gsplat": lambda: [gsplat_render(scene, v, case.width, case.height, True, False) for v in views],
+    }
+    result: Dict[str, object] = {}
+    for who, run in runners.items():
+        for _ in range(2):
+            run()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            start = time.perf_counter()
+            for _ in range(repeats):
+                run()
+            torch.cuda.synchronize()
+            wall_ms = 1000.0 * (time.perf_counter() - start) / repeats
+        kernels = {}
+        for event in prof.key_averages():
+            if event.device_type != DeviceType.CUDA:  # host ops also carry their kernels' time: count kernels once
+                continue
+            gpu_us = getattr(event, "self_device_time_total", None)
+            if gpu_us is None:
+                gpu_us = getattr(event, "self_cuda_time_total", 0.0)
+            if gpu_us > 0:
+                kernels[event.key] = (gpu_us / 1000.0 / repeats, event.count // repeats)
+        busy_ms = sum(ms for ms, _ in kernels.values())
+        top = sorted(kernels.items(), key=lambda kv: -kv[1][0])[:14]
+        print(f"[profile {name} {who}] wall {wall_ms:.2f} ms per frame set, GPU busy {busy_ms:.2f} ms "
+              f"({len(kernels)} kinds of GPU work)", flush=True)
+        for key, (ms, count) in top:
+            print(f"    {ms:8.3f} ms  x{count:<3d} {key[:110]}", flush=True)
+        result[who] = {"wall_ms": wall_ms, "gpu_busy_ms": busy_ms,
+                       "kernels": {k: {"ms": ms, "calls": c} for k, (ms, c) in top}}
+    return result
+
+
 def gsplat_rasterize_gaussians(means, quats, scales, opacities, colors, viewmat, K, width, height, *, sh_degree=None,
                                background=None, covars=None, near=0.01, far=1e10, eps2d=EPS_2D, antialiased=False,
                                backend="auto", gabor_freqs=None, gabor_weights=None,
-                               gabor_phases=None) -> RasterizeOutput:
-    """`cuda_rasterizer.rasterize_gaussians`'s signature, served by `gsplat.rasterization` (3D Gaussians only)."""
+                               gabor_phases=None, check_finite=True, absgrad=False) -> RasterizeOutput:
+    """`cuda_rasterizer.rasterize_gaussians`'s signature, served by `gsplat.rasterization` (3D Gaussians only;
+    check_finite is ours alone: gsplat scans nothing)."""
     import gsplat
+
+    del check_finite
+    viewmat, K = viewmat.to(means), K.to(means)  # gsplat wants the camera on the device
 
     if gabor_freqs is not None:
         raise ValueError("gsplat has no Gabor primitives: the peer benchmark trains Gaussian scenes only")
@@ -108,7 +163,7 @@ def gsplat_rasterize_gaussians(means, quats, scales, opacities, colors, viewmat,
         means, quats if covars is None else None, scales if covars is None else None, opacities, colors, viewmat[None],
         K[None], width, height, near_plane=near, far_plane=far, eps2d=eps2d, sh_degree=sh_degree, packed=False,
         backgrounds=None if background is None else background.reshape(1, -1), render_mode="RGB+ED",
-        rasterize_mode="antialiased" if antialiased else "classic", covars=covars,
+        rasterize_mode="antialiased" if antialiased else "classic", covars=covars, absgrad=absgrad,
     )
     rgb, depth = rgbd[0, ..., :-1], rgbd[0, ..., -1:]
     out_meta = {"means2d": meta["means2d"], "radii": meta["radii"], "depths": meta["depths"]}
@@ -173,6 +228,12 @@ def main(cfg: PeerBenchConfig) -> Dict[str, object]:
         except Exception:  # one failing case must not hide the others' figures
             traceback.print_exc()
         torch.cuda.empty_cache()
+    results["profile"] = {}
+    for name in cfg.profile_cases:
+        try:
+            results["profile"][name] = profile_case(name, cfg)
+        except Exception:
+            traceback.print_exc()
     with tempfile.TemporaryDirectory(prefix="sf-peer-") as tmp:
         for name in cfg.workloads:
             for rasterizer in ("ours", "gsplat"):

@@ -81,15 +81,20 @@ def camera(i: int) -> torch.Tensor:
     return view
 
 
-def render(backend, scene, view, width, height, backward: bool):
+def render(backend, scene, view, width, height, backward: bool, absgrad: bool = True):
+    """The four stages on `backend`, as `rasterize_gaussians` runs them: a backend that reads the camera on the host
+    (CUDA) gets it there (a GPU camera would be copied back in the forward and again in the backward, each copy a
+    device synchronisation). absgrad=False: no means2d.absgrad (the trainer's and gsplat's default)."""
     params = {k: scene[k].clone().requires_grad_(backward) for k in ("means", "quats", "scales", "opacities", "sh")}
+    camera_device = torch.device("cpu") if getattr(backend, "CAMERA_ON_HOST", False) else view.device
+    view, K = view.to(camera_device), scene["K"].to(camera_device)
     covars = backend.quat_scale_to_covar(params["quats"], params["scales"])
-    proj = backend.project(params["means"], covars, params["opacities"], view, scene["K"], width, height)
-    cam_center = -view[:3, :3].T @ view[:3, 3]
+    proj = backend.project(params["means"], covars, params["opacities"], view, K, width, height)
+    cam_center = (-view[:3, :3].T @ view[:3, 3]).to(params["means"].device)
     colors = torch.clamp_min(backend.eval_sh(3, params["sh"], params["means"].detach() - cam_center) + 0.5, 0.0)
     comp = backend.rasterize_to_pixels(
         proj.means2d, proj.conics, colors, proj.opacities, proj.depths, proj.radii, width, height,
-        torch.zeros(3, device=colors.device),
+        torch.zeros(3, device=colors.device), absgrad=absgrad,
     )
     if backward:
         (comp.colors.sum() + comp.alphas.sum()).backward()

@@ -48,20 +48,26 @@ def _scene(n, width, height, seed, sh_degree=None, channels=3, background=True):
 _LEAVES = ("means", "quats", "scales", "opacities", "colors", "background")
 
 
-def _run(scene, backend, device):
+def _run(scene, backend, device, depth_loss=True, absgrad=True):
     leaves = {k: scene[k].to(device).clone().requires_grad_(True) for k in _LEAVES if scene[k] is not None}
     out = rasterize_gaussians(leaves["means"], leaves["quats"], leaves["scales"], leaves["opacities"],
                               leaves["colors"], scene["viewmat"].to(device), scene["K"].to(device), scene["width"],
                               scene["height"], sh_degree=scene["sh_degree"], background=leaves.get("background"),
-                              backend=backend)
+                              backend=backend, absgrad=absgrad)
     means2d = out.meta["means2d"]
     means2d.retain_grad()
     gen = torch.Generator().manual_seed(3)
     weights = [torch.randn(t.shape, generator=gen).to(device) for t in (out.colors, out.alphas, out.depths)]
-    loss = (out.colors * weights[0]).sum() + (out.alphas * weights[1]).sum() + (out.depths * weights[2]).sum()
+    loss = (out.colors * weights[0]).sum() + (out.alphas * weights[1]).sum()
+    if depth_loss:
+        loss = loss + (out.depths * weights[2]).sum()
     loss.backward()
     res = {"colors": out.colors.detach().cpu(), "alphas": out.alphas.detach().cpu(), "depths": out.depths.detach().cpu(),
-           "grad_means2d": means2d.grad.cpu(), "absgrad_means2d": means2d.absgrad.cpu()}
+           "grad_means2d": means2d.grad.cpu()}
+    if absgrad:
+        res["absgrad_means2d"] = means2d.absgrad.cpu()
+    else:
+        assert getattr(means2d, "absgrad", None) is None, "absgrad=False must not set means2d.absgrad"
     res.update({"grad_" + k: v.grad.cpu() for k, v in leaves.items()})
     return res
 
@@ -88,6 +94,18 @@ def test_cuda_matches_cpu(n, width, height, sh_degree, channels, background):
     _needs_gpu()
     scene = _scene(n, width, height, seed=n, sh_degree=sh_degree, channels=channels, background=background)
     _assert_parity(_run(scene, "cuda", "cuda"), _run(scene, "cpu", "cpu"))
+
+
+@pytest.mark.parametrize("depth_loss,absgrad", [(False, False), (False, True), (True, False)])
+def test_cuda_matches_cpu_without_depth_gradient_or_absgrad(depth_loss, absgrad):
+    """The backward kernel skips the depth terms when no depth gradient arrives and the |grad| sums when absgrad is
+    off: every other gradient must stay as on the CPU (SH degree 1, several batches per tile)."""
+    _needs_gpu()
+    scene = _scene(6000, 96, 80, seed=11, sh_degree=1)
+    gpu = _run(scene, "cuda", "cuda", depth_loss=depth_loss, absgrad=absgrad)
+    cpu = _run(scene, "cpu", "cpu", depth_loss=depth_loss, absgrad=absgrad)
+    _assert_parity(gpu, cpu)
+    assert gpu["grad_means"].abs().max() > 0
 
 
 def test_cuda_empty_and_offscreen_scenes():

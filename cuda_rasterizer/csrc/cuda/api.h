@@ -50,7 +50,8 @@ void render_fwd(const int32_t* tile_ranges, const int32_t* ids, const float* mea
                 const float* colors, const float* opacities, const float* depths, const int32_t* radii,
                 const float* background, int channels, int width, int height, float* out_colors, float* out_alphas,
                 float* out_depths, float* out_trans, int32_t* last_pos, int32_t* last_id, cudaStream_t s);
-// Backward; gradient outputs must be zeroed by the caller (atomics accumulate into them).
+// Backward; gradient outputs must be zeroed by the caller (atomics accumulate into them). v_depths_px null: no depth
+// gradient upstream (v_depths stays zero); absgrad null: not wanted.
 void render_bwd(const int32_t* tile_ranges, const int32_t* ids, const float* means2d, const float* fp_params, int terms,
                 const float* colors, const float* opacities, const float* depths, const int32_t* radii,
                 const float* background, int channels, int width, int height, const float* trans,

@@ -111,7 +111,7 @@ Tensor sh_bwd(int64_t degree, Tensor v_out, int64_t k, Tensor dirs, int64_t) {
   const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(v_out));
   v_out = c(v_out); dirs = c(dirs);
   const int64_t n = v_out.size(0), ch = v_out.size(1);
-  auto vc = torch::zeros({n, k, ch}, v_out.options());
+  auto vc = torch::empty({n, k, ch}, v_out.options());  // the kernel writes every coefficient
   sf_cuda::sh_bwd(int(degree), p<float>(v_out), n, int(k), int(ch), p<float>(dirs), p<float>(vc), stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return vc;
@@ -166,13 +166,15 @@ py::tuple raster_fwd(Tensor m2d, Tensor conics, Tensor colors, Tensor opac, Tens
 std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor m2d, Tensor conics, Tensor colors, Tensor opac,
                                Tensor depths, Tensor radii, c10::optional<Tensor> background, int64_t width,
                                int64_t height, int64_t, int64_t, Tensor trans, Tensor last_pos, Tensor v_colors,
-                               Tensor v_alphas, Tensor v_depths, bool /*want_absgrad: computed anyway, atomics*/) {
+                               Tensor v_alphas, Tensor v_depths, bool want_absgrad) {
   const c10::cuda::OptionalCUDAGuard device_guard(gpu_of(m2d));
   const int terms = footprint_terms(conics);
   m2d = c(m2d); conics = c(conics); colors = c(colors); opac = c(opac); depths = c(depths);
   radii = c(radii.to(torch::kInt32)); trans = c(trans); last_pos = c(last_pos);
   v_colors = c(v_colors); v_alphas = c(v_alphas);
-  v_depths = v_depths.numel() > 0 ? c(v_depths) : torch::zeros_like(trans);  // empty: no depth gradient upstream
+  // empty v_depths: no depth gradient upstream, and the kernel skips the depth terms (their gradient stays zero)
+  const bool want_depth = v_depths.numel() > 0;
+  if (want_depth) v_depths = c(v_depths);
   Tensor bg;
   if (background.has_value()) bg = c(background.value());
   auto vm = torch::zeros_like(m2d), vcon = torch::zeros_like(conics), vcol = torch::zeros_like(colors);
@@ -181,8 +183,8 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor m2d, Tensor co
                       p<float>(colors), p<float>(opac), p<float>(depths), p<int32_t>(radii),
                       bg.defined() ? p<float>(bg) : nullptr, int(colors.size(1)), int(width), int(height),
                       p<float>(trans), p<int32_t>(last_pos), p<float>(v_colors), p<float>(v_alphas),
-                      p<float>(v_depths), p<float>(vm), p<float>(vcon), p<float>(vcol), p<float>(vo), p<float>(vd),
-                      p<float>(ag), stream());
+                      want_depth ? p<float>(v_depths) : nullptr, p<float>(vm), p<float>(vcon), p<float>(vcol),
+                      p<float>(vo), p<float>(vd), want_absgrad ? p<float>(ag) : nullptr, stream());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {vm, vcon, vcol, vo, vd, ag};
 }

@@ -69,13 +69,17 @@ __global__ void ranges_k(const int64_t* keys, int64_t m, int32_t* ranges) {
   if (e == m - 1) ranges[2 * tile + 1] = int32_t(m);
 }
 
-template <typename FP>
+// Forward blend. CC > 0: compile-time channel count, the batch's colours staged in shared memory and the
+// accumulators in registers; CC == 0: `C_rt` channels read from global memory.
+template <typename FP, int CC>
 __global__ void __launch_bounds__(kBlock)
     render_fwd_k(const int32_t* __restrict__ ranges, const int32_t* __restrict__ ids, const float* __restrict__ m2d,
                  const float* __restrict__ fp_params, const float* __restrict__ colors,
                  const float* __restrict__ opac, const float* __restrict__ depths, const int32_t* __restrict__ radii,
-                 const float* __restrict__ bg, int C, int W, int H, int tiles_x, float* out_c, float* out_a,
+                 const float* __restrict__ bg, int C_rt, int W, int H, int tiles_x, float* out_c, float* out_a,
                  float* out_d, float* out_t, int32_t* last_pos, int32_t* last_id) {
+  constexpr int kCh = CC > 0 ? CC : kMaxChannels;
+  const int C = CC > 0 ? CC : C_rt;
   const int tile = blockIdx.y * tiles_x + blockIdx.x;
   const int tid = threadIdx.y * kTile + threadIdx.x;
   const int px = blockIdx.x * kTile + threadIdx.x, py = blockIdx.y * kTile + threadIdx.y;
@@ -86,10 +90,13 @@ __global__ void __launch_bounds__(kBlock)
   __shared__ float2 s_m[kBlock];
   __shared__ float2 s_r[kBlock];
   __shared__ float s_o[kBlock];
+  __shared__ float s_d[kBlock];
+  __shared__ float s_c[kBlock * (CC > 0 ? CC : 1)];
   __shared__ float s_p[kBlock * FP::kParams];
   bool done = !inside;
-  float T = 1.f, acc[kMaxChannels], acc_d = 0.f;
-  for (int c = 0; c < kMaxChannels; ++c) acc[c] = 0.f;
+  float T = 1.f, acc[kCh], acc_d = 0.f;
+#pragma unroll
+  for (int c = 0; c < kCh; ++c) acc[c] = 0.f;
   int last = -1;
   for (int b = start; b < end; b += kBlock) {
     if (__syncthreads_count(done) == kBlock) break;
@@ -100,6 +107,9 @@ __global__ void __launch_bounds__(kBlock)
       s_m[tid] = make_float2(m2d[2 * id], m2d[2 * id + 1]);
       s_r[tid] = make_float2(float(radii[2 * id]), float(radii[2 * id + 1]));
       s_o[tid] = opac[id];
+      s_d[tid] = depths[id];
+#pragma unroll
+      for (int c = 0; c < CC; ++c) s_c[tid * CC + c] = colors[int64_t(id) * CC + c];
       for (int j = 0; j < FP::kParams; ++j) s_p[tid * FP::kParams + j] = fp_params[int64_t(id) * FP::kParams + j];
     }
     __syncthreads();
@@ -117,16 +127,23 @@ __global__ void __launch_bounds__(kBlock)
         break;
       }
       const float w = alpha * T;
-      const int32_t id = s_id[j];
-      for (int c = 0; c < C; ++c) acc[c] += w * colors[int64_t(id) * C + c];
-      acc_d += w * depths[id];
+      if (CC > 0) {
+#pragma unroll
+        for (int c = 0; c < kCh; ++c) acc[c] += w * s_c[j * (CC > 0 ? CC : 1) + c];
+      } else {
+        const int64_t id = s_id[j];
+        for (int c = 0; c < C; ++c) acc[c] += w * colors[id * C + c];
+      }
+      acc_d += w * s_d[j];
       T = next;
       last = b + j;
     }
   }
   if (!inside) return;
   const int64_t pix = int64_t(py) * W + px;
-  for (int c = 0; c < C; ++c) out_c[pix * C + c] = acc[c] + (bg ? T * bg[c] : 0.f);
+#pragma unroll
+  for (int c = 0; c < kCh; ++c)
+    if (c < C) out_c[pix * C + c] = acc[c] + (bg ? T * bg[c] : 0.f);
   out_a[pix] = 1.f - T;
   out_d[pix] = acc_d;
   out_t[pix] = T;
@@ -141,8 +158,11 @@ __device__ inline float warp_sum(float v) {
 
 // Backward, one thread per pixel walking its tile's list back to front from the tile's last contributor. All threads
 // of a block visit the same primitive at the same time, so per-pixel gradients are summed across each warp with
-// shuffles first and only lane 0 issues the atomics (32x fewer atomics on the same addresses).
-// CC > 0: compile-time channel count (arrays stay in registers); CC == 0: `C` at run time.
+// shuffles first and only lane 0 issues the atomics (32x fewer atomics on the same addresses). Each warp starts a
+// batch at its own last contributor (the primitives behind it cannot touch its pixels), and the depth and absgrad
+// sums are skipped when nobody asked for them (v_d / g_abs null: their outputs stay zero).
+// CC > 0: compile-time channel count (arrays stay in registers, the batch's colours in shared memory); CC == 0: `C`
+// at run time.
 template <typename FP, int CC>
 __global__ void __launch_bounds__(kBlock)
     render_bwd_k(const int32_t* __restrict__ ranges, const int32_t* __restrict__ ids, const float* __restrict__ m2d,
@@ -153,7 +173,9 @@ __global__ void __launch_bounds__(kBlock)
                  const float* __restrict__ v_d, float* g_m2d, float* g_params, float* g_colors, float* g_opac,
                  float* g_depths, float* g_abs) {
   constexpr int kCh = CC > 0 ? CC : kMaxChannels;
+  constexpr int kSc = CC > 0 ? CC : 1;
   const int C = CC > 0 ? CC : C_rt;
+  const bool want_depth = v_d != nullptr, want_abs = g_abs != nullptr;
   const int tile = blockIdx.y * tiles_x + blockIdx.x;
   const int tid = threadIdx.y * kTile + threadIdx.x;
   const int lane = tid & 31;
@@ -163,10 +185,12 @@ __global__ void __launch_bounds__(kBlock)
   const int start = ranges[2 * tile];
   const int64_t pix = inside ? int64_t(py) * W + px : 0;
   const int last = inside ? last_pos[pix] : -1;
+  int warp_last = last;
+  for (int off = 16; off > 0; off >>= 1) warp_last = max(warp_last, __shfl_xor_sync(0xffffffffu, warp_last, off));
   __shared__ int s_max_last;
   if (tid == 0) s_max_last = -1;
   __syncthreads();
-  atomicMax(&s_max_last, last);
+  if (lane == 0) atomicMax(&s_max_last, warp_last);
   __syncthreads();
   const int end = s_max_last + 1;
   if (end <= start) return;  // nothing contributed in this tile (uniform across the block)
@@ -174,6 +198,8 @@ __global__ void __launch_bounds__(kBlock)
   __shared__ float2 s_m[kBlock];
   __shared__ float2 s_r[kBlock];
   __shared__ float s_o[kBlock];
+  __shared__ float s_d[kBlock];
+  __shared__ float s_c[kBlock * kSc];
   __shared__ float s_p[kBlock * FP::kParams];
   const float T_final = inside ? trans[pix] : 1.f;
   float T = T_final;
@@ -185,7 +211,7 @@ __global__ void __launch_bounds__(kBlock)
     behind[c] = 0.f;
     if (bg && c < C) bgdot += bg[c] * vcol[c];
   }
-  const float vA = inside ? v_a[pix] - bgdot : 0.f, vD = inside ? v_d[pix] : 0.f;
+  const float vA = inside ? v_a[pix] - bgdot : 0.f, vD = inside && want_depth ? v_d[pix] : 0.f;
   float behind_d = 0.f;
   for (int b_end = end; b_end > start; b_end -= kBlock) {
     const int b_start = max(start, b_end - kBlock);
@@ -197,10 +223,14 @@ __global__ void __launch_bounds__(kBlock)
       s_m[tid] = make_float2(m2d[2 * id], m2d[2 * id + 1]);
       s_r[tid] = make_float2(float(radii[2 * id]), float(radii[2 * id + 1]));
       s_o[tid] = opac[id];
+      if (want_depth) s_d[tid] = depths[id];
+#pragma unroll
+      for (int c = 0; c < CC; ++c) s_c[tid * kSc + c] = colors[int64_t(id) * CC + c];
       for (int j = 0; j < FP::kParams; ++j) s_p[tid * FP::kParams + j] = fp_params[int64_t(id) * FP::kParams + j];
     }
     __syncthreads();
-    for (int j = 0; j < cnt; ++j) {
+    // slot j is position b_end - 1 - j; positions after the warp's last contributor touch none of its pixels
+    for (int j = max(0, b_end - 1 - warp_last); j < cnt; ++j) {
       // Every lane reaches the warp reduction below: a lane that does not contribute adds zeros.
       const float dx = s_m[j].x - fx, dy = s_m[j].y - fy;
       const FP fp = FP::load(s_p, j);
@@ -224,24 +254,30 @@ __global__ void __launch_bounds__(kBlock)
 #pragma unroll
         for (int c = 0; c < kCh; ++c) {
           if (c >= C) break;
-          const float col = colors[int64_t(id) * C + c];
+          const float col = CC > 0 ? s_c[j * kSc + c] : colors[int64_t(id) * C + c];
           v_alpha += (col * T - behind[c] * ra) * vcol[c];
           behind[c] += col * w;
           g_col[c] = w * vcol[c];
         }
-        const float dep = depths[id];
-        v_alpha += (dep * T - behind_d * ra) * vD;
-        behind_d += dep * w;
-        g_dep = w * vD;
+        if (want_depth) {
+          const float dep = s_d[j];
+          v_alpha += (dep * T - behind_d * ra) * vD;
+          behind_d += dep * w;
+          g_dep = w * vD;
+        }
         if (raw <= float(sf::MAX_ALPHA)) {  // the MAX_ALPHA clamp has no gradient
           g_op = ex * v_alpha;
           fp.factor_vjp(dx, dy, ex, s_o[j] * v_alpha, vp, 1, vmx, vmy);
         }
       }
-      const float amx = warp_sum(fabsf(vmx)), amy = warp_sum(fabsf(vmy));
+      float amx = 0.f, amy = 0.f;
+      if (want_abs) {
+        amx = warp_sum(fabsf(vmx));
+        amy = warp_sum(fabsf(vmy));
+      }
       vmx = warp_sum(vmx);
       vmy = warp_sum(vmy);
-      g_dep = warp_sum(g_dep);
+      if (want_depth) g_dep = warp_sum(g_dep);
       g_op = warp_sum(g_op);
 #pragma unroll
       for (int q = 0; q < FP::kParams; ++q) vp[q] = warp_sum(vp[q]);
@@ -250,13 +286,15 @@ __global__ void __launch_bounds__(kBlock)
         if (c < C) g_col[c] = warp_sum(g_col[c]);
       if (lane == 0) {
         for (int c = 0; c < C; ++c) atomicAdd(&g_colors[int64_t(id) * C + c], g_col[c]);
-        atomicAdd(&g_depths[id], g_dep);
+        if (want_depth) atomicAdd(&g_depths[id], g_dep);
         atomicAdd(&g_opac[id], g_op);
         for (int q = 0; q < FP::kParams; ++q) atomicAdd(&g_params[int64_t(id) * FP::kParams + q], vp[q]);
         atomicAdd(&g_m2d[2 * id], vmx);
         atomicAdd(&g_m2d[2 * id + 1], vmy);
-        atomicAdd(&g_abs[2 * id], amx);
-        atomicAdd(&g_abs[2 * id + 1], amy);
+        if (want_abs) {
+          atomicAdd(&g_abs[2 * id], amx);
+          atomicAdd(&g_abs[2 * id + 1], amy);
+        }
       }
     }
   }
@@ -325,9 +363,13 @@ void render_fwd(const int32_t* ranges, const int32_t* ids, const float* m2d, con
   const int tiles_x = (W + kTile - 1) / kTile, tiles_y = (H + kTile - 1) / kTile;
   with_footprint(terms, [&](auto tag) {
     using FP = decltype(tag);
-    render_fwd_k<FP><<<dim3(tiles_x, tiles_y), dim3(kTile, kTile), 0, s>>>(
-        ranges, ids, m2d, fp_params, colors, opac, depths, radii, bg, C, W, H, tiles_x, out_c, out_a, out_d, out_t,
-        last_pos, last_id);
+    const dim3 grid(tiles_x, tiles_y), block(kTile, kTile);
+    if (C == 3)
+      render_fwd_k<FP, 3><<<grid, block, 0, s>>>(ranges, ids, m2d, fp_params, colors, opac, depths, radii, bg, C, W,
+                                                  H, tiles_x, out_c, out_a, out_d, out_t, last_pos, last_id);
+    else
+      render_fwd_k<FP, 0><<<grid, block, 0, s>>>(ranges, ids, m2d, fp_params, colors, opac, depths, radii, bg, C, W,
+                                                  H, tiles_x, out_c, out_a, out_d, out_t, last_pos, last_id);
   });
 }
 
