@@ -52,34 +52,43 @@ __global__ void project_bwd_k(sf::Camera cam, const float* means, const float* c
 // SH colours, one thread per (primitive, channel): neighbouring threads read and write neighbouring coefficients
 // (one thread per primitive strode 48 floats apart: 4x slower backward at 1M primitives). The basis is recomputed per
 // channel (a few dozen flops); the loops over basis terms are unrolled so the basis stays in registers.
-__global__ void sh_fwd_k(int degree, const float* coeffs, int64_t n, int k, int ch, const float* dirs, float* out) {
-  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= n * ch) return;
-  const int64_t i = idx / ch;
-  const int c = int(idx - i * ch);
+struct SHThread {
+  int64_t i;  // primitive
+  int c;      // channel
+  int nb;     // basis terms of the degree
   float b[16];
-  const int nb = sf::sh_basis(degree, dirs + 3 * i, b);
-  const float* src = coeffs + i * k * ch + c;
+};
+
+// This thread's (primitive, channel) and the primitive's basis; false past the last (primitive, channel).
+__device__ inline bool sh_thread(int degree, int64_t n, int ch, const float* dirs, SHThread& t) {
+  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= n * ch) return false;
+  t.i = idx / ch;
+  t.c = int(idx - t.i * ch);
+  t.nb = sf::sh_basis(degree, dirs + 3 * t.i, t.b);
+  return true;
+}
+
+__global__ void sh_fwd_k(int degree, const float* coeffs, int64_t n, int k, int ch, const float* dirs, float* out) {
+  SHThread t;
+  if (!sh_thread(degree, n, ch, dirs, t)) return;
+  const float* src = coeffs + t.i * k * ch + t.c;
   float acc = 0.f;
 #pragma unroll
   for (int j = 0; j < 16; ++j)
-    if (j < nb) acc += b[j] * src[j * ch];
-  out[idx] = acc;
+    if (j < t.nb) acc += t.b[j] * src[j * ch];
+  out[t.i * ch + t.c] = acc;
 }
 
 // Writes every coefficient's gradient (zeros beyond the degree's basis), so the output needs no zero fill first.
 __global__ void sh_bwd_k(int degree, const float* v_out, int64_t n, int k, int ch, const float* dirs, float* vc) {
-  const int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= n * ch) return;
-  const int64_t i = idx / ch;
-  const int c = int(idx - i * ch);
-  float b[16];
-  const int nb = sf::sh_basis(degree, dirs + 3 * i, b);
-  const float g = v_out[idx];
-  float* dst = vc + i * k * ch + c;
+  SHThread t;
+  if (!sh_thread(degree, n, ch, dirs, t)) return;
+  const float g = v_out[t.i * ch + t.c];
+  float* dst = vc + t.i * k * ch + t.c;
 #pragma unroll
   for (int j = 0; j < 16; ++j)
-    if (j < k) dst[j * ch] = j < nb ? b[j] * g : 0.f;
+    if (j < k) dst[j * ch] = j < t.nb ? t.b[j] * g : 0.f;
   for (int j = 16; j < k; ++j) dst[j * ch] = 0.f;
 }
 
