@@ -71,12 +71,19 @@ def gsplat_render(scene: Dict[str, torch.Tensor], view: torch.Tensor, width: int
     return colors[0], alphas[0]
 
 
-def rasterizer_case(name: str, cfg: PeerBenchConfig) -> Dict[str, object]:
+def case_inputs(name: str, cfg: PeerBenchConfig):
+    """(scene on the GPU, GPU cameras for gsplat, the scene with K on the host and host cameras for ours): each
+    rasterizer gets the camera where it reads it (ours on the host, as render() passes it)."""
     case = CASES[name]
     scene = tensors_to(make_scene(case.n, case.width, case.height, cfg.seed), torch.device("cuda"))
     views = [camera(i).cuda() for i in range(case.cameras)]
-    # each rasterizer gets the camera where it reads it: gsplat on the GPU, ours on the host (as render() passes it)
     host_views, host_scene = [camera(i) for i in range(case.cameras)], dict(scene, K=scene["K"].cpu())
+    return scene, views, host_scene, host_views
+
+
+def rasterizer_case(name: str, cfg: PeerBenchConfig) -> Dict[str, object]:
+    case = CASES[name]
+    scene, views, host_scene, host_views = case_inputs(name, cfg)
     result: Dict[str, object] = dict(n=case.n, width=case.width, height=case.height, cameras=case.cameras)
     runners = {
         "ours": lambda bwd: [render(cuda_backend, host_scene, v, case.width, case.height, bwd, absgrad=False)
@@ -107,9 +114,7 @@ def profile_case(name: str, cfg: PeerBenchConfig, repeats: int = 5) -> Dict[str,
     from torch.profiler import ProfilerActivity, profile
 
     case = CASES[name]
-    scene = tensors_to(make_scene(case.n, case.width, case.height, cfg.seed), torch.device("cuda"))
-    views = [camera(i).cuda() for i in range(case.cameras)]
-    host_views, host_scene = [camera(i) for i in range(case.cameras)], dict(scene, K=scene["K"].cpu())
+    scene, views, host_scene, host_views = case_inputs(name, cfg)
     runners = {
         "ours": lambda: [render(cuda_backend, host_scene, v, case.width, case.height, True, absgrad=False)
                          for v in host_views],
