@@ -74,7 +74,7 @@ def initial_scene(
     `time_filter` (None: `temporal_filter(data)`, chosen by the capture); a random `static_fraction` of the rows
     start static (Gaussian4DScene.make_static). model 'gabor': the same Gaussians with `num_terms` Gabor terms each, all off (exact Gaussians until
     training switches terms on)."""
-    points, colors, times = _initial_points(data, random_points, max_points, seed, random_extent)
+    points, colors, times = initial_points(data, random_points, max_points, seed, random_extent)
     if model == "gaussian4d":
         t0, t1 = data.time_range or (0.0, 1.0)
         if times is None:
@@ -126,7 +126,7 @@ def _matrices_to_wxyz(rot: np.ndarray) -> np.ndarray:
     return q / np.linalg.norm(q, axis=1, keepdims=True)
 
 
-def _initial_points(
+def initial_points(
     data: SceneData, random_points: int, max_points: int, seed: int, random_extent: float
 ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """(points, colours, times or None)."""
