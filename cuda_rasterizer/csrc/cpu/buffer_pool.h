@@ -17,6 +17,10 @@
 #include <utility>
 #include <vector>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace sf_cpu {
 
 class BufferPool {
@@ -48,6 +52,7 @@ class BufferPool {
         return ptr;
       }
     }
+    if (bytes >= kHugeBytes) return acquire_huge(bytes);
     void* ptr = std::aligned_alloc(64, round_up(bytes));
     if (ptr == nullptr) throw std::bad_alloc();
     return ptr;
@@ -89,6 +94,20 @@ class BufferPool {
     }
   }
   static size_t round_up(size_t bytes) { return (bytes + 63) / 64 * 64; }
+  // Blocks of several MB are read in random order (gradient rows gathered per primitive, records through tile lists):
+  // with 4 KiB pages nearly every such read also misses the TLB. They are aligned to 2 MiB and marked for transparent
+  // huge pages (Linux; where THP is "madvise", as on these hosts, nothing else would give them huge pages).
+  static constexpr size_t kHugeBytes = size_t(4) << 20;
+  static void* acquire_huge(size_t bytes) {
+    constexpr size_t kHuge = size_t(2) << 20;
+    const size_t size = (bytes + kHuge - 1) / kHuge * kHuge;
+    void* ptr = std::aligned_alloc(kHuge, size);
+    if (ptr == nullptr) throw std::bad_alloc();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    madvise(ptr, size, MADV_HUGEPAGE);  // advisory: a refusal leaves ordinary pages
+#endif
+    return ptr;
+  }
   std::mutex mutex_;
   std::vector<Block> blocks_;
   size_t cached_ = 0;

@@ -97,12 +97,35 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
   return pk;
 }
 
-// Scratch of one thread for the forward blend of a tile.
+// Scratch of one thread for the forward or backward blend of a tile.
 template <typename T> struct TileScratch {
   std::vector<const T*> recs;                // packed record of each of the tile's primitives (local index j)
   std::vector<int32_t> row_buf;              // row r's list: row_buf[r * count .. + row_n[r]) (local indices j)
+  std::vector<uint16_t> row_mask;            // mask_tile_rows: bit r of row_mask[j] set when j may reach row r
   std::vector<T> acc;                        // (C + 1) x row lanes when the channel count is not compile-time
 };
+
+#if defined(__AVX512F__)
+// The rows (bit r: row y0 + r, r < th) of a tile with pixels x0 .. x0 + tw - 1 that the primitive with packed record
+// `d` may reach: its box span, then RowAlpha::row_hits on all (at most 16) rows at once.
+template <typename FP>
+inline __mmask16 tile_row_hits16(const RasterInputs<float>& in, const float* d, int x0, int y0, int tw, int th) {
+  using P = Packed<float, FP>;
+  const __m512 row_centres = _mm512_add_ps(_mm512_set1_ps(float(y0) + 0.5f),
+                                           _mm512_cvtepi32_ps(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)));
+  const float mx = d[P::MX], my = d[P::MY];
+  int r0, r1;
+  pixel_span(my, d[P::RY], in.height, r0, r1);
+  r0 = std::max(r0 - y0, 0);
+  r1 = std::min(r1 - y0, th - 1);
+  if (r1 < r0) return 0;
+  const __mmask16 span = static_cast<__mmask16>((0xFFFFu >> (15 - (r1 - r0))) << r0);
+  const float dx_lo = mx - (float(x0 + tw - 1) + 0.5f + 1.0f), dx_hi = mx - (float(x0) + 0.5f - 1.0f);
+  return RowAlpha<float, FP>::row_hits(FP::load(d + P::FPP, 0), _mm512_sub_ps(_mm512_set1_ps(my), row_centres),
+                                       d[P::LEV], d[P::RSL], dx_lo, dx_hi, span);
+}
+
+#endif
 
 // Pre-pass of a tile: for every row r, the local indices j (front to back) of the primitives whose footprint may
 // reach it, in sc.row_buf[r * count .. + row_n[r]); also sc.recs[j], each primitive's packed record. Shared by the
@@ -131,7 +154,6 @@ inline void list_tile_rows(const RasterInputs<T>& in, const TileBins& bins, cons
   constexpr bool kVectorRows = RowAlpha<T, FP>::kVector && kSixteenLaneRows;
 #if defined(__AVX512F__)
   const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512 row_centres = _mm512_add_ps(_mm512_set1_ps(float(y0) + 0.5f), _mm512_cvtepi32_ps(lane));
   const __m512i row_base = _mm512_mullo_epi32(lane, _mm512_set1_epi32(count));
   __m512i row_fill = _mm512_setzero_si512();
 #endif
@@ -139,6 +161,14 @@ inline void list_tile_rows(const RasterInputs<T>& in, const TileBins& bins, cons
     if (j + kPrefetch < count) __builtin_prefetch(pk.rec(bins.ids[s + j + kPrefetch]));
     const T* d = pk.rec(bins.ids[s + j]);
     sc.recs[j] = d;
+#if defined(__AVX512F__)
+    if constexpr (kVectorRows) {  // all (at most 16) rows at once, appended with one masked scatter
+      const __mmask16 hit = tile_row_hits16<FP>(in, d, x0, y0, tw, th);
+      _mm512_mask_i32scatter_epi32(row_buf, hit, _mm512_add_epi32(row_base, row_fill), _mm512_set1_epi32(j), 4);
+      row_fill = _mm512_mask_add_epi32(row_fill, hit, row_fill, _mm512_set1_epi32(1));
+      continue;
+    }
+#endif
     const T mx = d[P::MX], my = d[P::MY], ry = d[P::RY], level = d[P::LEV], slope = d[P::RSL];
     const FP fp = FP::load(d + P::FPP, 0);
     int r0, r1;
@@ -146,17 +176,6 @@ inline void list_tile_rows(const RasterInputs<T>& in, const TileBins& bins, cons
     r0 = std::max(r0 - y0, 0);
     r1 = std::min(r1 - y0, th - 1);
     const T dx_lo = mx - dx_lo_off, dx_hi = mx - dx_hi_off;
-#if defined(__AVX512F__)
-    if constexpr (kVectorRows) {  // all (at most 16) rows at once, appended with one masked scatter
-      if (r1 < r0) continue;
-      const __mmask16 span = static_cast<__mmask16>((0xFFFFu >> (15 - (r1 - r0))) << r0);
-      const __m512 dy = _mm512_sub_ps(_mm512_set1_ps(my), row_centres);
-      const __mmask16 hit = RowAlpha<T, FP>::row_hits(fp, dy, level, slope, dx_lo, dx_hi, span);
-      _mm512_mask_i32scatter_epi32(row_buf, hit, _mm512_add_epi32(row_base, row_fill), _mm512_set1_epi32(j), 4);
-      row_fill = _mm512_mask_add_epi32(row_fill, hit, row_fill, _mm512_set1_epi32(1));
-      continue;
-    }
-#endif
     if constexpr (kHalfRows) {
       const T lo0 = mx - lo0_off, hi0 = mx - hi0_off, lo1 = mx - lo1_off, hi1 = mx - hi1_off;
       const bool second = tw > 8;
@@ -183,6 +202,24 @@ inline void list_tile_rows(const RasterInputs<T>& in, const TileBins& bins, cons
   }
 #endif
 }
+
+#if defined(__AVX512F__)
+// The per-primitive form of list_tile_rows for 16-lane float rows (the primitive-by-primitive backward): for the
+// tile's first `count` primitives, sc.recs[j] and sc.row_mask[j], the rows j may reach (the same rows whose lists
+// list_tile_rows puts j in, so the backward undoes exactly what the forward blended).
+template <typename FP>
+inline void mask_tile_rows(const RasterInputs<float>& in, const TileBins& bins, const Packed<float, FP>& pk, int64_t s,
+                           int count, int x0, int y0, int tw, int th, TileScratch<float>& sc) {
+  sc.recs.resize(count);
+  sc.row_mask.resize(count);
+  for (int j = 0; j < count; ++j) {
+    if (j + kPrefetch < count) __builtin_prefetch(pk.rec(bins.ids[s + j + kPrefetch]));
+    const float* d = pk.rec(bins.ids[s + j]);
+    sc.recs[j] = d;
+    sc.row_mask[j] = tile_row_hits16<FP>(in, d, x0, y0, tw, th);
+  }
+}
+#endif
 
 // Writes n pixels of row y starting at x0 from a float RGB row kernel's lanes: transmittance t, accumulated colours
 // c0..c2 and depth, last contributor's position in bins.ids (-1 none); the background shows through by t.
