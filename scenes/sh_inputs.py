@@ -30,7 +30,7 @@ class _GatherSH(torch.autograd.Function):
         k = grad.shape[1]
         if k > 1:
             v_rest[:, : k - 1] = grad[:, 1:]
-        v_rest[:, k - 1 :] = 0
+        v_rest[:, k - 1 :].zero_()  # fill_: item assignment of 0 copies from a scalar tensor, ~4x slower
         return v_dc, v_rest, None
 
 
