@@ -22,12 +22,14 @@ template <typename T, typename FP> struct RowAlpha {
 namespace avx512 {
 
 // exp(x) for x <= 0 on 16 lanes: Cody-Waite reduction and a degree-7 polynomial, the steps of sf::sf_exp_neg(float)
-// (~2 ulp); the power of two is assembled from the exponent bits.
+// (~2 ulp) with the same bits for every x in [-80, 0] (checked exhaustively). Its n = -trunc(0.5 - t) is
+// ceil(t - 0.5) here (one rounding instruction instead of two conversions and a negation), and the power of two is
+// applied by scalef (exact for these normal results) instead of being assembled from exponent bits: 13 operations
+// instead of 18, on the path every row evaluation of the forward and backward takes.
 inline __m512 exp_neg(__m512 x) {
   x = _mm512_max_ps(x, _mm512_set1_ps(-80.0f));  // as sf::sf_exp_neg: keeps results normal numbers
   const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f));
-  const __m512i ni = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_cvttps_epi32(_mm512_sub_ps(_mm512_set1_ps(0.5f), t)));
-  const __m512 n = _mm512_cvtepi32_ps(ni);
+  const __m512 n = _mm512_roundscale_ps(_mm512_sub_ps(t, _mm512_set1_ps(0.5f)), _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
   r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
   __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
@@ -38,8 +40,7 @@ inline __m512 exp_neg(__m512 x) {
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
   p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(ni, _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+  return _mm512_scalef_ps(p, n);
 }
 
 }  // namespace avx512
