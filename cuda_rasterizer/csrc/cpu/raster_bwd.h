@@ -326,24 +326,23 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
     }
   }
   const double t_sums = omp_get_wtime();
-  // primitives that were binned get their summed rows; all others get zeros
-  std::fill(out.v_means2d, out.v_means2d + 2 * in.n, T(0));
-  std::fill(out.v_params, out.v_params + KP * in.n, T(0));
-  std::fill(out.v_colors, out.v_colors + C * in.n, T(0));
-  std::fill(out.v_opacities, out.v_opacities + in.n, T(0));
-  std::fill(out.v_depths, out.v_depths + in.n, T(0));
-  std::fill(out.absgrad, out.absgrad + 2 * in.n, T(0));
-  const int64_t nv = int64_t(bins.order.size());
-  constexpr int64_t kSumAhead = 24;
+  // Each binned primitive's rows summed in emission order, by depth rank into `sums` (sequential writes: the rows are
+  // a gather, in tile order, prefetched ahead), then handed to the outputs by primitive id (sequential writes again;
+  // writing the outputs straight from the rank loop scattered ~6 store misses per primitive, a third of the pass).
+  const int64_t nv = int64_t(bins.order.size()), n = in.n;
+  constexpr int64_t kSumAhead = 24;  // emissions
+  PooledVector<T> sums(size_t(nv) * row);
+  PooledVector<int32_t> rank(n);
 #pragma omp parallel num_threads(nthreads)
   {
-    std::vector<T> a(row);
+#pragma omp for schedule(static) nowait
+    for (int64_t p = 0; p < n; ++p) rank[p] = -1;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < nv; ++r) {
-      std::fill(a.begin(), a.end(), T(0));
-      const int64_t e0 = bins.prim_offset[r], e1 = bins.prim_offset[r + 1];
-      for (int64_t e = e0; e < e1; ++e) {
-        if (e + kSumAhead < m) {  // rows sit in tile order: a gather; keep many misses in flight (a row spans 2 lines)
+      T* a = sums.data() + r * row;
+      std::fill(a, a + row, T(0));
+      for (int64_t e = bins.prim_offset[r]; e < bins.prim_offset[r + 1]; ++e) {
+        if (e + kSumAhead < m) {  // keep many misses in flight (a row may span two lines)
           const T* ahead = G.data() + int64_t(bins.slot[e + kSumAhead]) * row;
           __builtin_prefetch(ahead);
           __builtin_prefetch(ahead + row - 1);
@@ -351,7 +350,22 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
         const T* g = G.data() + int64_t(bins.slot[e]) * row;
         for (int j = 0; j < row; ++j) a[j] += g[j];
       }
-      const int64_t p = bins.order[r];
+    }
+#pragma omp single
+    for (int64_t r = 0; r < nv; ++r) rank[bins.order[r]] = int32_t(r);
+    constexpr int64_t kAhead = 16;  // primitives
+#pragma omp for schedule(static)
+    for (int64_t p = 0; p < n; ++p) {
+      if (p + kAhead < n && rank[p + kAhead] >= 0) __builtin_prefetch(sums.data() + rank[p + kAhead] * row);
+      const int32_t r = rank[p];
+      if (r < 0) {  // not binned: zeros
+        out.v_means2d[2 * p] = out.v_means2d[2 * p + 1] = T(0);
+        for (int j = 0; j < KP; ++j) out.v_params[KP * p + j] = T(0);
+        out.v_opacities[p] = out.v_depths[p] = out.absgrad[2 * p] = out.absgrad[2 * p + 1] = T(0);
+        for (int ch = 0; ch < C; ++ch) out.v_colors[p * C + ch] = T(0);
+        continue;
+      }
+      const T* a = sums.data() + int64_t(r) * row;
       out.v_means2d[2 * p] = a[0];
       out.v_means2d[2 * p + 1] = a[1];
       for (int j = 0; j < KP; ++j) out.v_params[KP * p + j] = a[2 + j];
