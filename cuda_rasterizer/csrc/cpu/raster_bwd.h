@@ -282,11 +282,14 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
   const int C = in.channels, row = grad_row<FP>(C);
   constexpr int KP = FP::kParams;
   const int64_t m = bins.tile_start[n_tiles];
-  // one gradient row per emission; the AVX-512 primitive-by-primitive kernel writes every row, the others add into
-  // zeros
+  // one gradient row per (tile, primitive); the primitive-by-primitive kernels write every row of their tiles, the
+  // generic one adds into zeros
   bool writes_every_row = false;
 #if defined(__AVX512F__)
   writes_every_row = RowAlpha<T, FP>::kVector && in.tile == kLanes && C == 3;
+#endif
+#if defined(SF_ROWS_AVX2)
+  writes_every_row = writes_every_row || (RowAlpha8<T, FP>::kVector && in.tile <= kLanes && C == 3);
 #endif
   PooledVector<T> G(size_t(m) * row);
   if (!writes_every_row) std::fill(G.begin(), G.end(), T(0));
@@ -312,8 +315,8 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
       if constexpr (RowAlpha8<T, FP>::kVector) {
         if (in.tile <= kLanes && C == 3) {  // the forward's condition for blend_half_row_avx2 (LW == 16, CC == 3)
           with_grad_flags(gin, [&](auto depth, auto abs) {
-            backward_tile_rows_avx2<FP, decltype(depth)::value, decltype(abs)::value>(in, bins, pk, gin, t, tiles_x,
-                                                                                         sc, G.data());
+            backward_tile_prims_avx2<FP, decltype(depth)::value, decltype(abs)::value>(in, bins, pk, gin, t, tiles_x,
+                                                                                        sc, G.data());
           });
           continue;
         }
