@@ -234,17 +234,7 @@ void backward_tile_prims_avx512(const RasterInputs<float>& in, const TileBins& b
     if constexpr (kShort) {
       alignas(64) float sums[16];
       _mm512_store_ps(sums, avx512::sum_lanes16(acc));
-      grow[0] = fp.a * sums[1] + fp.b * sums[3];
-      grow[1] = fp.b * sums[1] + fp.c * sums[3];
-      grow[2] = 0.5f * sums[2];
-      grow[3] = sums[4];
-      grow[4] = 0.5f * sums[5];
-      grow[5] = sums[6];
-      grow[6] = sums[7];
-      grow[7] = grow[8] = 0.0f;  // absgrad
-      grow[9] = sums[8];
-      grow[10] = sums[9];
-      grow[11] = sums[10];
+      set_gaussian_tile_row(grow, fp.a, fp.b, fp.c, sums);
     } else {
       for (int vi = 0; vi < kVecs; ++vi) {
         const int left = kRow - 16 * vi;

@@ -2,7 +2,7 @@
 // Each (tile, primitive) intersection writes its own gradient row (at its position in the tile lists, so a tile's
 // rows are contiguous); rows are summed per primitive in emission order, so results do not depend on the thread
 // count or scheduling. float / 3 channels / 16-pixel tiles take a primitive-by-primitive AVX-512 kernel
-// (backward_prims_avx512.h; AVX2: tiles up to 16 pixels wide, backward_rows_avx2.h); the rest a per-lane one.
+// (backward_prims_avx512.h; AVX2: tiles up to 16 pixels wide, backward_prims_avx2.h); the rest a per-lane one.
 #pragma once
 
 #include <omp.h>
@@ -18,7 +18,7 @@
 #include "../sf_math.h"
 #include "binning.h"
 #include "backward_prims_avx512.h"
-#include "backward_rows_avx2.h"
+#include "backward_prims_avx2.h"
 #include "raster_fwd.h"
 #include "raster_grads.h"
 #include "row_alpha.h"

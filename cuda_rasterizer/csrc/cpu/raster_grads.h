@@ -28,22 +28,22 @@ template <typename T> struct RasterGradOut {
 // Gradient row layout per intersection: mean2d(2), params(kP), opacity, depth, absgrad(2), colors(C).
 template <typename FP> inline int grad_row(int channels) { return 2 + FP::kParams + 4 + channels; }
 
-// The row kernels' short form for Gaussians without absgrad: adds one (primitive, row) contribution to its gradient
-// row (RGB layout above) from the row's lane sums of sigma's gradient times 1, dx and dx^2 (s0, s1, s2) and of the
-// opacity, depth and colour gradients. sigma = 0.5 a dx^2 + b dx dy + 0.5 c dy^2 with dx = mean_x - pixel x and dy
-// constant along the row (sf::GaussianFootprint::sigma_vjp), so the conic and mean2d gradients follow per row.
-inline void add_gaussian_row_sums(float* grow, float a, float b, float c, float dy, float s0, float s1, float s2,
-                                  float opacity, float depth, float red, float green, float blue) {
-  grow[0] += a * s1 + b * dy * s0;
-  grow[1] += b * s1 + c * dy * s0;
-  grow[2] += 0.5f * s2;
-  grow[3] += dy * s1;
-  grow[4] += 0.5f * dy * dy * s0;
-  grow[5] += opacity;
-  grow[6] += depth;  // absgrad (7, 8) stays 0
-  grow[9] += red;
-  grow[10] += green;
-  grow[11] += blue;
+// The primitive-by-primitive kernels' short form for Gaussians without absgrad: a (tile, primitive)'s gradient row
+// (RGB layout above) from the tile's lane sums `sums` of sigma's gradient times 1, dx, dx^2, dy, dx dy and dy^2, then
+// the opacity, depth and colour gradients (11 values). sigma = 0.5 a dx^2 + b dx dy + 0.5 c dy^2 with dx = mean_x -
+// pixel x and dy = mean_y - pixel y (sf::GaussianFootprint::sigma_vjp), so the conic and mean2d gradients follow.
+inline void set_gaussian_tile_row(float* grow, float a, float b, float c, const float sums[11]) {
+  grow[0] = a * sums[1] + b * sums[3];
+  grow[1] = b * sums[1] + c * sums[3];
+  grow[2] = 0.5f * sums[2];
+  grow[3] = sums[4];
+  grow[4] = 0.5f * sums[5];
+  grow[5] = sums[6];
+  grow[6] = sums[7];
+  grow[7] = grow[8] = 0.0f;  // absgrad
+  grow[9] = sums[8];
+  grow[10] = sums[9];
+  grow[11] = sums[10];
 }
 
 }  // namespace sf_cpu

@@ -226,16 +226,7 @@ void backward_tile_prims_avx2(const RasterInputs<float>& in, const TileBins& bin
       alignas(32) float sums[16];
       _mm256_store_ps(sums, avx2::sum_lanes8(g));
       _mm256_store_ps(sums + 8, avx2::sum_lanes8(g + 8));
-      grow[0] = fp.a * sums[1] + fp.b * sums[3];
-      grow[1] = fp.b * sums[1] + fp.c * sums[3];
-      grow[2] = 0.5f * sums[2];
-      grow[3] = sums[4];
-      grow[4] = 0.5f * sums[5];
-      grow[5] = sums[6];
-      grow[6] = sums[7];  // absgrad (7, 8) stays 0
-      grow[9] = sums[8];
-      grow[10] = sums[9];
-      grow[11] = sums[10];
+      set_gaussian_tile_row(grow, fp.a, fp.b, fp.c, sums);
       continue;
     }
     int k = 0;
