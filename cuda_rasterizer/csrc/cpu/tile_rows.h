@@ -128,14 +128,15 @@ inline __mmask16 tile_row_hits16(const RasterInputs<float>& in, const float* d, 
 #endif
 
 // Pre-pass of a tile: for every row r, the local indices j (front to back) of the primitives whose footprint may
-// reach it, in sc.row_buf[r * count .. + row_n[r]); also sc.recs[j], each primitive's packed record. Shared by the
-// forward and the backward, so both walk the same primitives in the same order. kSixteenLaneRows: the rows are 16-lane float rows, where
-// all (at most 16) rows of a primitive are tested at once.
+// reach it, in sc.row_buf[r * count .. + row_n[r]); also sc.recs[j], each primitive's packed record. The forward's
+// lists; the SIMD backward kernels take the same rows per primitive as masks (tile_row_hits16 with AVX-512, the
+// AVX2 kernel's whole-row test), so both passes see the same primitives. kSixteenLaneRows: the rows are 16-lane
+// float rows, where all (at most 16) rows of a primitive are tested at once.
 // kHalfRows (the AVX2 forward, whose kernel blends a row as two halves of 8 pixels): one list per half row instead,
 // list 2r + h for pixels x0 + 8h .. x0 + 8h + 7 (row_n needs 2 th entries). A primitive that reaches only one half
 // of a row (about a fifth of the (primitive, half row) pairs on fern and lego) is then not evaluated on the other;
 // skipping it there changes nothing, since its alphas there are all 0, so the forward blends exactly the
-// contributions the backward (which walks the row lists, both halves together) undoes.
+// contributions the backward (which tests whole rows, both halves together) undoes.
 template <typename T, typename FP, bool kSixteenLaneRows, bool kHalfRows = false>
 inline void list_tile_rows(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk, int64_t s,
                            int count, int x0, int y0, int tw, int th, TileScratch<T>& sc, int* row_n) {
