@@ -34,6 +34,7 @@ class GaborBenchConfig:
     threads: int = 2
     repeats: int = 3
     backend: str = "cpu"  # cpu | cuda (scene on the GPU; the CPU thread count is then irrelevant)
+    absgrad: bool = True  # also compute means2d.absgrad (rasterize_gaussians' default); training runs without it
     seed: int = 0
     out: Optional[str] = None  # write the results as JSON here
 
@@ -59,7 +60,7 @@ def frame(scene, waves, views, cfg: GaborBenchConfig, backward: bool) -> None:
         w = {k: t.clone().requires_grad_(backward) for k, t in waves.items()} if waves else {}
         out = rasterize_gaussians(p["means"], p["quats"], p["scales"], p["opacities"], p["sh"], view, scene["K"],
                                   cfg.width, cfg.height, sh_degree=3, background=torch.zeros(3, device=view.device),
-                                  backend=cfg.backend, **w)
+                                  backend=cfg.backend, absgrad=cfg.absgrad, **w)
         if backward:
             (out.colors.sum() + out.alphas.sum()).backward()
     if view.is_cuda:

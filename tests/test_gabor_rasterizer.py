@@ -24,18 +24,18 @@ def gabor_terms(n: int, k: int, seed: int, dtype=torch.float64, freq: float = 12
     return freqs, weights, phases
 
 
-def render_all(backend, leaves, width, height, K, background=None):
+def render_all(backend, leaves, width, height, K, background=None, absgrad=True):
     means, quats, scales, opac, colors, freqs, weights, phases = leaves
     return rasterize_gaussians(means, quats, scales, opac, colors, torch.eye(4, dtype=means.dtype, device=means.device), K, width, height,
                                background=background, backend=backend, gabor_freqs=freqs, gabor_weights=weights,
-                               gabor_phases=phases)
+                               gabor_phases=phases, absgrad=absgrad)
 
 
-def loss_and_grads(backend, leaves, width, height, K):
+def loss_and_grads(backend, leaves, width, height, K, absgrad=True):
     leaves = [t.detach().clone().requires_grad_(True) for t in leaves]
     device = leaves[0].device
     background = torch.tensor([0.2, 0.1, 0.3], dtype=leaves[0].dtype, device=device)
-    out = render_all(backend, leaves, width, height, K, background=background)
+    out = render_all(backend, leaves, width, height, K, background=background, absgrad=absgrad)
     gen = torch.Generator().manual_seed(5)
     w = [torch.randn(t.shape, generator=gen, dtype=t.dtype).to(device) for t in (out.colors, out.alphas, out.depths)]
     loss = (out.colors * w[0]).sum() + (out.alphas * w[1]).sum() + (out.depths * w[2]).sum()
@@ -46,17 +46,19 @@ def scene(n, k, seed, dtype):
     return [*random_gaussians(n, seed=seed, dtype=dtype), *gabor_terms(n, k, seed, dtype)]
 
 
-@pytest.mark.parametrize("dtype,k,tile", [(torch.float64, 4, 16), (torch.float32, 4, 16), (torch.float32, 4, 8),
-                                          (torch.float64, 1, 16), (torch.float32, 3, 16), (torch.float32, 8, 16)])
-def test_cpu_matches_reference(dtype, k, tile):
-    """Float32 K=4 RGB 16-pixel tiles run the AVX-512 row kernels; other cases the generic per-lane code."""
+@pytest.mark.parametrize("dtype,k,tile,absgrad", [
+    (torch.float64, 4, 16, True), (torch.float32, 4, 16, True), (torch.float32, 4, 8, True), (torch.float64, 1, 16, True),
+    (torch.float32, 3, 16, True), (torch.float32, 8, 16, True), (torch.float32, 4, 16, False), (torch.float32, 4, 8, False)])
+def test_cpu_matches_reference(dtype, k, tile, absgrad):
+    """Float32 K=4 RGB 16-pixel tiles run the AVX-512 row kernels (without absgrad, what training asks for, their wave
+    gradients come from lane sums by angle addition); other cases the generic per-lane code."""
     width, height = 37, 29
     leaves = scene(60, k, seed=k + tile, dtype=dtype)
     K = simple_K(width, height, dtype=dtype)
     ref_out, ref_grads = loss_and_grads("reference", leaves, width, height, K)
     cpu_backend.set_tile_size(tile)
     try:
-        cpu_out, cpu_grads = loss_and_grads("cpu", leaves, width, height, K)
+        cpu_out, cpu_grads = loss_and_grads("cpu", leaves, width, height, K, absgrad=absgrad)
     finally:
         cpu_backend.set_tile_size(16)
     tol = 1e-10 if dtype == torch.float64 else 2e-5

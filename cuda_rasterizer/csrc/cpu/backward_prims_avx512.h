@@ -17,6 +17,7 @@
 
 #include "../sf_math.h"
 #include "binning.h"
+#include "gabor_waves_avx512.h"
 #include "raster_grads.h"
 #include "row_alpha.h"
 #include "tile_rows.h"
@@ -99,7 +100,9 @@ inline int load_backward_rows16(const RasterInputs<float>& in, const RasterGradI
 // depth output has no upstream gradient: its channel is skipped. kAbs = false when nobody asked for absgrad:
 // Gaussians then accumulate sigma's gradient times 1, dx, dx^2, dy, dx dy and dy^2 (dy is constant along a row), from
 // which the conic and mean2d gradients follow once per tile, and the opacity, depth and colour gradients: 11 lane
-// sums per (tile, primitive). Other footprints (and absgrad) accumulate their full per-lane gradient rows.
+// sums per (tile, primitive). 4-term Gabor primitives without absgrad add their wave gradients by angle addition
+// (gabor_waves_avx512.h): 11 + 16 lane sums. Other footprints (and absgrad) accumulate their full per-lane gradient
+// rows.
 template <typename FP, bool kDepth, bool kAbs>
 void backward_tile_prims_avx512(const RasterInputs<float>& in, const TileBins& bins, const Packed<float, FP>& pk,
                                 const RasterGradIn<float>& gin, int64_t tile_index, int tiles_x, TileScratch<float>& sc,
@@ -109,7 +112,9 @@ void backward_tile_prims_avx512(const RasterInputs<float>& in, const TileBins& b
   constexpr int kRow = 2 + FP::kParams + 4 + 3;  // grad_row<FP>(3)
   constexpr int kVecs = (kRow + 15) / 16;          // vectors per gradient row (Gabor rows need two)
   constexpr int kChannels = kDepth ? 4 : 3;
-  constexpr bool kShort = !kAbs && std::is_same_v<FP, sf::GaussianFootprint<float>>;
+  constexpr bool kWaves = !kAbs && std::is_same_v<FP, sf::GaborFootprint<float, 4>>;
+  constexpr bool kShort = !kAbs && (std::is_same_v<FP, sf::GaussianFootprint<float>> || kWaves);
+  constexpr int kAcc = kWaves ? 32 : 16 * kVecs;  // per-lane accumulators (kWaves: 11 envelope + 16 wave sums)
   constexpr int kCache = RA::kCache > 0 ? RA::kCache : 1;
   const auto [x0, y0, tw, th] = tile_rect(in, tile_index, tiles_x);
   const int64_t s = bins.tile_start[tile_index];
@@ -153,7 +158,7 @@ void backward_tile_prims_avx512(const RasterInputs<float>& in, const TileBins& b
                           _mm512_set1_ps(d[P::DEP])};
     const __m512 opv = _mm512_set1_ps(op), neg_op = _mm512_set1_ps(-op), max_alpha = _mm512_set1_ps(float(sf::MAX_ALPHA));
     // kShort: sigma's gradient x 1, dx, dx^2, dy, dx dy, dy^2; then opacity, depth, r, g, b. Otherwise the row layout.
-    __m512 acc[16 * kVecs];
+    __m512 acc[kAcc];
     for (auto& a : acc) a = zero;
     // pass 1: the alphas of all live rows (independent exp chains, no branch on their values), and the rows where
     // something contributes
@@ -173,6 +178,8 @@ void backward_tile_prims_avx512(const RasterInputs<float>& in, const TileBins& b
       zero_row(j);
       continue;
     }
+    [[maybe_unused]] GaborWaves4 waves;
+    if constexpr (kWaves) waves.start(fp, mx - (float(x0) + 0.5f), my - (float(y0) + 0.5f));
     // pass 2: undo the blend on those rows and accumulate the gradients
     for (int i = 0; i < n_rows; ++i) {
       const int r = rows[i];
@@ -211,6 +218,8 @@ void backward_tile_prims_avx512(const RasterInputs<float>& in, const TileBins& b
         acc[5] = _mm512_fmadd_ps(vs, _mm512_set1_ps(dy * dy), acc[5]);
         acc[6] = _mm512_add_ps(acc[6], g_o);
         for (int ch = 0; ch < 4; ++ch) acc[7 + (ch + 1) % 4] = _mm512_add_ps(acc[7 + (ch + 1) % 4], gch[ch]);
+        if constexpr (kWaves)  // d loss / d modulation = exp(-sigma) x opacity x dL/dalpha
+          waves.add_row(r, _mm512_maskz_mul_ps(pass, _mm512_mul_ps(_mm512_load_ps(cache[i][0]), opv), va), dy);
       } else {
         __m512 vp[FP::kParams], vmx, vmy;
         RA::factor_vjp_cached(fp, dx, dy, ex, _mm512_maskz_mul_ps(pass, opv, va), cache[i][0], vp, vmx, vmy);
@@ -231,7 +240,14 @@ void backward_tile_prims_avx512(const RasterInputs<float>& in, const TileBins& b
       }
     }
     float* grow = grad_row_of(j);
-    if constexpr (kShort) {
+    if constexpr (kWaves) {
+      waves.finish(dx, acc + 11);
+      for (int q = 27; q < 32; ++q) acc[q] = zero;
+      alignas(64) float sums[32];
+      _mm512_store_ps(sums, avx512::sum_lanes16(acc));
+      _mm512_store_ps(sums + 16, avx512::sum_lanes16(acc + 16));
+      set_gabor4_tile_row(grow, fp, sums, sums + 11);
+    } else if constexpr (kShort) {
       alignas(64) float sums[16];
       _mm512_store_ps(sums, avx512::sum_lanes16(acc));
       set_gaussian_tile_row(grow, fp.a, fp.b, fp.c, sums);

@@ -32,18 +32,21 @@ template <typename FP> inline int grad_row(int channels) { return 2 + FP::kParam
 // (RGB layout above) from the tile's lane sums `sums` of sigma's gradient times 1, dx, dx^2, dy, dx dy and dy^2, then
 // the opacity, depth and colour gradients (11 values). sigma = 0.5 a dx^2 + b dx dy + 0.5 c dy^2 with dx = mean_x -
 // pixel x and dy = mean_y - pixel y (sf::GaussianFootprint::sigma_vjp), so the conic and mean2d gradients follow.
+// kParams > 3: a footprint whose first 3 parameters are that conic (a Gabor envelope); the rest are left to the caller.
+template <int kParams = 3>
 inline void set_gaussian_tile_row(float* grow, float a, float b, float c, const float sums[11]) {
   grow[0] = a * sums[1] + b * sums[3];
   grow[1] = b * sums[1] + c * sums[3];
   grow[2] = 0.5f * sums[2];
   grow[3] = sums[4];
   grow[4] = 0.5f * sums[5];
-  grow[5] = sums[6];
-  grow[6] = sums[7];
-  grow[7] = grow[8] = 0.0f;  // absgrad
-  grow[9] = sums[8];
-  grow[10] = sums[9];
-  grow[11] = sums[10];
+  float* tail = grow + 2 + kParams;
+  tail[0] = sums[6];
+  tail[1] = sums[7];
+  tail[2] = tail[3] = 0.0f;  // absgrad
+  tail[4] = sums[8];
+  tail[5] = sums[9];
+  tail[6] = sums[10];
 }
 
 }  // namespace sf_cpu
