@@ -98,7 +98,7 @@ def build_cpu_extension() -> ModuleType:
     extra = os.environ.get("SPLATFORGE_CPU_CFLAGS", "").split()
     return _load(
         "splatforge_cpu_rasterizer",
-        [cpu / "bindings.cpp", cpu / "project.cpp", cpu / "gabor_project.cpp", cpu / "raster.cpp", cpu / "fused_loss.cpp"],
+        [cpu / "bindings.cpp", cpu / "project.cpp", cpu / "sh.cpp", cpu / "gabor_project.cpp", cpu / "raster.cpp", cpu / "fused_loss.cpp"],
         "splatforge: compiling the CPU rasterizer (first use, ~1 min)...",
         extra_cflags=["-O3", "-fopenmp", "-march=native", "-fno-trapping-math", "-mprefer-vector-width=512", *extra],
         extra_ldflags=["-fopenmp"],

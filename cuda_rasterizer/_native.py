@@ -99,6 +99,25 @@ class _EvalSH(torch.autograd.Function):
         return None, None, None, ctx.ext.sh_bwd(ctx.degree, v_out.contiguous(), ctx.k, dirs.detach(), ctx.nthreads), None
 
 
+class _SHColors(torch.autograd.Function):
+    """max(SH(means - camera centre) + 0.5, 0) in one native pass; no gradient to `means` (the pipeline detaches the
+    directions)."""
+
+    @staticmethod
+    def forward(ctx, ext, nthreads, degree, coeffs, means, viewmat):
+        ctx.ext, ctx.nthreads, ctx.degree, ctx.k = ext, nthreads, degree, coeffs.shape[1]
+        colors = ext.sh_colors_fwd(degree, coeffs.detach(), means.detach(), viewmat, nthreads)
+        ctx.save_for_backward(means, viewmat, colors)
+        return colors
+
+    @staticmethod
+    def backward(ctx, v_colors):
+        means, viewmat, colors = ctx.saved_tensors
+        v_coeffs = ctx.ext.sh_colors_bwd(ctx.degree, v_colors.contiguous(), colors, ctx.k, means.detach(), viewmat,
+                                         ctx.nthreads)
+        return None, None, None, v_coeffs, None, None
+
+
 class _Rasterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ext, nthreads, means2d, conics, colors, opacities, depths, radii, background, width, height, tile,

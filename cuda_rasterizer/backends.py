@@ -1,7 +1,8 @@
-"""Backend registry: each backend provides the same four differentiable stages.
+"""Backend registry: each backend provides the same differentiable stages.
 
-A backend is a module-like object with `quat_scale_to_covar`, `project`, `eval_sh` and `rasterize_to_pixels`
-taking the arguments of the functions in `reference.py`. `auto` prefers cuda, then cpu, then reference.
+A backend is a module-like object with `quat_scale_to_covar`, `project`, `eval_sh`, `sh_colors` (the pipeline's
+colours from SH, max(SH + 0.5, 0)) and `rasterize_to_pixels` taking the arguments of the functions in
+`reference.py`. `auto` prefers cuda, then cpu, then reference.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import torch
 
 from ._build import build_cpu_extension
 from .constants import EPS_2D
-from ._native import gabor_project, _EvalSH, _Project, _QuatScaleToCovar, _Rasterize, last_stats
+from ._native import gabor_project, _EvalSH, _Project, _QuatScaleToCovar, _Rasterize, _SHColors, last_stats
 from .reference import Composite, Projection
 from .slice4d import apply_slice4
 
@@ -102,6 +102,17 @@ def eval_sh(degree: int, coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tens
     if coeffs.shape[-2] < needed:
         raise ValueError(f"SH degree {degree} needs {needed} coefficients, got {coeffs.shape[-2]}")
     return _EvalSH.apply(_ext(), get_num_threads(), degree, coeffs.contiguous(), dirs.contiguous())
+
+
+def sh_colors(degree: int, coeffs: torch.Tensor, means: torch.Tensor, viewmat: torch.Tensor) -> torch.Tensor:
+    """The pipeline's colours max(SH(means - camera centre) + 0.5, 0) in one native pass each way (reference.sh_colors
+    composes them from PyTorch ops); no gradient to `means`."""
+    if not 0 <= degree <= 3:
+        raise ValueError(f"SH degree must be in 0..3, got {degree}")
+    needed = (degree + 1) ** 2
+    if coeffs.shape[-2] < needed:
+        raise ValueError(f"SH degree {degree} needs {needed} coefficients, got {coeffs.shape[-2]}")
+    return _SHColors.apply(_ext(), get_num_threads(), degree, coeffs.contiguous(), means.contiguous(), viewmat)
 
 
 def rasterize_to_pixels(

@@ -14,7 +14,7 @@ import torch
 from ._build import build_cuda_extension
 from ._native import gabor_project, _EvalSH, _Project, _QuatScaleToCovar, _Rasterize, last_stats  # noqa: F401
 from .constants import EPS_2D
-from .reference import Composite, Projection
+from .reference import Composite, Projection, sh_colors_with
 from .slice4d import apply_slice4
 
 TILE_SIZE = 16
@@ -83,6 +83,11 @@ def eval_sh(degree: int, coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tens
     if coeffs.shape[-2] < (degree + 1) ** 2:
         raise ValueError(f"SH degree {degree} needs {(degree + 1) ** 2} coefficients, got {coeffs.shape[-2]}")
     return _EvalSH.apply(_ext(), 0, degree, coeffs.contiguous(), dirs.contiguous())
+
+
+def sh_colors(degree: int, coeffs: torch.Tensor, means: torch.Tensor, viewmat: torch.Tensor) -> torch.Tensor:
+    """max(SH(means - camera centre) + 0.5, 0) (reference.sh_colors_with) on this backend's eval_sh."""
+    return sh_colors_with(eval_sh, degree, coeffs, means, viewmat)
 
 
 def rasterize_to_pixels(

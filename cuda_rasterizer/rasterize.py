@@ -124,8 +124,7 @@ def rasterize_gaussians(
         proj_opacities, terms = proj.opacities, None
 
     if sh_degree is not None:
-        cam_center = (-viewmat[:3, :3].T @ viewmat[:3, 3]).to(means.device)
-        colors = torch.clamp_min(impl.eval_sh(sh_degree, colors, means.detach() - cam_center) + 0.5, 0.0)
+        colors = impl.sh_colors(sh_degree, colors, means, viewmat)
     channels = colors.shape[-1]
     if background is not None:
         background = torch.as_tensor(background, dtype=dtype, device=means.device).reshape(-1)

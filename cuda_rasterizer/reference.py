@@ -163,6 +163,20 @@ def eval_sh(degree: int, coeffs: torch.Tensor, dirs: torch.Tensor) -> torch.Tens
     )
 
 
+def sh_colors_with(eval_sh_fn, degree: int, coeffs: torch.Tensor, means: torch.Tensor,
+                   viewmat: torch.Tensor) -> torch.Tensor:
+    """The pipeline's colours max(SH(means - camera centre) + 0.5, 0) from a backend's raw `eval_sh`; no gradient
+    to `means`. viewmat (4, 4) OpenCV world-to-camera, any device."""
+    viewmat = viewmat.to(dtype=means.dtype)
+    cam_center = (-viewmat[:3, :3].T @ viewmat[:3, 3]).to(means.device)
+    return torch.clamp_min(eval_sh_fn(degree, coeffs, means.detach() - cam_center) + 0.5, 0.0)
+
+
+def sh_colors(degree: int, coeffs: torch.Tensor, means: torch.Tensor, viewmat: torch.Tensor) -> torch.Tensor:
+    """Colours from SH coefficients (N, K, C) for the camera `viewmat`: max(SH + 0.5, 0) (see sh_colors_with)."""
+    return sh_colors_with(eval_sh, degree, coeffs, means, viewmat)
+
+
 def rasterize_to_pixels(
     means2d: torch.Tensor,
     conics: torch.Tensor,

@@ -90,8 +90,7 @@ def render(backend, scene, view, width, height, backward: bool, absgrad: bool = 
     view, K = view.to(camera_device), scene["K"].to(camera_device)
     covars = backend.quat_scale_to_covar(params["quats"], params["scales"])
     proj = backend.project(params["means"], covars, params["opacities"], view, K, width, height)
-    cam_center = (-view[:3, :3].T @ view[:3, 3]).to(params["means"].device)
-    colors = torch.clamp_min(backend.eval_sh(3, params["sh"], params["means"].detach() - cam_center) + 0.5, 0.0)
+    colors = backend.sh_colors(3, params["sh"], params["means"], view)
     comp = backend.rasterize_to_pixels(
         proj.means2d, proj.conics, colors, proj.opacities, proj.depths, proj.radii, width, height,
         torch.zeros(3, device=colors.device), absgrad=absgrad,

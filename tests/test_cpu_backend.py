@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 
+import math
+
 import pytest
 import torch
 
@@ -303,6 +305,38 @@ def test_stage_functions_match_reference():
             (out * v).sum().backward()
             (ref * v).sum().backward()
             torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-13, rtol=0)  # zero beyond the degree's basis
+
+
+@pytest.mark.parametrize("dtype,channels", [(torch.float64, 3), (torch.float32, 3), (torch.float64, 5)])
+def test_sh_colors_match_the_composed_reference(dtype, channels):
+    """The fused native colours max(SH(mean - camera centre) + 0.5, 0) and their coefficient gradients equal the
+    PyTorch composition (a centre from the viewmat, eval_sh, + 0.5, clamp); a third of the colours are clamped, whose
+    gradient must be 0. RGB runs the unrolled kernels, 5 channels the generic loop."""
+    g = torch.Generator().manual_seed(11)
+    n = 400
+    coeffs = torch.randn(n, 16, channels, generator=g, dtype=torch.float64) * 0.6
+    coeffs[:, 0] -= 1.6  # SH_C0 x -1.6 + 0.5 ~ 0.05: colours on both sides of the clamp
+    coeffs = coeffs.to(dtype)
+    means = torch.randn(n, 3, generator=g, dtype=torch.float64).to(dtype)
+    angle = 0.3
+    viewmat = torch.eye(4, dtype=torch.float64)
+    viewmat[:3, :3] = torch.tensor([[math.cos(angle), 0.0, math.sin(angle)], [0.0, 1.0, 0.0],
+                                    [-math.sin(angle), 0.0, math.cos(angle)]], dtype=torch.float64)
+    viewmat[:3, 3] = torch.tensor([0.4, -0.2, 3.0], dtype=torch.float64)
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    for degree in range(4):
+        mine = coeffs.clone().requires_grad_(True)
+        theirs = coeffs.clone().requires_grad_(True)
+        out = cpu_backend.sh_colors(degree, mine, means, viewmat)
+        ref = reference.sh_colors(degree, theirs, means, viewmat)
+        clamped = ref == 0
+        assert 0.1 < clamped.double().mean() < 0.6, "the test needs clamped and unclamped colours"
+        torch.testing.assert_close(out, ref, atol=tol, rtol=0)
+        v = torch.randn(ref.shape, generator=g, dtype=torch.float64).to(dtype)
+        (out * v).sum().backward()
+        (ref * v).sum().backward()
+        torch.testing.assert_close(mine.grad, theirs.grad, atol=tol, rtol=0)
+        assert (mine.grad[clamped.any(dim=-1)].abs().sum(dim=1)[clamped[clamped.any(dim=-1)]] == 0).all()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -26,6 +26,13 @@ template <typename T>
 void sh_fwd(int degree, const T* coeffs, int64_t n, int k, int channels, const T* dirs, T* out, int nthreads);
 template <typename T>
 void sh_bwd(int degree, const T* v_out, int64_t n, int k, int channels, const T* dirs, T* v_coeffs, int nthreads);
+// The pipeline's colours in one pass: max(SH(means - centre) + 0.5, 0) (sh.cpp); the VJP masks the clamped ones.
+template <typename T>
+void sh_colors_fwd(int degree, const T* coeffs, int64_t n, int k, int channels, const T* means, const T centre[3],
+                   T* colors, int nthreads);
+template <typename T>
+void sh_colors_bwd(int degree, const T* v_colors, const T* colors, int64_t n, int k, int channels, const T* means,
+                   const T centre[3], T* v_coeffs, int nthreads);
 
 // 4D Gaussians sliced at time t with a temporal filter variance (see sf::slice4); slice4_bwd is its VJP.
 template <typename T>

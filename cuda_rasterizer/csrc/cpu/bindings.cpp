@@ -1,6 +1,7 @@
 // Torch bindings of the CPU backend: tensor checks, allocation, dtype dispatch (float32 / float64).
 #include <torch/extension.h>
 
+#include <array>
 #include <memory>
 
 #include "api.h"
@@ -145,6 +146,50 @@ Tensor sh_bwd(int64_t degree, Tensor v_out, int64_t k, Tensor dirs, int64_t nthr
   AT_DISPATCH_FLOATING_TYPES(v_out.scalar_type(), "sh_bwd", [&] {
     sf_cpu::sh_bwd<scalar_t>(int(degree), v_out.data_ptr<scalar_t>(), n, int(k), int(ch), dirs.data_ptr<scalar_t>(),
                              vc.data_ptr<scalar_t>(), int(nthreads));
+  });
+  return vc;
+}
+
+// The camera centre -R^T t of an OpenCV world-to-camera viewmat (4, 4), in the compute type.
+template <typename T> std::array<T, 3> camera_centre(const Tensor& viewmat) {
+  auto v = viewmat.to(torch::kCPU, torch::kFloat64).contiguous();
+  const double* vp = v.data_ptr<double>();
+  std::array<T, 3> centre;
+  for (int j = 0; j < 3; ++j)
+    centre[j] = T(-(vp[0 * 4 + j] * vp[3] + vp[1 * 4 + j] * vp[7] + vp[2 * 4 + j] * vp[11]));
+  return centre;
+}
+
+void check_sh_colors(const Tensor& coeffs, const Tensor& means, const Tensor& viewmat) {
+  TORCH_CHECK(coeffs.dim() == 3 && means.dim() == 2 && means.size(1) == 3 && means.size(0) == coeffs.size(0),
+              "sh_colors: coeffs (N, K, C) and means (N, 3) expected, got ", coeffs.sizes(), " and ", means.sizes());
+  TORCH_CHECK(coeffs.size(2) <= 64, "sh_colors: at most 64 channels, got ", coeffs.size(2));
+  TORCH_CHECK(viewmat.numel() == 16, "sh_colors: viewmat must be (4, 4), got ", viewmat.sizes());
+}
+
+Tensor sh_colors_fwd(int64_t degree, Tensor coeffs, Tensor means, Tensor viewmat, int64_t nthreads) {
+  coeffs = c(coeffs); means = c(means);
+  check_sh_colors(coeffs, means, viewmat);
+  const int64_t n = coeffs.size(0), k = coeffs.size(1), ch = coeffs.size(2);
+  auto out = torch::empty({n, ch}, coeffs.options());
+  AT_DISPATCH_FLOATING_TYPES(coeffs.scalar_type(), "sh_colors_fwd", [&] {
+    const auto centre = camera_centre<scalar_t>(viewmat);
+    sf_cpu::sh_colors_fwd<scalar_t>(int(degree), coeffs.data_ptr<scalar_t>(), n, int(k), int(ch),
+                                    means.data_ptr<scalar_t>(), centre.data(), out.data_ptr<scalar_t>(), int(nthreads));
+  });
+  return out;
+}
+
+Tensor sh_colors_bwd(int64_t degree, Tensor v_colors, Tensor colors, int64_t k, Tensor means, Tensor viewmat,
+                     int64_t nthreads) {
+  v_colors = c(v_colors); colors = c(colors); means = c(means);
+  const int64_t n = v_colors.size(0), ch = v_colors.size(1);
+  auto vc = torch::empty({n, k, ch}, v_colors.options());  // every entry written (zeros above the degree)
+  AT_DISPATCH_FLOATING_TYPES(v_colors.scalar_type(), "sh_colors_bwd", [&] {
+    const auto centre = camera_centre<scalar_t>(viewmat);
+    sf_cpu::sh_colors_bwd<scalar_t>(int(degree), v_colors.data_ptr<scalar_t>(), colors.data_ptr<scalar_t>(), n,
+                                    int(k), int(ch), means.data_ptr<scalar_t>(), centre.data(),
+                                    vc.data_ptr<scalar_t>(), int(nthreads));
   });
   return vc;
 }
@@ -316,6 +361,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("slice4_fwd", &slice4_fwd);
   m.def("slice4_bwd", &slice4_bwd);
   m.def("sh_bwd", &sh_bwd);
+  m.def("sh_colors_fwd", &sh_colors_fwd);
+  m.def("sh_colors_bwd", &sh_colors_bwd);
   m.def("raster_fwd", &raster_fwd);
   m.def("raster_bwd", &raster_bwd);
   m.def("l1_ssim", &l1_ssim);

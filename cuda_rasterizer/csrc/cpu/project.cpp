@@ -1,4 +1,4 @@
-// CPU covariance, projection and SH stages (forward + VJP), parallel over primitives.
+// CPU covariance, projection and 4D slice stages (forward + VJP), parallel over primitives.
 #include <type_traits>
 
 #include "api.h"
@@ -51,83 +51,6 @@ void project_bwd(const sf::Camera& cam, const T* means, const T* covars, const T
     sf::project_gaussian_vjp(cam, means + 3 * i, covars + 9 * i, opacities[i], eps2d, antialiased, v_means2d + 2 * i,
                              v_conics + 3 * i, v_depths[i], v_opac_out[i], v_means + 3 * i, v_covars + 9 * i,
                              v_opacities + i);
-  }
-}
-
-// RGB colours with the degree known at compile time: the basis and the 3 x (D + 1)^2 products unroll into straight
-// code (the runtime-degree loops of sf::eval_sh run ~2x slower per primitive).
-template <typename T, int D>
-void sh_fwd_rgb(const T* coeffs, int64_t n, int k, const T* dirs, T* out, int nthreads) {
-  constexpr int kBasis = (D + 1) * (D + 1);
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t i = 0; i < n; ++i) {
-    T b[16];
-    sf::sh_basis(D, dirs + 3 * i, b);
-    const T* c = coeffs + i * k * 3;
-    T r = 0, g = 0, bl = 0;
-#pragma GCC unroll 16
-    for (int q = 0; q < kBasis; ++q) {
-      r += b[q] * c[3 * q];
-      g += b[q] * c[3 * q + 1];
-      bl += b[q] * c[3 * q + 2];
-    }
-    out[3 * i] = r;
-    out[3 * i + 1] = g;
-    out[3 * i + 2] = bl;
-  }
-}
-
-template <typename T, int D>
-void sh_bwd_rgb(const T* v_out, int64_t n, int k, const T* dirs, T* v_coeffs, int nthreads) {
-  constexpr int kBasis = (D + 1) * (D + 1);
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t i = 0; i < n; ++i) {
-    T b[16];
-    sf::sh_basis(D, dirs + 3 * i, b);
-    const T vr = v_out[3 * i], vg = v_out[3 * i + 1], vb = v_out[3 * i + 2];
-    T* v = v_coeffs + i * k * 3;
-#pragma GCC unroll 16
-    for (int q = 0; q < kBasis; ++q) {
-      v[3 * q] = b[q] * vr;
-      v[3 * q + 1] = b[q] * vg;
-      v[3 * q + 2] = b[q] * vb;
-    }
-    for (int q = 3 * kBasis; q < 3 * k; ++q) v[q] = T(0);  // coefficients above the degree get no gradient
-  }
-}
-
-// Calls f(std::integral_constant<int, D>) for degree D in 0..3; false for any other degree.
-template <typename F> inline bool with_sh_degree(int degree, F&& f) {
-  switch (degree) {
-    case 0: f(std::integral_constant<int, 0>{}); return true;
-    case 1: f(std::integral_constant<int, 1>{}); return true;
-    case 2: f(std::integral_constant<int, 2>{}); return true;
-    case 3: f(std::integral_constant<int, 3>{}); return true;
-    default: return false;
-  }
-}
-
-template <typename T>
-void sh_fwd(int degree, const T* coeffs, int64_t n, int k, int channels, const T* dirs, T* out, int nthreads) {
-  if (channels == 3 &&
-      with_sh_degree(degree, [&](auto d) { sh_fwd_rgb<T, decltype(d)::value>(coeffs, n, k, dirs, out, nthreads); }))
-    return;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t i = 0; i < n; ++i)
-    sf::eval_sh(degree, dirs + 3 * i, coeffs + i * k * channels, channels, out + i * channels);
-}
-
-template <typename T>
-void sh_bwd(int degree, const T* v_out, int64_t n, int k, int channels, const T* dirs, T* v_coeffs, int nthreads) {
-  if (channels == 3 &&
-      with_sh_degree(degree, [&](auto d) { sh_bwd_rgb<T, decltype(d)::value>(v_out, n, k, dirs, v_coeffs, nthreads); }))
-    return;
-  const int written = (degree + 1) * (degree + 1) * channels;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t i = 0; i < n; ++i) {
-    T* v = v_coeffs + i * k * channels;
-    sf::eval_sh_vjp(degree, dirs + 3 * i, v_out + i * channels, channels, v);
-    for (int q = written; q < k * channels; ++q) v[q] = T(0);  // coefficients above the degree get no gradient
   }
 }
 
@@ -233,8 +156,6 @@ void slice4_bwd(const T* times, const T* ql, const T* qr, const T* scales, T fil
                                int32_t*, T*, int);                                                                 \
   template void project_bwd<T>(const sf::Camera&, const T*, const T*, const T*, const int32_t*, int64_t, T, bool,   \
                                const T*, const T*, const T*, const T*, T*, T*, T*, int);                           \
-  template void sh_fwd<T>(int, const T*, int64_t, int, int, const T*, T*, int);                                    \
-  template void sh_bwd<T>(int, const T*, int64_t, int, int, const T*, T*, int);                                    \
   template void slice4_fwd<T>(const T*, const T*, const T*, const T*, const T*, T, const T*, int64_t, T, T*, T*, T*,  \
                               T*, int);                                                                    \
   template void slice4_bwd<T>(const T*, const T*, const T*, const T*, T, const T*, int64_t, T, const T*, const T*,  \
