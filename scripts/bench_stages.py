@@ -1,5 +1,5 @@
-"""Per-primitive stages of the CPU pipeline, in nanoseconds per primitive: covariance, projection, SH colours (forward
-and VJP) and the Gabor terms' world frequencies (native against the PyTorch reference, forward + backward); and the
+"""Per-primitive stages of the CPU pipeline, in nanoseconds per primitive: covariance, projection (forward, and forward
++ VJP), SH colours (forward and VJP) and the Gabor terms' world frequencies (native against the PyTorch reference, forward + backward); and the
 training step's per-image stage, the fused L1 + D-SSIM loss with its gradient, in ms per image (fern's 504x378).
 
 Run: python -m scripts.bench_stages [--n 1000000] [--threads 1] [--repeats 7]
@@ -63,9 +63,17 @@ def main(cfg: StagesConfig) -> Dict[str, object]:
         out = cpu_backend.eval_sh(3, sh, dirs)
         out.backward(torch.ones_like(out))
 
+    leaves = [t.clone().requires_grad_(True) for t in (s["means"], covars, s["opacities"])]
+
+    def projection_forward_backward():
+        proj = cpu_backend.project(*leaves, view, s["K"], 648, 420)
+        loss = proj.means2d.sum() + proj.conics.sum() + proj.depths.sum() + proj.opacities.sum()
+        torch.autograd.grad(loss, leaves)
+
     stages = {
         "covariance_forward": lambda: cpu_backend.quat_scale_to_covar(s["quats"], s["scales"]),
         "projection_forward": lambda: cpu_backend.project(s["means"], covars, s["opacities"], view, s["K"], 648, 420),
+        "projection_forward_backward": projection_forward_backward,
         "sh3_forward": lambda: cpu_backend.eval_sh(3, s["sh"], dirs),
         "sh3_forward_backward": sh_forward_backward,
     }

@@ -307,6 +307,49 @@ def test_stage_functions_match_reference():
             torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-13, rtol=0)  # zero beyond the degree's basis
 
 
+@pytest.mark.parametrize("antialiased", [False, True])
+def test_float32_projection_gradients_match_reference_on_every_branch(antialiased):
+    """Float32 projection VJPs run 16 (AVX-512) or 8 (AVX2) primitives per call with the branches as lane selects:
+    against the float64 reference on primitives inside the view, large ones centred beyond the frustum margin (tx /
+    ty clamped), culled ones behind the camera (zero gradients) and a partial last lane block."""
+    g = torch.Generator().manual_seed(21)
+    n, width, height = 203, 64, 48
+    K = simple_K(width, height, dtype=torch.float64)
+    z = 1.0 + 4.0 * torch.rand(n, generator=g, dtype=torch.float64)
+    xy = (torch.rand(n, 2, generator=g, dtype=torch.float64) - 0.5) * z[:, None]
+    margin = 1.3 * 0.5 * width / float(K[0, 0])  # |x / z| beyond this: tx clamped (FRUSTUM_MARGIN 0.3)
+    side = torch.where(torch.rand(n, generator=g, dtype=torch.float64) < 0.5, -1.0, 1.0)
+    xy[::5, 0] = (side * margin * (1.1 + 0.3 * torch.rand(n, generator=g, dtype=torch.float64)) * z)[::5]
+    z[::17] = -1.0  # behind the camera: culled
+    means = torch.cat([xy, z[:, None]], dim=-1)
+    quats = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    scales = torch.exp(torch.randn(n, 3, generator=g, dtype=torch.float64) * 0.5 - 3.0)
+    scales[::5] = 0.4 * z[::5, None].abs() * torch.tensor([1.0, 0.5, 0.25], dtype=torch.float64)  # reach into view
+    opac = torch.rand(n, generator=g, dtype=torch.float64) * 0.9 + 0.05
+    view = torch.eye(4, dtype=torch.float64)
+    grads = {}
+    for backend, dtype in ((reference, torch.float64), (cpu_backend, torch.float32)):
+        leaves = [t.to(dtype).clone().requires_grad_(True) for t in (means, quats, scales, opac)]
+        covars = backend.quat_scale_to_covar(leaves[1], leaves[2])
+        proj = backend.project(leaves[0], covars, leaves[3], view.to(dtype), K.to(dtype), width, height,
+                               antialiased=antialiased)
+        gw = torch.Generator().manual_seed(5)
+        loss = sum((t * torch.randn(t.shape, generator=gw, dtype=torch.float64).to(dtype)).sum()
+                   for t in (proj.means2d, proj.conics, proj.depths, proj.opacities))
+        grads[backend.__name__] = (proj.radii, torch.autograd.grad(loss, leaves))
+    (radii_ref, g_ref), (radii_cpu, g_cpu) = grads.values()
+    assert torch.equal(radii_ref, radii_cpu)
+    culled = (radii_ref <= 0).any(dim=-1)
+    assert culled.any() and (~culled).any()
+    clamped = ((means[:, 0] / means[:, 2]).abs() > margin) & ~culled
+    assert clamped.sum() >= 5, "the test needs clamped primitives in view"
+    for name, a, b in zip(("means", "quats", "scales", "opacities"), g_ref, g_cpu):
+        assert (b[culled] == 0).all(), f"{name}: culled primitives must get no gradient"
+        for subset, rows in (("in view", ~culled & ~clamped), ("clamped", clamped)):
+            err = ((b.double() - a)[rows].abs().max() / a[rows].abs().max()).item()
+            assert err < 5e-5, f"{name} ({subset}): relative error {err}"
+
+
 @pytest.mark.parametrize("dtype,channels", [(torch.float64, 3), (torch.float32, 3), (torch.float64, 5)])
 def test_sh_colors_match_the_composed_reference(dtype, channels):
     """The fused native colours max(SH(mean - camera centre) + 0.5, 0) and their coefficient gradients equal the

@@ -42,6 +42,8 @@ constexpr double SH_C3_0 = -0.5900435899266435, SH_C3_1 = 2.890611442640554, SH_
 
 template <typename T> SF_HOST_DEVICE inline T sf_min(T a, T b) { return a < b ? a : b; }
 template <typename T> SF_HOST_DEVICE inline T sf_max(T a, T b) { return a > b ? a : b; }
+// c ? a : b, written as a call so that templated math also runs on SIMD lanes (cpu/lanes.h overloads it for masks).
+template <typename T> SF_HOST_DEVICE inline T sf_select(bool c, T a, T b) { return c ? a : b; }
 
 // exp(x) for x <= 0. float: branch-free Cody-Waite + degree-7 polynomial (~2 ulp), vectorisable by g++; x is clamped
 // at -80 (exp(-80) = 1.8e-35) so that the result, and its product with any opacity >= 1/255, is a normal number:
@@ -364,7 +366,8 @@ SF_HOST_DEVICE inline void project_gaussian_vjp(const Camera& cam, const T mean[
   const T lxp = (W - cx) / fx + T(FRUSTUM_MARGIN) * tan_x, lxn = cx / fx + T(FRUSTUM_MARGIN) * tan_x;
   const T lyp = (H - cy) / fy + T(FRUSTUM_MARGIN) * tan_y, lyn = cy / fy + T(FRUSTUM_MARGIN) * tan_y;
   const T ux = x / z, uy = y / z;
-  const bool clamp_x = ux < -lxn || ux > lxp, clamp_y = uy < -lyn || uy > lyp;
+  // branch-free (sf_select, masks combined with |): T may be a vector of SIMD lanes (cpu/lanes.h)
+  const auto clamp_x = (ux < -lxn) | (ux > lxp), clamp_y = (uy < -lyn) | (uy > lyp);
   const T ux_c = sf_min(sf_max(ux, -lxn), lxp), uy_c = sf_min(sf_max(uy, -lyn), lyp);
   const T tx = z * ux_c, ty = z * uy_c;
   T tmp[9], cc[9];
@@ -374,7 +377,7 @@ SF_HOST_DEVICE inline void project_gaussian_vjp(const Camera& cam, const T mean[
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j)
       cc[i * 3 + j] = tmp[i * 3] * T(cam.R[j * 3]) + tmp[i * 3 + 1] * T(cam.R[j * 3 + 1]) + tmp[i * 3 + 2] * T(cam.R[j * 3 + 2]);
-  const T J[6] = {fx / z, 0, -fx * tx / (z * z), 0, fy / z, -fy * ty / (z * z)};
+  const T J[6] = {fx / z, T(0), -fx * tx / (z * z), T(0), fy / z, -fy * ty / (z * z)};
   T JS[6];
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 3; ++j) JS[i * 3 + j] = J[i * 3] * cc[j] + J[i * 3 + 1] * cc[3 + j] + J[i * 3 + 2] * cc[6 + j];
@@ -384,10 +387,10 @@ SF_HOST_DEVICE inline void project_gaussian_vjp(const Camera& cam, const T mean[
   const T a = a0 + eps2d, c = c0 + eps2d;
   const T det_orig = a0 * c0 - b * b;
   const T det = a * c - b * b;
-  const bool det_clamped = det < T(MIN_DET);
-  const T det_s = det_clamped ? T(MIN_DET) : det;
+  const auto det_clamped = det < T(MIN_DET);
+  const T det_s = sf_select(det_clamped, T(MIN_DET), det);
   // conic = (c, -b, a) / det
-  T v_a = 0, v_b = 0, v_c = 0, v_det = 0;
+  T v_a = T(0), v_b = T(0), v_c = T(0), v_det = T(0);
   v_c += v_conic[0] / det_s;
   v_b += -v_conic[1] / det_s;
   v_a += v_conic[2] / det_s;
@@ -396,27 +399,23 @@ SF_HOST_DEVICE inline void project_gaussian_vjp(const Camera& cam, const T mean[
   *v_opacity = v_opac_out;
   if (antialiased) {
     const T ratio = det_orig / det_s;
-    if (ratio > 0) {
-      const T sq = sqrt(ratio);
-      *v_opacity = v_opac_out * sq;
-      const T v_ratio = v_opac_out * o_in * T(0.5) / sq;
-      // ratio = det_orig / det_s
-      const T v_do = v_ratio / det_s;
-      v_det += -v_ratio * det_orig / (det_s * det_s);
-      v_a += v_do * c0;
-      v_c += v_do * a0;
-      v_b += -T(2) * b * v_do;
-    } else {
-      *v_opacity = 0;
-    }
+    const auto positive = ratio > T(0);  // else the opacity factor is 0 and so are its gradients
+    const T sq = sqrt(sf_select(positive, ratio, T(1)));
+    *v_opacity = sf_select(positive, v_opac_out * sq, T(0));
+    const T v_ratio = sf_select(positive, v_opac_out * o_in * T(0.5) / sq, T(0));
+    // ratio = det_orig / det_s
+    const T v_do = v_ratio / det_s;
+    v_det += -v_ratio * det_orig / (det_s * det_s);
+    v_a += v_do * c0;
+    v_c += v_do * a0;
+    v_b += -T(2) * b * v_do;
   }
-  if (!det_clamped) {
-    v_a += v_det * c;
-    v_c += v_det * a;
-    v_b += -T(2) * b * v_det;
-  }
+  const T v_det_used = sf_select(det_clamped, T(0), v_det);  // a clamped determinant is a constant
+  v_a += v_det_used * c;
+  v_c += v_det_used * a;
+  v_b += -T(2) * b * v_det_used;
   // cov2d = J cc J^T; only the (0,0), (0,1), (1,1) entries are read: V = [[v_a, v_b], [0, v_c]].
-  const T V[4] = {v_a, v_b, 0, v_c};
+  const T V[4] = {v_a, v_b, T(0), v_c};
   // v_cc = J^T V J (3x3)
   T VJ[6];
   for (int i = 0; i < 2; ++i)
@@ -425,25 +424,27 @@ SF_HOST_DEVICE inline void project_gaussian_vjp(const Camera& cam, const T mean[
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j) v_cc[i * 3 + j] = J[i] * VJ[j] + J[3 + i] * VJ[3 + j];
   // v_J = (V + V^T) J cc
-  const T Vs[4] = {2 * v_a, v_b, v_b, 2 * v_c};
+  const T Vs[4] = {T(2) * v_a, v_b, v_b, T(2) * v_c};
   T v_J[6];
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 3; ++j) v_J[i * 3 + j] = Vs[i * 2] * JS[j] + Vs[i * 2 + 1] * JS[3 + j];
   // world covariance: v_cov = Rc^T v_cc Rc
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j) {
-      T acc = 0;
+      T acc = T(0);
       for (int k = 0; k < 3; ++k)
         for (int l = 0; l < 3; ++l) acc += T(cam.R[k * 3 + i]) * v_cc[k * 3 + l] * T(cam.R[l * 3 + j]);
       v_cov[i * 3 + j] = acc;
     }
   // camera-space mean
-  T v_x = 0, v_y = 0, v_z = v_depth;
+  T v_x = T(0), v_y = T(0), v_z = v_depth;
   const T z2 = z * z, z3 = z2 * z;
   v_z += -fx / z2 * v_J[0] - fy / z2 * v_J[4] + T(2) * fx * tx / z3 * v_J[2] + T(2) * fy * ty / z3 * v_J[5];
   const T v_tx = -fx / z2 * v_J[2], v_ty = -fy / z2 * v_J[5];
-  if (clamp_x) v_z += v_tx * ux_c; else v_x += v_tx;
-  if (clamp_y) v_z += v_ty * uy_c; else v_y += v_ty;
+  v_z += sf_select(clamp_x, v_tx * ux_c, T(0));  // a clamped tx depends on z only
+  v_x += sf_select(clamp_x, T(0), v_tx);
+  v_z += sf_select(clamp_y, v_ty * uy_c, T(0));
+  v_y += sf_select(clamp_y, T(0), v_ty);
   v_x += fx / z * v_mean2d[0];
   v_y += fy / z * v_mean2d[1];
   v_z += -fx * x / z2 * v_mean2d[0] - fy * y / z2 * v_mean2d[1];

@@ -1,7 +1,8 @@
 // A float vector type that the templated math of sf_math.h can be instantiated with, so a per-primitive routine
 // written once (e.g. sf::slice4 and its VJP) runs on 16 primitives at a time (AVX-512) or 8 (AVX2 + FMA) instead of
 // one: arithmetic operators, sqrt, sf_max and exp (for arguments <= 0, the only ones the slice passes) found by
-// argument-dependent lookup. SF_LANES is the lane count, undefined where neither instruction set is enabled (the
+// argument-dependent lookup; comparisons give lane masks (M) that combine with | and pick with sf_select, so branch-free
+// code written with sf_select (e.g. sf::project_gaussian_vjp) runs here too. SF_LANES is the lane count, undefined where neither instruction set is enabled (the
 // callers then keep the scalar loop).
 #pragma once
 
@@ -20,6 +21,11 @@ namespace lanes {
 
 #if SF_LANES == 16
 using Vec = __m512;
+using Mask = __mmask16;
+inline Mask less(Vec a, Vec b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+inline Mask either(Mask a, Mask b) { return static_cast<Mask>(a | b); }
+inline Vec blend(Mask c, Vec a, Vec b) { return _mm512_mask_blend_ps(c, b, a); }  // c ? a : b
+inline Vec vmin(Vec a, Vec b) { return _mm512_min_ps(a, b); }
 inline Vec broadcast(float x) { return _mm512_set1_ps(x); }
 inline Vec vsqrt(Vec x) { return _mm512_sqrt_ps(x); }
 inline Vec vmax(Vec a, Vec b) { return _mm512_max_ps(a, b); }
@@ -28,6 +34,11 @@ inline Vec vload(const float* p) { return _mm512_load_ps(p); }
 inline void vstore(float* p, Vec x) { _mm512_store_ps(p, x); }
 #else
 using Vec = __m256;
+using Mask = __m256;  // all bits set in the lanes where the condition holds
+inline Mask less(Vec a, Vec b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+inline Mask either(Mask a, Mask b) { return _mm256_or_ps(a, b); }
+inline Vec blend(Mask c, Vec a, Vec b) { return _mm256_blendv_ps(b, a, c); }  // c ? a : b
+inline Vec vmin(Vec a, Vec b) { return _mm256_min_ps(a, b); }
 inline Vec broadcast(float x) { return _mm256_set1_ps(x); }
 inline Vec vsqrt(Vec x) { return _mm256_sqrt_ps(x); }
 inline Vec vmax(Vec a, Vec b) { return _mm256_max_ps(a, b); }
@@ -54,6 +65,15 @@ inline F operator/(F a, F b) { return F(a.v / b.v); }
 inline F operator-(F a) { return F(broadcast(0.0f) - a.v); }
 inline F sqrt(F x) { return F(vsqrt(x.v)); }
 inline F sf_max(F a, F b) { return F(vmax(a.v, b.v)); }
+inline F sf_min(F a, F b) { return F(vmin(a.v, b.v)); }
+// A condition per lane: comparisons of F give one, | combines two, sf_select picks per lane.
+struct M {
+  Mask m;
+};
+inline M operator<(F a, F b) { return M{less(a.v, b.v)}; }
+inline M operator>(F a, F b) { return M{less(b.v, a.v)}; }
+inline M operator|(M a, M b) { return M{either(a.m, b.m)}; }
+inline F sf_select(M c, F a, F b) { return F(blend(c.m, a.v, b.v)); }
 // exp(x) for x <= 0 (clamped at -80 as sf::sf_exp_neg): the slice's temporal decay is the only exp it takes.
 inline F exp(F x) { return F(vexp_neg(x.v)); }
 

@@ -36,10 +36,61 @@ void project_fwd(const sf::Camera& cam, const T* means, const T* covars, const T
   }
 }
 
+#if defined(SF_LANES)
+namespace {
+using lanes::F;
+
+// fn(first_row, count) for consecutive blocks of SF_LANES rows (the last one may be partial), OpenMP-parallel.
+template <typename Fn> void for_lane_blocks(int64_t n, int nthreads, Fn fn) {
+  const int64_t blocks = (n + SF_LANES - 1) / SF_LANES;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t i = blk * SF_LANES;
+    fn(i, static_cast<int>(n - i < SF_LANES ? n - i : SF_LANES));
+  }
+}
+
+// sf::project_gaussian_vjp on SF_LANES primitives (rows transposed in and out); culled ones (radius 0) get zeros.
+void project_bwd_block(const sf::Camera& cam, const float* means, const float* covars, const float* opacities,
+                       const int32_t* radii, int count, float eps2d, bool antialiased, const float* v_means2d,
+                       const float* v_conics, const float* v_depths, const float* v_opac_out, float* v_means,
+                       float* v_covars, float* v_opacities) {
+  F m[3], cov[9], o[1], vm2[2], vcon[3], vd[1], voo[1], vm[3], vcov[9], vo[1];
+  lanes::load_rows<3>(means, count, m);
+  lanes::load_rows<9>(covars, count, cov);
+  lanes::load_rows<1>(opacities, count, o);
+  lanes::load_rows<2>(v_means2d, count, vm2);
+  lanes::load_rows<3>(v_conics, count, vcon);
+  lanes::load_rows<1>(v_depths, count, vd);
+  lanes::load_rows<1>(v_opac_out, count, voo);
+  sf::project_gaussian_vjp<F>(cam, m, cov, o[0], F(eps2d), antialiased, vm2, vcon, vd[0], voo[0], vm, vcov, &vo[0]);
+  lanes::store_rows<3>(v_means, count, vm);
+  lanes::store_rows<9>(v_covars, count, vcov);
+  lanes::store_rows<1>(v_opacities, count, vo);
+  for (int l = 0; l < count; ++l)
+    if (radii[2 * l] <= 0 || radii[2 * l + 1] <= 0) {
+      for (int j = 0; j < 3; ++j) v_means[3 * l + j] = 0;
+      for (int j = 0; j < 9; ++j) v_covars[9 * l + j] = 0;
+      v_opacities[l] = 0;
+    }
+}
+}  // namespace
+#endif
+
 template <typename T>
 void project_bwd(const sf::Camera& cam, const T* means, const T* covars, const T* opacities, const int32_t* radii,
                  int64_t n, T eps2d, bool antialiased, const T* v_means2d, const T* v_conics, const T* v_depths,
                  const T* v_opac_out, T* v_means, T* v_covars, T* v_opacities, int nthreads) {
+#if defined(SF_LANES)
+  if constexpr (std::is_same<T, float>::value) {
+    for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
+      project_bwd_block(cam, means + 3 * i, covars + 9 * i, opacities + i, radii + 2 * i, count, eps2d, antialiased,
+                        v_means2d + 2 * i, v_conics + 3 * i, v_depths + i, v_opac_out + i, v_means + 3 * i,
+                        v_covars + 9 * i, v_opacities + i);
+    });
+    return;
+  }
+#endif
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t i = 0; i < n; ++i) {
     if (radii[2 * i] <= 0 || radii[2 * i + 1] <= 0) {
@@ -58,18 +109,6 @@ void project_bwd(const sf::Camera& cam, const T* means, const T* covars, const T
 // sf::slice4 and sf::slice4_vjp instantiated with lanes::F: SF_LANES primitives per call (rows transposed in and out),
 // the same operations lane by lane, so float results match the scalar loop's up to the exp polynomial (~2 ulp).
 namespace {
-using lanes::F;
-
-// fn(first_row, count) for consecutive blocks of SF_LANES rows (the last one may be partial), OpenMP-parallel.
-template <typename Fn> void for_lane_blocks(int64_t n, int nthreads, Fn fn) {
-  const int64_t blocks = (n + SF_LANES - 1) / SF_LANES;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t i = blk * SF_LANES;
-    fn(i, static_cast<int>(n - i < SF_LANES ? n - i : SF_LANES));
-  }
-}
-
 void slice4_fwd_block(const float* means, const float* times, const float* ql, const float* qr, const float* scales,
                       float filter_var, const float* opac, int count, float t, float* mean3, float* cov3, float* opac_t,
                       float* exponent) {
