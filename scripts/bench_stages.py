@@ -1,6 +1,7 @@
 """Per-primitive stages of the CPU pipeline, in nanoseconds per primitive: covariance, projection (forward, and forward
-+ VJP), SH colours (forward and VJP) and the Gabor terms' world frequencies (native against the PyTorch reference, forward + backward); and the
-training step's per-image stage, the fused L1 + D-SSIM loss with its gradient, in ms per image (fern's 504x378).
++ VJP), SH colours (forward and VJP) and the Gabor terms' world frequencies (native against the PyTorch reference,
+forward + backward); and the training step's per-image stage, the fused L1 + D-SSIM loss with its gradient, in ms per
+image (fern's 504x378).
 
 Run: python -m scripts.bench_stages [--n 1000000] [--threads 1] [--repeats 7]
 Each figure is the best of `repeats` timed calls after one warm-up (this VM's speed drifts; the best is the least
