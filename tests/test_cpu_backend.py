@@ -402,6 +402,31 @@ def test_depth_order_with_ties_and_negative_depths_matches_reference(dtype):
     torch.testing.assert_close(got.alphas, ref.alphas, atol=atol, rtol=0)
 
 
+def test_depth_order_of_many_primitives_is_the_same_on_every_thread_count():
+    """Above 65,536 primitives the depth sort runs on all threads (per-thread histograms): the order, ties by id
+    included, must be the stable reference's and must not depend on the thread count (last contributors equal)."""
+    g = torch.Generator().manual_seed(4)
+    n, width, height = 70_000, 12, 9
+    means2d = torch.rand(n, 2, generator=g, dtype=torch.float64) * torch.tensor([width, height], dtype=torch.float64)
+    conics = torch.stack([torch.full((n,), 0.5), torch.zeros(n), torch.full((n,), 0.5)], dim=-1).double()
+    depths = torch.randint(-2000, 2000, (n,), generator=g).double() * 0.25  # ~17 exact ties per depth, negatives
+    depths[::11] = -0.0
+    colors = torch.rand(n, 3, generator=g, dtype=torch.float64)
+    opacities = torch.rand(n, generator=g, dtype=torch.float64) * 0.05 + 0.01  # ~100 primitives deep per pixel
+    radii = torch.full((n, 2), 3, dtype=torch.int32)
+    args = [t.float() for t in (means2d, conics, colors, opacities, depths)]
+    ref = reference.rasterize_to_pixels(*args, radii, width, height)
+    runs = {}
+    for threads in (1, 2):
+        cpu_backend.set_num_threads(threads)
+        try:
+            runs[threads] = cpu_backend.rasterize_to_pixels(*args, radii, width, height)
+        finally:
+            cpu_backend.set_num_threads(torch.get_num_threads())
+    torch.testing.assert_close(runs[1].colors, ref.colors, atol=1e-5, rtol=0)
+    assert torch.equal(runs[1].colors, runs[2].colors) and torch.equal(runs[1].last_ids, runs[2].last_ids)
+
+
 # ---- independent check against gsplat's CPU-runnable torch references ----
 
 def _gsplat_impl():

@@ -37,53 +37,93 @@ struct TileBins {
   PooledVector<int32_t> ids, slot, order;
 };
 
-// Ids p with live[p], sorted by (depths[p], p) (depths finite; -0 and +0 are equal).
-template <typename T> PooledVector<int32_t> sort_by_depth(const T* depths, const PooledVector<uint8_t>& live) {
+// Ids p with live[p], sorted by (depths[p], p) (depths finite; -0 and +0 are equal): an LSD radix sort of
+// order-preserving keys, stable, so equal depths keep id order. Above kParallelSort primitives the threads share every
+// pass (per-thread histograms of contiguous chunks; thread t's keys of a bucket go after those of threads < t, which
+// keeps the sort stable): the same result for any thread count.
+constexpr int64_t kParallelSort = int64_t(1) << 16;
+
+template <typename T>
+PooledVector<int32_t> sort_by_depth(const T* depths, const PooledVector<uint8_t>& live, int nthreads) {
   using Key = typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type;
   constexpr int kBits = 11, kBuckets = 1 << kBits, kPasses = (8 * int(sizeof(Key)) + kBits - 1) / kBits;
   const int64_t n = int64_t(live.size());
+  const int nt = n >= kParallelSort ? std::max(1, nthreads) : 1;
+  std::vector<int64_t> live_before(size_t(nt) + 1, 0);
+  std::vector<int64_t> hist(size_t(nt) * kBuckets);
   PooledVector<int32_t> ids, tmp_ids;
   PooledVector<Key> keys, tmp_keys;
-  ids.reserve(n);
-  keys.reserve(n);
-  for (int64_t p = 0; p < n; ++p)
-    if (live[p]) {
-      const T depth = depths[p] + T(0);  // -0 -> +0: equal depths must tie (then id order decides)
-      Key k;
-      std::memcpy(&k, &depth, sizeof(Key));
-      constexpr Key sign = Key(1) << (8 * sizeof(Key) - 1);
-      k = (k & sign) ? ~k : (k | sign);  // IEEE bits -> unsigned keys in the order of the values, negatives too
-      ids.push_back(static_cast<int32_t>(p));
-      keys.push_back(k);
+  int64_t m = 0;
+  bool skip = false;
+#pragma omp parallel num_threads(nt)
+  {
+    const int team = omp_get_num_threads(), t = omp_get_thread_num();
+    auto chunk = [&](int64_t size, int64_t& lo, int64_t& hi) {
+      lo = size * t / team;
+      hi = size * (t + 1) / team;
+    };
+    int64_t lo, hi;
+    chunk(n, lo, hi);
+    int64_t here = 0;
+    for (int64_t p = lo; p < hi; ++p) here += live[p] != 0;
+    live_before[t + 1] = here;
+#pragma omp barrier
+#pragma omp single
+    {
+      for (int i = 0; i < team; ++i) live_before[i + 1] += live_before[i];
+      m = live_before[team];
+      ids.resize(m);
+      tmp_ids.resize(m);
+      keys.resize(m);
+      tmp_keys.resize(m);
+    }  // (implicit barrier)
+    for (int64_t p = lo, q = live_before[t]; p < hi; ++p)
+      if (live[p]) {
+        const T depth = depths[p] + T(0);  // -0 -> +0: equal depths must tie (then id order decides)
+        Key k;
+        std::memcpy(&k, &depth, sizeof(Key));
+        constexpr Key sign = Key(1) << (8 * sizeof(Key) - 1);
+        keys[q] = (k & sign) ? ~k : (k | sign);  // IEEE bits -> unsigned keys in the order of the values
+        ids[q++] = static_cast<int32_t>(p);
+      }
+#pragma omp barrier
+    chunk(m, lo, hi);
+    int64_t* h = &hist[size_t(t) * kBuckets];
+    for (int pass = 0; pass < kPasses; ++pass) {
+      const int shift = pass * kBits;
+      std::fill(h, h + kBuckets, 0);
+      for (int64_t i = lo; i < hi; ++i) ++h[(keys[i] >> shift) & Key(kBuckets - 1)];
+#pragma omp barrier
+#pragma omp single
+      {
+        // a digit that is the same everywhere (e.g. the high bits of nearby depths) leaves the order as it is
+        skip = false;
+        int64_t run = 0;
+        for (int b = 0; b < kBuckets; ++b) {
+          int64_t total = 0;
+          for (int i = 0; i < team; ++i) {
+            const int64_t c = hist[size_t(i) * kBuckets + b];
+            hist[size_t(i) * kBuckets + b] = run;
+            run += c;
+            total += c;
+          }
+          skip = skip || total == m;
+        }
+      }
+      if (!skip) {
+        for (int64_t i = lo; i < hi; ++i) {
+          const int64_t pos = h[(keys[i] >> shift) & Key(kBuckets - 1)]++;
+          tmp_keys[pos] = keys[i];
+          tmp_ids[pos] = ids[i];
+        }
+#pragma omp barrier
+#pragma omp single
+        {
+          keys.swap(tmp_keys);
+          ids.swap(tmp_ids);
+        }
+      }
     }
-  const size_t m = ids.size();
-  tmp_ids.resize(m);
-  tmp_keys.resize(m);
-  std::vector<size_t> count(kBuckets);
-  for (int pass = 0; pass < kPasses; ++pass) {
-    const int shift = pass * kBits;
-    std::fill(count.begin(), count.end(), 0);
-    bool sorted_digit = true;  // skip passes whose digit is the same everywhere (e.g. high bits of nearby depths)
-    const Key first = (m ? (keys[0] >> shift) : 0) & Key(kBuckets - 1);
-    for (size_t i = 0; i < m; ++i) {
-      const Key digit = (keys[i] >> shift) & Key(kBuckets - 1);
-      ++count[digit];
-      sorted_digit &= digit == first;
-    }
-    if (sorted_digit) continue;
-    size_t run = 0;
-    for (int b = 0; b < kBuckets; ++b) {
-      const size_t c = count[b];
-      count[b] = run;
-      run += c;
-    }
-    for (size_t i = 0; i < m; ++i) {
-      const size_t pos = count[(keys[i] >> shift) & Key(kBuckets - 1)]++;
-      tmp_keys[pos] = keys[i];
-      tmp_ids[pos] = ids[i];
-    }
-    keys.swap(tmp_keys);
-    ids.swap(tmp_ids);
   }
   return ids;
 }
@@ -111,9 +151,8 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
       }
     }
   }
-  // (depth, id) order of the live primitives: a stable LSD radix sort of order-preserving depth keys over ids taken
-  // in increasing order, so equal depths keep id order. Deterministic and independent of the thread count.
-  PooledVector<int32_t> order = sort_by_depth(depths, live);
+  // (depth, id) order of the live primitives (deterministic and independent of the thread count)
+  PooledVector<int32_t> order = sort_by_depth(depths, live, nthreads);
   const int64_t nv = int64_t(order.size());
   bins.prim_offset.assign(nv + 1, 0);
   bins.order.resize(nv);

@@ -354,8 +354,8 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
         for (int j = 0; j < row; ++j) a[j] += g[j];
       }
     }
-#pragma omp single
-    for (int64_t r = 0; r < nv; ++r) rank[bins.order[r]] = int32_t(r);
+#pragma omp for schedule(static)
+    for (int64_t r = 0; r < nv; ++r) rank[bins.order[r]] = int32_t(r);  // a permutation: distinct targets
     constexpr int64_t kAhead = 16;  // primitives
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < n; ++p) {
