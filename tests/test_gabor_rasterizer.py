@@ -72,6 +72,41 @@ def test_cpu_matches_reference(dtype, k, tile, absgrad):
         assert err < (1e-9 if dtype == torch.float64 else 5e-4), f"{name}: relative error {err}"
 
 
+@pytest.mark.parametrize("k", [4, 3])
+def test_native_term_projection_matches_reference_with_culled_and_hidden_primitives(k):
+    """The float32 term projection runs 16 (8) primitives per call on SIMD lanes: values and gradients against the
+    reference (autograd) on primitives in view, beyond the frustum margin, behind the camera and culled (radius 0),
+    which must get zeros and finite gradients; 37 primitives leave a partial lane block."""
+    n, width, height = 37, 40, 30
+    means, quats, scales, _, _ = random_gaussians(n, seed=8, dtype=torch.float64)
+    means = means.clone()
+    means[::6, 2] = -means[::6, 2].abs() - 0.5  # behind the camera
+    means[1::6, 0] = 3.0 * means[1::6, 2].abs()  # beyond the frustum margin: tx clamped
+    freqs, weights, phases = gabor_terms(n, k, seed=9)
+    covars = reference.quat_scale_to_covar(quats, scales)
+    radii = torch.full((n, 2), 5, dtype=torch.int32)
+    radii[2::6] = 0  # culled
+    K = simple_K(width, height, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(3)
+    upstream = torch.randn(n, k, 4, generator=gen, dtype=torch.float64)
+    results = {}
+    for name, dtype in (("reference", torch.float64), ("cpu", torch.float32)):
+        leaves = [t.to(dtype).clone().requires_grad_(True) for t in (means, covars, freqs, weights, phases)]
+        args = (*leaves, torch.eye(4, dtype=dtype), K.to(dtype), width, height, radii)
+        terms = project_gabor_terms(*args, 0.3) if name == "reference" else cpu_backend.project_gabor_terms(*args)
+        grads = torch.autograd.grad((terms * upstream.to(dtype)).sum(), leaves)
+        results[name] = (terms.double(), [g.double() for g in grads])
+    (ref, ref_grads), (got, got_grads) = results["reference"], results["cpu"]
+    hidden = (means[:, 2] <= 0) | (radii <= 0).any(dim=-1)
+    assert got[hidden].abs().sum() == 0
+    torch.testing.assert_close(got, ref, atol=2e-4, rtol=2e-4)
+    for name, a, b in zip(("means", "covars", "freqs", "weights", "phases"), ref_grads, got_grads):
+        assert torch.isfinite(b).all(), f"{name}: non-finite gradient"
+        assert (b[hidden] == 0).all(), f"{name}: hidden or culled primitives must get no gradient"
+        err = ((b - a).abs().max() / a.abs().max().clamp(min=1e-12)).item()
+        assert err < 1e-3, f"{name}: relative error {err}"
+
+
 def test_zero_weights_render_exactly_the_gaussian():
     width, height = 40, 30
     means, quats, scales, opac, colors = random_gaussians(200, seed=3, dtype=torch.float32)

@@ -91,22 +91,30 @@ SF_HOST_DEVICE inline void sf_sincos(double x, double& s, double& c) {
 }
 
 // ---- projection of the wave terms ----
-// Shared, per primitive: camera-space mean (x, y, z), clamped (tx, ty), camera covariance cc and the beta, s^2 of
-// the ray-conditional Gaussian. Terms: world f (3), w -> image h (2), amplitude a.
+// Shared, per primitive: camera-space mean (x, y, z), clamped (tx, ty), camera covariance cc and the beta, s^2 of the
+// ray-conditional Gaussian. Terms: world f (3), w -> image h (2), amplitude a.
+// The view, term and VJP routines are branch-free where a primitive's values decide (sf_select; per-lane conditions
+// of type Cond<T>), so that the CPU backend runs them on SIMD lanes (cpu/lanes.h) as well as on scalars.
+template <typename T> using Cond = decltype(T(0) < T(0));
+SF_HOST_DEVICE inline bool any_lane(bool c) { return c; }
+
 template <typename T> struct GaborView {
   T z, tx, ty, fx, fy;
   T cc[9], rc[9];
   T beta[2], s2, inv_uu[3];  // Sigma_uu^-1 as (a, b, c)
   T suu[3], suz[2];          // Sigma_uu (a, b, c) and Sigma_uz
-  bool clamp_x, clamp_y;
+  Cond<T> clamp_x, clamp_y;
   T ux_c, uy_c;
 };
 
-template <typename T> SF_HOST_DEVICE inline bool gabor_view(const Camera& cam, const T mean[3], const T cov[9], GaborView<T>& v) {
+// The view of a primitive; false (per lane) behind the camera, where the rest is not to be used.
+template <typename T>
+SF_HOST_DEVICE inline Cond<T> gabor_view(const Camera& cam, const T mean[3], const T cov[9], GaborView<T>& v) {
   T pc[3];
   world_to_cam(cam, mean, pc);
   const T x = pc[0], y = pc[1], z = pc[2];
-  if (!(z > T(0))) return false;
+  const Cond<T> valid = z > T(0);
+  if (!any_lane(valid)) return valid;
   v.z = z;
   v.fx = T(cam.fx);
   v.fy = T(cam.fy);
@@ -115,8 +123,8 @@ template <typename T> SF_HOST_DEVICE inline bool gabor_view(const Camera& cam, c
   const T lxp = (W - cx) / v.fx + T(FRUSTUM_MARGIN) * tan_x, lxn = cx / v.fx + T(FRUSTUM_MARGIN) * tan_x;
   const T lyp = (H - cy) / v.fy + T(FRUSTUM_MARGIN) * tan_y, lyn = cy / v.fy + T(FRUSTUM_MARGIN) * tan_y;
   const T ux = x / z, uy = y / z;
-  v.clamp_x = ux < -lxn || ux > lxp;
-  v.clamp_y = uy < -lyn || uy > lyp;
+  v.clamp_x = (ux < -lxn) | (ux > lxp);
+  v.clamp_y = (uy < -lyn) | (uy > lyp);
   v.ux_c = sf_min(sf_max(ux, -lxn), lxp);
   v.uy_c = sf_min(sf_max(uy, -lyn), lyp);
   v.tx = z * v.ux_c;
@@ -128,7 +136,7 @@ template <typename T> SF_HOST_DEVICE inline bool gabor_view(const Camera& cam, c
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j)
       v.cc[i * 3 + j] = tmp[i * 3] * v.rc[j * 3] + tmp[i * 3 + 1] * v.rc[j * 3 + 1] + tmp[i * 3 + 2] * v.rc[j * 3 + 2];
-  const T J[6] = {v.fx / z, 0, -v.fx * v.tx / (z * z), 0, v.fy / z, -v.fy * v.ty / (z * z)};
+  const T J[6] = {v.fx / z, T(0), -v.fx * v.tx / (z * z), T(0), v.fy / z, -v.fy * v.ty / (z * z)};
   T JS[6];
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 3; ++j) JS[i * 3 + j] = J[i * 3] * v.cc[j] + J[i * 3 + 1] * v.cc[3 + j] + J[i * 3 + 2] * v.cc[6 + j];
@@ -144,7 +152,7 @@ template <typename T> SF_HOST_DEVICE inline bool gabor_view(const Camera& cam, c
   v.beta[0] = v.inv_uu[0] * v.suz[0] + v.inv_uu[1] * v.suz[1];
   v.beta[1] = v.inv_uu[1] * v.suz[0] + v.inv_uu[2] * v.suz[1];
   v.s2 = sf_max(v.cc[8] - (v.suz[0] * v.beta[0] + v.suz[1] * v.beta[1]), T(0));
-  return true;
+  return valid;
 }
 
 // One term: world frequency f (3), weight w -> image frequency h (2, radians per pixel) and amplitude a.
@@ -156,18 +164,16 @@ SF_HOST_DEVICE inline void gabor_term(const GaborView<T>& v, const T f[3], T w, 
   h[0] = v.z / v.fx * fc[0] + v.beta[0] * gz;
   h[1] = v.z / v.fy * fc[1] + v.beta[1] * gz;
   const T expo = T(0.5) * (gz * gz * v.s2 + eps2d * (h[0] * h[0] + h[1] * h[1]));
-  if (!(expo <= T(GABOR_CUTOFF_EXPONENT))) {  // cut (also catches overflow): nothing the blend could see
-    h[0] = h[1] = T(0);
-    *a = T(0);
-    return;
-  }
-  *a = w * exp(-expo);
+  const auto keep = expo <= T(GABOR_CUTOFF_EXPONENT);  // else cut (also catches overflow): nothing the blend could see
+  h[0] = sf_select(keep, h[0], T(0));
+  h[1] = sf_select(keep, h[1], T(0));
+  *a = sf_select(keep, w * exp(-sf_select(keep, expo, T(0))), T(0));
 }
 
 // VJP of gabor_term for one term: accumulates into the shared per-primitive gradients v_z, v_tx, v_ty, v_cc (camera
 // covariance, 3x3) and v_beta, v_s2 (finished by gabor_view_vjp), and writes v_f (world) and v_w.
 template <typename T> struct GaborViewGrad {
-  T z = 0, tx = 0, ty = 0, beta[2] = {0, 0}, s2 = 0;
+  T z = T(0), tx = T(0), ty = T(0), beta[2] = {T(0), T(0)}, s2 = T(0);
 };
 
 template <typename T>
@@ -175,20 +181,24 @@ SF_HOST_DEVICE inline void gabor_term_vjp(const GaborView<T>& v, const T f[3], T
                                           GaborViewGrad<T>& g, T v_f[3], T* v_w) {
   T fc[3];
   for (int i = 0; i < 3; ++i) fc[i] = v.rc[i * 3] * f[0] + v.rc[i * 3 + 1] * f[1] + v.rc[i * 3 + 2] * f[2];
-  const T gz = fc[2] + (v.tx * fc[0] + v.ty * fc[1]) / v.z;
-  const T h0 = v.z / v.fx * fc[0] + v.beta[0] * gz, h1 = v.z / v.fy * fc[1] + v.beta[1] * gz;
-  const T expo = T(0.5) * (gz * gz * v.s2 + eps2d * (h0 * h0 + h1 * h1));
-  if (!(expo <= T(GABOR_CUTOFF_EXPONENT))) {  // a cut term (gabor_term): constant zero, no gradient
+  const T gz_raw = fc[2] + (v.tx * fc[0] + v.ty * fc[1]) / v.z;
+  const T h0 = v.z / v.fx * fc[0] + v.beta[0] * gz_raw, h1 = v.z / v.fy * fc[1] + v.beta[1] * gz_raw;
+  const T expo = T(0.5) * (gz_raw * gz_raw * v.s2 + eps2d * (h0 * h0 + h1 * h1));
+  const auto keep = expo <= T(GABOR_CUTOFF_EXPONENT);  // else a cut term (gabor_term): constant zero, no gradient
+  if (!any_lane(keep)) {
     for (int j = 0; j < 3; ++j) v_f[j] = T(0);
     *v_w = T(0);
     return;
   }
-  const T E = exp(-expo);
+  // cut lanes: every gradient below is 0 (E, the upstream h gradients and gz taken as 0 there)
+  const T gz = sf_select(keep, gz_raw, T(0));
+  const T E = sf_select(keep, exp(-sf_select(keep, expo, T(0))), T(0));
   *v_w = v_a * E;
   const T v_expo = v_a * w * E;  // d a / d(exponent) = a
   T v_gz = -v_expo * gz * v.s2;
   g.s2 += -T(0.5) * v_expo * gz * gz;
-  const T v_h0 = v_h_in[0] - v_expo * eps2d * h0, v_h1 = v_h_in[1] - v_expo * eps2d * h1;
+  const T v_h0 = sf_select(keep, v_h_in[0] - v_expo * eps2d * h0, T(0));
+  const T v_h1 = sf_select(keep, v_h_in[1] - v_expo * eps2d * h1, T(0));
   // h = g_u + beta gz
   g.beta[0] += v_h0 * gz;
   g.beta[1] += v_h1 * gz;
@@ -208,14 +218,11 @@ SF_HOST_DEVICE inline void gabor_term_vjp(const GaborView<T>& v, const T f[3], T
 template <typename T>
 SF_HOST_DEVICE inline void gabor_view_vjp(const GaborView<T>& v, const GaborViewGrad<T>& g, T v_mean[3], T v_cov[9]) {
   // s2 = czz - suz . beta (before the clamp at 0, which only binds on round-off); beta = M^-1 suz
-  T v_suz[2] = {-g.s2 * v.beta[0], -g.s2 * v.beta[1]};
-  T v_beta[2] = {g.beta[0] - g.s2 * v.suz[0], g.beta[1] - g.s2 * v.suz[1]};
-  const T czz_grad = v.cc[8] - (v.suz[0] * v.beta[0] + v.suz[1] * v.beta[1]) > T(0) ? g.s2 : T(0);
-  if (!(v.cc[8] - (v.suz[0] * v.beta[0] + v.suz[1] * v.beta[1]) > T(0))) {
-    v_suz[0] = v_suz[1] = 0;
-    v_beta[0] = g.beta[0];
-    v_beta[1] = g.beta[1];
-  }
+  const auto unclamped = v.cc[8] - (v.suz[0] * v.beta[0] + v.suz[1] * v.beta[1]) > T(0);
+  const T v_s2 = sf_select(unclamped, g.s2, T(0));
+  T v_suz[2] = {-v_s2 * v.beta[0], -v_s2 * v.beta[1]};
+  T v_beta[2] = {g.beta[0] - v_s2 * v.suz[0], g.beta[1] - v_s2 * v.suz[1]};
+  const T czz_grad = v_s2;
   // beta = M^-1 suz: v_suz += M^-1 v_beta; v_M = -(M^-1 v_beta) beta^T
   const T mvb0 = v.inv_uu[0] * v_beta[0] + v.inv_uu[1] * v_beta[1];
   const T mvb1 = v.inv_uu[1] * v_beta[0] + v.inv_uu[2] * v_beta[1];
@@ -223,10 +230,10 @@ SF_HOST_DEVICE inline void gabor_view_vjp(const GaborView<T>& v, const GaborView
   v_suz[1] += mvb1;
   // Sigma_y = A cc A^T with A = [J; e_z]: gradient on the entries read (as autograd on the dense reference gives):
   // M = (0,0), (0,1) (both off-diagonal uses), (1,1); suz = (0,2), (1,2); czz = (2,2)
-  T VY[9] = {-mvb0 * v.beta[0], -(mvb0 * v.beta[1] + mvb1 * v.beta[0]), v_suz[0], 0, -mvb1 * v.beta[1], v_suz[1],
-             0, 0, czz_grad};
+  T VY[9] = {-mvb0 * v.beta[0], -(mvb0 * v.beta[1] + mvb1 * v.beta[0]), v_suz[0], T(0), -mvb1 * v.beta[1], v_suz[1],
+             T(0), T(0), czz_grad};
   const T z = v.z;
-  const T A[9] = {v.fx / z, 0, -v.fx * v.tx / (z * z), 0, v.fy / z, -v.fy * v.ty / (z * z), 0, 0, 1};
+  const T A[9] = {v.fx / z, T(0), -v.fx * v.tx / (z * z), T(0), v.fy / z, -v.fy * v.ty / (z * z), T(0), T(0), T(1)};
   // v_cc = A^T VY A ; v_A = (VY + VY^T) A cc (cc symmetric)
   T VA[9];
   for (int i = 0; i < 3; ++i)
@@ -240,7 +247,7 @@ SF_HOST_DEVICE inline void gabor_view_vjp(const GaborView<T>& v, const GaborView
   T vJ[6];
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 3; ++j) {
-      T acc = 0;
+      T acc = T(0);
       for (int k = 0; k < 3; ++k) acc += (VY[i * 3 + k] + VY[k * 3 + i]) * Acc[k * 3 + j];
       vJ[i * 3 + j] = acc;
     }
@@ -250,14 +257,16 @@ SF_HOST_DEVICE inline void gabor_view_vjp(const GaborView<T>& v, const GaborView
   v_tx += -v.fx / z2 * vJ[2];
   v_ty += -v.fy / z2 * vJ[5];
   // tx = z ux_c (clamped: depends on z only) or x (unclamped)
-  T v_x = 0, v_y = 0;
-  if (v.clamp_x) v_z += v_tx * v.ux_c; else v_x += v_tx;
-  if (v.clamp_y) v_z += v_ty * v.uy_c; else v_y += v_ty;
+  T v_x = T(0), v_y = T(0);
+  v_z += sf_select(v.clamp_x, v_tx * v.ux_c, T(0));
+  v_x += sf_select(v.clamp_x, T(0), v_tx);
+  v_z += sf_select(v.clamp_y, v_ty * v.uy_c, T(0));
+  v_y += sf_select(v.clamp_y, T(0), v_ty);
   for (int i = 0; i < 3; ++i) v_mean[i] += v.rc[i] * v_x + v.rc[3 + i] * v_y + v.rc[6 + i] * v_z;
   // cc = Rc cov Rc^T: v_cov = Rc^T v_cc Rc
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j) {
-      T acc = 0;
+      T acc = T(0);
       for (int k = 0; k < 3; ++k)
         for (int l = 0; l < 3; ++l) acc += v.rc[k * 3 + i] * v_cc[k * 3 + l] * v.rc[l * 3 + j];
       v_cov[i * 3 + j] += acc;

@@ -23,7 +23,10 @@ namespace lanes {
 using Vec = __m512;
 using Mask = __mmask16;
 inline Mask less(Vec a, Vec b) { return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ); }
+inline Mask less_equal(Vec a, Vec b) { return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ); }
 inline Mask either(Mask a, Mask b) { return static_cast<Mask>(a | b); }
+inline Mask both(Mask a, Mask b) { return static_cast<Mask>(a & b); }
+inline bool any(Mask a) { return a != 0; }
 inline Vec blend(Mask c, Vec a, Vec b) { return _mm512_mask_blend_ps(c, b, a); }  // c ? a : b
 inline Vec vmin(Vec a, Vec b) { return _mm512_min_ps(a, b); }
 inline Vec broadcast(float x) { return _mm512_set1_ps(x); }
@@ -36,7 +39,10 @@ inline void vstore(float* p, Vec x) { _mm512_store_ps(p, x); }
 using Vec = __m256;
 using Mask = __m256;  // all bits set in the lanes where the condition holds
 inline Mask less(Vec a, Vec b) { return _mm256_cmp_ps(a, b, _CMP_LT_OQ); }
+inline Mask less_equal(Vec a, Vec b) { return _mm256_cmp_ps(a, b, _CMP_LE_OQ); }
 inline Mask either(Mask a, Mask b) { return _mm256_or_ps(a, b); }
+inline Mask both(Mask a, Mask b) { return _mm256_and_ps(a, b); }
+inline bool any(Mask a) { return _mm256_movemask_ps(a) != 0; }
 inline Vec blend(Mask c, Vec a, Vec b) { return _mm256_blendv_ps(b, a, c); }  // c ? a : b
 inline Vec vmin(Vec a, Vec b) { return _mm256_min_ps(a, b); }
 inline Vec broadcast(float x) { return _mm256_set1_ps(x); }
@@ -72,7 +78,10 @@ struct M {
 };
 inline M operator<(F a, F b) { return M{less(a.v, b.v)}; }
 inline M operator>(F a, F b) { return M{less(b.v, a.v)}; }
+inline M operator<=(F a, F b) { return M{less_equal(a.v, b.v)}; }
 inline M operator|(M a, M b) { return M{either(a.m, b.m)}; }
+inline M operator&(M a, M b) { return M{both(a.m, b.m)}; }
+inline bool any_lane(M c) { return any(c.m); }
 inline F sf_select(M c, F a, F b) { return F(blend(c.m, a.v, b.v)); }
 // exp(x) for x <= 0 (clamped at -80 as sf::sf_exp_neg): the slice's temporal decay is the only exp it takes.
 inline F exp(F x) { return F(vexp_neg(x.v)); }
@@ -84,6 +93,24 @@ template <int width> inline void load_rows(const float* src, int count, F out[wi
   for (int l = 0; l < SF_LANES; ++l)
     for (int c = 0; c < width; ++c) buf[c][l] = l < count ? src[l * width + c] : 0.0f;
   for (int c = 0; c < width; ++c) out[c] = F(vload(buf[c]));
+}
+
+// load_rows with the width known at run time (at most 64 columns).
+inline void load_rows_n(const float* src, int count, int width, F* out) {
+  alignas(64) float buf[SF_LANES];
+  for (int c = 0; c < width; ++c) {
+    for (int l = 0; l < SF_LANES; ++l) buf[l] = l < count ? src[l * width + c] : 0.0f;
+    out[c] = F(vload(buf));
+  }
+}
+
+// store_rows with the width known at run time.
+inline void store_rows_n(float* dst, int count, int width, const F* in) {
+  alignas(64) float buf[SF_LANES];
+  for (int c = 0; c < width; ++c) {
+    vstore(buf, in[c].v);
+    for (int l = 0; l < count; ++l) dst[l * width + c] = buf[l];
+  }
 }
 
 // The inverse of load_rows for the first `count` lanes.
