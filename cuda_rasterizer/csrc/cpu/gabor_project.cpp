@@ -13,16 +13,6 @@ using lanes::F;
 using lanes::M;
 constexpr int kMaxTerms = 8;
 
-// fn(first_row, count) for consecutive blocks of SF_LANES primitives (the last one may be partial), OpenMP-parallel.
-template <typename Fn> void for_lane_blocks(int64_t n, int nthreads, Fn fn) {
-  const int64_t blocks = (n + SF_LANES - 1) / SF_LANES;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t i = blk * SF_LANES;
-    fn(i, static_cast<int>(n - i < SF_LANES ? n - i : SF_LANES));
-  }
-}
-
 // Lanes whose primitive is binned (both radii > 0): the others get zeros, as sf::gabor_project_terms gives them.
 M visible_lanes(const int32_t* radii, int count) {
   alignas(64) float on[SF_LANES];
@@ -95,7 +85,7 @@ void gabor_project_fwd(const sf::Camera& cam, const T* means, const T* covars, c
 #if defined(SF_LANES)
   if constexpr (std::is_same<T, float>::value) {
     if (k <= kMaxTerms) {
-      for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
+      lanes::for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
         gabor_project_fwd_block(cam, means + 3 * i, covars + 9 * i, freqs + i * k * 3, weights + i * k, phases + i * k,
                                 radii + 2 * i, count, k, eps2d, terms + i * k * 4);
       });
@@ -116,7 +106,7 @@ void gabor_project_bwd(const sf::Camera& cam, const T* means, const T* covars, c
 #if defined(SF_LANES)
   if constexpr (std::is_same<T, float>::value) {
     if (k <= kMaxTerms) {
-      for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
+      lanes::for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
         gabor_project_bwd_block(cam, means + 3 * i, covars + 9 * i, freqs + i * k * 3, weights + i * k, radii + 2 * i,
                                 count, k, eps2d, v_terms + i * k * 4, v_means + 3 * i, v_covars + 9 * i,
                                 v_freqs + i * k * 3, v_weights + i * k, v_phases + i * k);

@@ -6,6 +6,8 @@
 // callers then keep the scalar loop).
 #pragma once
 
+#include <cstdint>
+
 #include "row_alpha.h"
 #include "row_alpha_avx2.h"
 
@@ -119,6 +121,16 @@ template <int width> inline void store_rows(float* dst, int count, const F in[wi
   for (int c = 0; c < width; ++c) vstore(buf[c], in[c].v);
   for (int l = 0; l < count; ++l)
     for (int c = 0; c < width; ++c) dst[l * width + c] = buf[c][l];
+}
+
+// fn(first_row, count) for consecutive blocks of SF_LANES primitives (the last one may be partial), OpenMP-parallel.
+template <typename Fn> inline void for_lane_blocks(int64_t n, int nthreads, Fn fn) {
+  const int64_t blocks = (n + SF_LANES - 1) / SF_LANES;
+#pragma omp parallel for schedule(static) num_threads(nthreads)
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const int64_t i = blk * SF_LANES;
+    fn(i, static_cast<int>(n - i < SF_LANES ? n - i : SF_LANES));
+  }
 }
 
 }  // namespace lanes

@@ -40,16 +40,6 @@ void project_fwd(const sf::Camera& cam, const T* means, const T* covars, const T
 namespace {
 using lanes::F;
 
-// fn(first_row, count) for consecutive blocks of SF_LANES rows (the last one may be partial), OpenMP-parallel.
-template <typename Fn> void for_lane_blocks(int64_t n, int nthreads, Fn fn) {
-  const int64_t blocks = (n + SF_LANES - 1) / SF_LANES;
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const int64_t i = blk * SF_LANES;
-    fn(i, static_cast<int>(n - i < SF_LANES ? n - i : SF_LANES));
-  }
-}
-
 // sf::project_gaussian_vjp on SF_LANES primitives (rows transposed in and out); culled ones (radius 0) get zeros.
 void project_bwd_block(const sf::Camera& cam, const float* means, const float* covars, const float* opacities,
                        const int32_t* radii, int count, float eps2d, bool antialiased, const float* v_means2d,
@@ -83,7 +73,7 @@ void project_bwd(const sf::Camera& cam, const T* means, const T* covars, const T
                  const T* v_opac_out, T* v_means, T* v_covars, T* v_opacities, int nthreads) {
 #if defined(SF_LANES)
   if constexpr (std::is_same<T, float>::value) {
-    for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
+    lanes::for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
       project_bwd_block(cam, means + 3 * i, covars + 9 * i, opacities + i, radii + 2 * i, count, eps2d, antialiased,
                         v_means2d + 2 * i, v_conics + 3 * i, v_depths + i, v_opac_out + i, v_means + 3 * i,
                         v_covars + 9 * i, v_opacities + i);
@@ -155,7 +145,7 @@ void slice4_fwd(const T* means, const T* times, const T* ql, const T* qr, const 
                 int64_t n, T t, T* mean3, T* cov3, T* opac_t, T* exponent, int nthreads) {
 #if defined(SF_LANES)
   if constexpr (std::is_same<T, float>::value) {
-    for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
+    lanes::for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
       slice4_fwd_block(means + 3 * i, times + i, ql + 4 * i, qr + 4 * i, scales + 4 * i, filter_var, opac + i, count, t,
                        mean3 + 3 * i, cov3 + 9 * i, opac_t + i, exponent + i);
     });
@@ -174,7 +164,7 @@ void slice4_bwd(const T* times, const T* ql, const T* qr, const T* scales, T fil
                 T* v_scales, T* v_opac, int nthreads) {
 #if defined(SF_LANES)
   if constexpr (std::is_same<T, float>::value) {
-    for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
+    lanes::for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
       slice4_bwd_block(times + i, ql + 4 * i, qr + 4 * i, scales + 4 * i, filter_var, opac + i, count, t, v_mean3 + 3 * i,
                        v_cov3 + 9 * i, v_opac_t + i, v_means + 3 * i, v_times + i, v_ql + 4 * i, v_qr + 4 * i,
                        v_scales + 4 * i, v_opac + i);
