@@ -1,7 +1,7 @@
 """Per-primitive stages of the CPU pipeline, in nanoseconds per primitive: covariance, projection (forward, and forward
-+ VJP), SH colours (forward and VJP) and the Gabor terms' world frequencies (native against the PyTorch reference,
-forward + backward); and the training step's per-image stage, the fused L1 + D-SSIM loss with its gradient, in ms per
-image (fern's 504x378).
++ VJP), SH colours (forward and VJP), the Gabor terms' world frequencies (native against the PyTorch reference,
+forward + backward) and their projection into the image (forward, and forward + VJP); and the training step's
+per-image stage, the fused L1 + D-SSIM loss with its gradient, in ms per image (fern's 504x378).
 
 Run: python -m scripts.bench_stages [--n 1000000] [--threads 1] [--repeats 7]
 Each figure is the best of `repeats` timed calls after one warm-up (this VM's speed drifts; the best is the least
@@ -30,7 +30,7 @@ from scripts.bench_rasterizer import camera, host_speed_gflops, make_scene, writ
 @dataclass
 class StagesConfig:
     n: int = 1_000_000  # primitives
-    gabor_n: int = 100_000  # primitives for the Gabor world-frequency stage (a training-sized scene)
+    gabor_n: int = 100_000  # primitives for the Gabor stages (a training-sized scene)
     terms: int = 4
     threads: int = 1
     repeats: int = 7
@@ -95,6 +95,26 @@ def main(cfg: StagesConfig) -> Dict[str, object]:
     ns["gabor_world_frequencies_native_fwd_bwd"] = best_ns_per_item(fwd_bwd(world_frequencies), m, cfg.repeats)
     ns["gabor_world_frequencies_reference_fwd_bwd"] = best_ns_per_item(fwd_bwd(reference_world_frequencies), m,
                                                                        cfg.repeats)
+
+    # the terms' projection into the image (cpu_backend.project_gabor_terms) for the first gabor_n primitives
+    freqs = (torch.randn(m, cfg.terms, 3, generator=g) * 3.0).requires_grad_(True)
+    raw = torch.rand(m, cfg.terms, generator=g) + 0.1
+    weights = (0.9 * raw / raw.sum(dim=-1, keepdim=True)).requires_grad_(True)
+    phases = (torch.rand(m, cfg.terms, generator=g) * 6.283).requires_grad_(True)
+    term_leaves = [s["means"][:m].clone().requires_grad_(True), covars[:m].clone().requires_grad_(True), freqs, weights,
+                   phases]
+    radii = cpu_backend.project(s["means"][:m], covars[:m], s["opacities"][:m], view, s["K"], 648, 420).radii
+
+    def gabor_terms_forward():
+        with torch.no_grad():
+            cpu_backend.project_gabor_terms(*term_leaves, view, s["K"], 648, 420, radii)
+
+    def gabor_terms_forward_backward():
+        terms = cpu_backend.project_gabor_terms(*term_leaves, view, s["K"], 648, 420, radii)
+        torch.autograd.grad(terms.sum(), term_leaves)
+
+    ns["gabor_terms_forward"] = best_ns_per_item(gabor_terms_forward, m, cfg.repeats)
+    ns["gabor_terms_forward_backward"] = best_ns_per_item(gabor_terms_forward_backward, m, cfg.repeats)
     result["ns_per_primitive"] = ns
 
     from cuda_rasterizer.fused_loss import photometric_terms
