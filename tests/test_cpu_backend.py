@@ -294,7 +294,7 @@ def test_stage_functions_match_reference():
     cov = cpu_backend.quat_scale_to_covar(scene["quats"], scene["scales"])
     torch.testing.assert_close(cov, cov_ref, atol=1e-14, rtol=0)
     dirs = torch.randn(200, 3, dtype=torch.float64)
-    for channels in (3, 4):  # RGB has its own unrolled kernels per degree; other channel counts the generic loop
+    for channels in (3, 4, 70):  # RGB has its own unrolled kernels per degree; other channel counts the generic loop
         coeffs = torch.randn(200, 16, channels, dtype=torch.float64)
         for degree in range(4):
             mine = coeffs.clone().requires_grad_(True)

@@ -22,31 +22,6 @@
 #include "row_alpha.h"
 
 namespace sf_cpu {
-namespace avx512 {
-
-// sin and cos on 16 lanes with one shared reduction (the polynomials of sin_only and cos_only).
-__attribute__((always_inline)) inline void sincos(__m512 x, __m512& s, __m512& c) {
-  __m512 sign;
-  const __m512 r = reduce_half_turns(x, sign);
-  const __m512 r2 = _mm512_mul_ps(r, r);
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(2.08767569878680989e-9f), r2, _mm512_set1_ps(-2.75573192239858907e-7f));
-  __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(1.60590438368216146e-10f), r2, _mm512_set1_ps(-2.50521083854417188e-8f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(2.48015873015873016e-5f));
-  q = _mm512_fmadd_ps(q, r2, _mm512_set1_ps(2.75573192239858907e-6f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(-1.38888888888888889e-3f));
-  q = _mm512_fmadd_ps(q, r2, _mm512_set1_ps(-1.98412698412698413e-4f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(4.16666666666666667e-2f));
-  q = _mm512_fmadd_ps(q, r2, _mm512_set1_ps(8.33333333333333333e-3f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(-0.5f));
-  q = _mm512_fmadd_ps(q, r2, _mm512_set1_ps(-1.66666666666666667e-1f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(1.0f));
-  q = _mm512_fmadd_ps(_mm512_mul_ps(q, r2), r, r);
-  c = _mm512_xor_ps(p, sign);
-  s = _mm512_xor_ps(q, sign);
-}
-
-}  // namespace avx512
-
 // One (tile, primitive)'s wave gradient sums for a 4-term Gabor footprint (see the top of this file).
 struct GaborWaves4 {
   alignas(64) float row_cos[4][16], row_sin[4][16];  // e^{i B_kr} for the tile's 16 rows

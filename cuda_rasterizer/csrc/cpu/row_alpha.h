@@ -118,33 +118,46 @@ __attribute__((always_inline)) inline __m512 reduce_half_turns(__m512 x, __m512&
   return r;
 }
 
-// cos alone on 16 lanes (the alpha passes need no sine): the steps of sf::sf_cos(float), ~12 operations against ~22
-// for a sine-and-cosine.
-__attribute__((always_inline)) inline __m512 cos_only(__m512 x) {
-  __m512 sign;
-  const __m512 r = reduce_half_turns(x, sign);
-  const __m512 r2 = _mm512_mul_ps(r, r);
+// The polynomials of sf::sf_cos(float) (Taylor to r^12) and sf::sf_sin(float) (to r^13) on |r| <= pi/2, r2 = r^2.
+__attribute__((always_inline)) inline __m512 cos_poly(__m512 r2) {
   __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(2.08767569878680989e-9f), r2, _mm512_set1_ps(-2.75573192239858907e-7f));
   p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(2.48015873015873016e-5f));
   p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(-1.38888888888888889e-3f));
   p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(4.16666666666666667e-2f));
   p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(-0.5f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(1.0f));
-  return _mm512_xor_ps(p, sign);
+  return _mm512_fmadd_ps(p, r2, _mm512_set1_ps(1.0f));
+}
+__attribute__((always_inline)) inline __m512 sin_poly(__m512 r, __m512 r2) {
+  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.60590438368216146e-10f), r2, _mm512_set1_ps(-2.50521083854417188e-8f));
+  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(2.75573192239858907e-6f));
+  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(-1.98412698412698413e-4f));
+  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(8.33333333333333333e-3f));
+  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(-1.66666666666666667e-1f));
+  return _mm512_fmadd_ps(_mm512_mul_ps(p, r2), r, r);
+}
+
+// cos alone on 16 lanes (the alpha passes need no sine): the steps of sf::sf_cos(float), ~12 operations against ~22
+// for a sine-and-cosine.
+__attribute__((always_inline)) inline __m512 cos_only(__m512 x) {
+  __m512 sign;
+  const __m512 r = reduce_half_turns(x, sign);
+  return _mm512_xor_ps(cos_poly(_mm512_mul_ps(r, r)), sign);
 }
 
 // sin alone on 16 lanes (the VJP's, with the alpha pass's cosines cached): the steps of sf::sf_sin(float).
 __attribute__((always_inline)) inline __m512 sin_only(__m512 x) {
   __m512 sign;
   const __m512 r = reduce_half_turns(x, sign);
+  return _mm512_xor_ps(sin_poly(r, _mm512_mul_ps(r, r)), sign);
+}
+
+// sin and cos on 16 lanes with one shared reduction (the same bits as sin_only and cos_only).
+__attribute__((always_inline)) inline void sincos(__m512 x, __m512& s, __m512& c) {
+  __m512 sign;
+  const __m512 r = reduce_half_turns(x, sign);
   const __m512 r2 = _mm512_mul_ps(r, r);
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.60590438368216146e-10f), r2, _mm512_set1_ps(-2.50521083854417188e-8f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(2.75573192239858907e-6f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(-1.98412698412698413e-4f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(8.33333333333333333e-3f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(-1.66666666666666667e-1f));
-  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r2), r, r);
-  return _mm512_xor_ps(p, sign);
+  c = _mm512_xor_ps(cos_poly(r2), sign);
+  s = _mm512_xor_ps(sin_poly(r, r2), sign);
 }
 }  // namespace avx512
 

@@ -97,9 +97,12 @@ void sh_backward(int degree, const T* v_out, const T* colors, int64_t n, int k, 
   const int written = (degree + 1) * (degree + 1) * channels;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t i = 0; i < n; ++i) {
-    T buf[3], vo[64];  // channels <= 64 (checked by the binding)
-    for (int ch = 0; ch < channels; ++ch)
-      vo[ch] = !kColour || colors[i * channels + ch] > T(0) ? v_out[i * channels + ch] : T(0);
+    T buf[3], masked[kColour ? 64 : 1];  // colours: channels <= 64 (checked by the binding)
+    const T* vo = v_out + i * channels;
+    if constexpr (kColour) {
+      for (int ch = 0; ch < channels; ++ch) masked[ch] = colors[i * channels + ch] > T(0) ? vo[ch] : T(0);
+      vo = masked;
+    }
     T* v = v_coeffs + i * k * channels;
     sf::eval_sh_vjp(degree, dir.at(i, buf), vo, channels, v);
     for (int q = written; q < k * channels; ++q) v[q] = T(0);  // coefficients above the degree get no gradient
