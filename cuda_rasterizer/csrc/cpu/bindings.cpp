@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "api.h"
+#include "buffer_pool.h"
 
 namespace {
 
@@ -17,6 +18,19 @@ struct Bins {
 };
 
 Tensor c(const Tensor& t) { return t.contiguous(); }
+
+// A new tensor for a large per-call output (1 MiB and up) in recycled storage. torch's own allocation of such a block
+// comes from malloc, which returns it to the OS when freed (mmap threshold or heap trim), so the next call of the same
+// size page-faults every 4 KiB page again, serially on the kernel's side: for SH gradients of 10k primitives that is
+// ~0.4 ms a call at any thread count. The storage goes back to the pool when the last tensor viewing it dies.
+Tensor pooled_empty(at::IntArrayRef sizes, const torch::TensorOptions& options) {
+  int64_t numel = 1;
+  for (const int64_t s : sizes) numel *= s;
+  const size_t bytes = size_t(numel) * options.dtype().itemsize();
+  if (bytes < sf_cpu::BufferPool::kMinPooledBytes) return torch::empty(sizes, options);
+  void* ptr = sf_cpu::BufferPool::instance().acquire(bytes);
+  return torch::from_blob(ptr, sizes, [bytes](void* p) { sf_cpu::BufferPool::instance().release(p, bytes); }, options);
+}
 
 sf::Camera make_camera(const Tensor& viewmat, const Tensor& K, int64_t width, int64_t height) {
   auto v = viewmat.to(torch::kCPU, torch::kFloat64).contiguous();
@@ -142,7 +156,7 @@ Tensor sh_fwd(int64_t degree, Tensor coeffs, Tensor dirs, int64_t nthreads) {
 Tensor sh_bwd(int64_t degree, Tensor v_out, int64_t k, Tensor dirs, int64_t nthreads) {
   v_out = c(v_out); dirs = c(dirs);
   const int64_t n = v_out.size(0), ch = v_out.size(1);
-  auto vc = torch::empty({n, k, ch}, v_out.options());  // sh_bwd writes every entry (zeros above the degree)
+  auto vc = pooled_empty({n, k, ch}, v_out.options());  // sh_bwd writes every entry (zeros above the degree)
   AT_DISPATCH_FLOATING_TYPES(v_out.scalar_type(), "sh_bwd", [&] {
     sf_cpu::sh_bwd<scalar_t>(int(degree), v_out.data_ptr<scalar_t>(), n, int(k), int(ch), dirs.data_ptr<scalar_t>(),
                              vc.data_ptr<scalar_t>(), int(nthreads));
@@ -184,7 +198,7 @@ Tensor sh_colors_bwd(int64_t degree, Tensor v_colors, Tensor colors, int64_t k, 
                      int64_t nthreads) {
   v_colors = c(v_colors); colors = c(colors); means = c(means);
   const int64_t n = v_colors.size(0), ch = v_colors.size(1);
-  auto vc = torch::empty({n, k, ch}, v_colors.options());  // every entry written (zeros above the degree)
+  auto vc = pooled_empty({n, k, ch}, v_colors.options());  // every entry written (zeros above the degree)
   AT_DISPATCH_FLOATING_TYPES(v_colors.scalar_type(), "sh_colors_bwd", [&] {
     const auto centre = camera_centre<scalar_t>(viewmat);
     sf_cpu::sh_colors_bwd<scalar_t>(int(degree), v_colors.data_ptr<scalar_t>(), colors.data_ptr<scalar_t>(), n,
