@@ -31,10 +31,11 @@ template <typename T, typename R> inline void pixel_span(T m, R r, int size, int
 // Intersections grouped by tile: ids[tile_start[t] .. tile_start[t+1]) are depth ranks r (ascending, i.e. (depth, id)
 // order; the primitive is order[r]). Primitive order[r] (the r-th valid primitive by depth) owns emissions
 // prim_offset[r] .. prim_offset[r+1), one per tile of its rectangle, and slot[e] is emission e's position in ids;
-// the backward writes one gradient row per position and sums a primitive's rows in emission order.
+// the backward writes one gradient row per position and sums a primitive's rows in emission order. rank is order's
+// inverse: rank[p] is primitive p's depth rank, -1 where p is not binned.
 struct TileBins {
   PooledVector<int64_t> tile_start, prim_offset;
-  PooledVector<int32_t> ids, slot, order;
+  PooledVector<int32_t> ids, slot, order, rank;
 };
 
 // Ids p with live[p], sorted by (depths[p], p) (depths finite; -0 and +0 are equal): an LSD radix sort of
@@ -138,8 +139,10 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
   TileBins bins;
   PooledVector<int32_t> rect(4 * n);
   PooledVector<uint8_t> live(n, 0);
+  bins.rank.resize(n);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t p = 0; p < n; ++p) {
+    bins.rank[p] = -1;
     int32_t* rc = &rect[4 * p];
     if (radii[2 * p] > 0 && radii[2 * p + 1] > 0) {
       int x0, x1, y0, y1;
@@ -166,6 +169,7 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
     int32_t* out = &rect_r[4 * r];
     for (int k = 0; k < 4; ++k) out[k] = rc[k];
     bins.order[r] = p;
+    bins.rank[p] = static_cast<int32_t>(r);
     bins.prim_offset[r + 1] = int64_t(rc[1] - rc[0] + 1) * (rc[3] - rc[2] + 1);
   }
   for (int64_t r = 0; r < nv; ++r) bins.prim_offset[r + 1] += bins.prim_offset[r];

@@ -335,11 +335,9 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
   const int64_t nv = int64_t(bins.order.size()), n = in.n;
   constexpr int64_t kSumAhead = 24;  // emissions
   PooledVector<T> sums(size_t(nv) * row);
-  PooledVector<int32_t> rank(n);
+  const PooledVector<int32_t>& rank = bins.rank;
 #pragma omp parallel num_threads(nthreads)
   {
-#pragma omp for schedule(static) nowait
-    for (int64_t p = 0; p < n; ++p) rank[p] = -1;
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < nv; ++r) {
       T* a = sums.data() + r * row;
@@ -354,8 +352,6 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
         for (int j = 0; j < row; ++j) a[j] += g[j];
       }
     }
-#pragma omp for schedule(static)
-    for (int64_t r = 0; r < nv; ++r) rank[bins.order[r]] = int32_t(r);  // a permutation: distinct targets
     constexpr int64_t kAhead = 16;  // primitives
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < n; ++p) {

@@ -66,18 +66,12 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
   }
   const int64_t nv = int64_t(bins.order.size());
   pk.data.resize(size_t(nv) * pk.stride);
+  // In id order: the inputs are read as sequential streams and each record is written once at its rank (gathering
+  // by rank instead read six arrays at random, several cache misses per primitive where depth order scatters them).
 #pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t r = 0; r < nv; ++r) {
-    if (r + kGatherAhead < nv) {  // depth order is a random walk through the inputs: keep several misses in flight
-      const int64_t q = bins.order[r + kGatherAhead];
-      __builtin_prefetch(in.means2d + 2 * q);
-      __builtin_prefetch(in.radii + 2 * q);
-      __builtin_prefetch(in.opacities + q);
-      __builtin_prefetch(in.depths + q);
-      __builtin_prefetch(in.fp_params + q * FP::kParams);
-      __builtin_prefetch(in.colors + q * in.channels);
-    }
-    const int64_t p = bins.order[r];
+  for (int64_t p = 0; p < in.n; ++p) {
+    const int64_t r = bins.rank[p];
+    if (r < 0) continue;
     T* d = pk.data.data() + r * pk.stride;
     d[P::MX] = in.means2d[2 * p];
     d[P::MY] = in.means2d[2 * p + 1];
