@@ -334,13 +334,17 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
   // writing the outputs straight from the rank loop scattered ~6 store misses per primitive, a third of the pass).
   const int64_t nv = int64_t(bins.order.size()), n = in.n;
   constexpr int64_t kSumAhead = 24;  // emissions
-  PooledVector<T> sums(size_t(nv) * row);
+  // sums rows start on cache lines: the hand-over by id reads them in random order, a line each (48-byte rows
+  // straddled two lines, and the prefetch covered the first)
+  constexpr int kLine = int(64 / sizeof(T));
+  const int sum_stride = (row + kLine - 1) / kLine * kLine;
+  PooledVector<T> sums(size_t(nv) * sum_stride);
   const PooledVector<int32_t>& rank = bins.rank;
 #pragma omp parallel num_threads(nthreads)
   {
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < nv; ++r) {
-      T* a = sums.data() + r * row;
+      T* a = sums.data() + r * sum_stride;
       std::fill(a, a + row, T(0));
       for (int64_t e = bins.prim_offset[r]; e < bins.prim_offset[r + 1]; ++e) {
         if (e + kSumAhead < m) {  // keep many misses in flight (a row may span two lines)
@@ -355,7 +359,7 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
     constexpr int64_t kAhead = 16;  // primitives
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < n; ++p) {
-      if (p + kAhead < n && rank[p + kAhead] >= 0) __builtin_prefetch(sums.data() + rank[p + kAhead] * row);
+      if (p + kAhead < n && rank[p + kAhead] >= 0) __builtin_prefetch(sums.data() + int64_t(rank[p + kAhead]) * sum_stride);
       const int32_t r = rank[p];
       if (r < 0) {  // not binned: zeros
         out.v_means2d[2 * p] = out.v_means2d[2 * p + 1] = T(0);
@@ -364,7 +368,7 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
         for (int ch = 0; ch < C; ++ch) out.v_colors[p * C + ch] = T(0);
         continue;
       }
-      const T* a = sums.data() + int64_t(r) * row;
+      const T* a = sums.data() + int64_t(r) * sum_stride;
       out.v_means2d[2 * p] = a[0];
       out.v_means2d[2 * p + 1] = a[1];
       for (int j = 0; j < KP; ++j) out.v_params[KP * p + j] = a[2 + j];
