@@ -4,6 +4,8 @@ Run: python scripts/bench_training.py [--workloads fern lego400 lego200-default]
 Workloads (the datasets come from ../shared/data; a missing one is reported and skipped):
 - fern: LLFF fern images_8 (504x378), its SfM points as the initial Gaussians, no densification, full resolution.
 - lego400: NeRF-synthetic lego at 400x400, 100k random initial Gaussians (seeded), no densification.
+- lego400-1m (not in the defaults): lego400 with 1,000,000 random Gaussians, the primitive count of a real capture,
+  where the per-primitive stages and memory traffic weigh more than the pixels.
 - lego400-gabor (not in the defaults): lego400 trained as 4-term Gabor primitives (`--model gabor`; the weights start at
   0, so the image is the Gaussian one, but every term is evaluated): the Gabor kernels' share of a training step.
 - lego200-default: lego at 200x200 with the default 3DGS densification, `--default-steps` steps from the start.
@@ -74,6 +76,11 @@ def make_workload(name: str, cfg: BenchTrainingConfig, out_dir: Path):
         train = TrainConfig(data=cfg.data_root / "nerf_synthetic_lego_400", strategy=FixedStrategy(),
                             init_random_points=100_000, max_steps=10**6, **common)
         return data, train, cfg.timed_steps, cfg.warmup_steps
+    if name == "lego400-1m":  # lego400 at the primitive count of a real capture (1M random Gaussians)
+        data = load_dataset(cfg.data_root / "nerf_synthetic_lego_400")
+        train = TrainConfig(data=cfg.data_root / "nerf_synthetic_lego_400", strategy=FixedStrategy(),
+                            init_random_points=1_000_000, max_init_points=1_000_000, max_steps=10**6, **common)
+        return data, train, cfg.timed_steps, cfg.warmup_steps
     if name == "lego400-gabor":  # lego400 as 4-term Gabor primitives (issue 12's model; weights start at 0)
         data = load_dataset(cfg.data_root / "nerf_synthetic_lego_400")
         train = TrainConfig(data=cfg.data_root / "nerf_synthetic_lego_400", model="gabor", strategy=FixedStrategy(),
@@ -97,7 +104,7 @@ def make_workload(name: str, cfg: BenchTrainingConfig, out_dir: Path):
         data = load_dataset(folder)
         train = TrainConfig(data=folder, strategy=FixedStrategy(), max_steps=10**6, **common)
         return data, train, 10 * cfg.timed_steps, cfg.warmup_steps
-    raise ValueError(f"unknown workload {name!r}; choose from fern, lego400, lego400-gabor, lego200-default, dnerf400, "
+    raise ValueError(f"unknown workload {name!r}; choose from fern, lego400, lego400-1m, lego400-gabor, lego200-default, dnerf400, "
                      "host-overhead")
 
 

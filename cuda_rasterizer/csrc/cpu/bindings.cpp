@@ -31,6 +31,7 @@ Tensor pooled_empty(at::IntArrayRef sizes, const torch::TensorOptions& options) 
   void* ptr = sf_cpu::BufferPool::instance().acquire(bytes);
   return torch::from_blob(ptr, sizes, [bytes](void* p) { sf_cpu::BufferPool::instance().release(p, bytes); }, options);
 }
+Tensor pooled_empty_like(const Tensor& t) { return pooled_empty(t.sizes(), t.options()); }
 
 sf::Camera make_camera(const Tensor& viewmat, const Tensor& K, int64_t width, int64_t height) {
   auto v = viewmat.to(torch::kCPU, torch::kFloat64).contiguous();
@@ -49,7 +50,7 @@ sf::Camera make_camera(const Tensor& viewmat, const Tensor& K, int64_t width, in
 
 Tensor covar_fwd(Tensor quats, Tensor scales, int64_t nthreads) {
   quats = c(quats); scales = c(scales);
-  auto out = torch::empty({quats.size(0), 3, 3}, quats.options());
+  auto out = pooled_empty({quats.size(0), 3, 3}, quats.options());
   AT_DISPATCH_FLOATING_TYPES(quats.scalar_type(), "covar_fwd", [&] {
     sf_cpu::covar_fwd<scalar_t>(quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(), quats.size(0),
                                 out.data_ptr<scalar_t>(), int(nthreads));
@@ -63,8 +64,8 @@ std::vector<Tensor> slice4_fwd(Tensor means, Tensor times, Tensor ql, Tensor qr,
   const int64_t n = means.size(0);
   TORCH_CHECK(times.numel() == n && ql.numel() == 4 * n && qr.numel() == 4 * n && scales.numel() == 4 * n &&
                   opac.numel() == n, "slice4_fwd: inconsistent primitive counts");
-  auto mean3 = torch::empty({n, 3}, means.options()), cov3 = torch::empty({n, 3, 3}, means.options());
-  auto opac_t = torch::empty({n}, means.options()), expo = torch::empty({n}, means.options());
+  auto mean3 = pooled_empty({n, 3}, means.options()), cov3 = pooled_empty({n, 3, 3}, means.options());
+  auto opac_t = pooled_empty({n}, means.options()), expo = pooled_empty({n}, means.options());
   AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "slice4_fwd", [&] {
     sf_cpu::slice4_fwd<scalar_t>(means.data_ptr<scalar_t>(), times.data_ptr<scalar_t>(), ql.data_ptr<scalar_t>(),
                                  qr.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(), scalar_t(filter_var),
@@ -79,9 +80,9 @@ std::vector<Tensor> slice4_bwd(Tensor times, Tensor ql, Tensor qr, Tensor scales
   times = c(times); ql = c(ql); qr = c(qr); scales = c(scales); opac = c(opac);
   v_mean3 = c(v_mean3); v_cov3 = c(v_cov3); v_opac_t = c(v_opac_t);
   const int64_t n = times.numel();
-  auto vm = torch::empty({n, 3}, times.options()), vt = torch::empty({n}, times.options());
-  auto vql = torch::empty_like(ql), vqr = torch::empty_like(qr), vs = torch::empty_like(scales);
-  auto vo = torch::empty_like(opac);
+  auto vm = pooled_empty({n, 3}, times.options()), vt = pooled_empty({n}, times.options());
+  auto vql = pooled_empty_like(ql), vqr = pooled_empty_like(qr), vs = pooled_empty_like(scales);
+  auto vo = pooled_empty_like(opac);
   AT_DISPATCH_FLOATING_TYPES(times.scalar_type(), "slice4_bwd", [&] {
     sf_cpu::slice4_bwd<scalar_t>(times.data_ptr<scalar_t>(), ql.data_ptr<scalar_t>(), qr.data_ptr<scalar_t>(),
                                  scales.data_ptr<scalar_t>(), scalar_t(filter_var), opac.data_ptr<scalar_t>(), n,
@@ -95,7 +96,7 @@ std::vector<Tensor> slice4_bwd(Tensor times, Tensor ql, Tensor qr, Tensor scales
 
 std::vector<Tensor> covar_bwd(Tensor quats, Tensor scales, Tensor v_covars, int64_t nthreads) {
   quats = c(quats); scales = c(scales); v_covars = c(v_covars);
-  auto vq = torch::empty_like(quats), vs = torch::empty_like(scales);
+  auto vq = pooled_empty_like(quats), vs = pooled_empty_like(scales);
   AT_DISPATCH_FLOATING_TYPES(quats.scalar_type(), "covar_bwd", [&] {
     sf_cpu::covar_bwd<scalar_t>(quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(), v_covars.data_ptr<scalar_t>(),
                                 quats.size(0), vq.data_ptr<scalar_t>(), vs.data_ptr<scalar_t>(), int(nthreads));
@@ -109,11 +110,11 @@ std::vector<Tensor> project_fwd(Tensor means, Tensor covars, Tensor opacities, T
   means = c(means); covars = c(covars); opacities = c(opacities);
   const int64_t n = means.size(0);
   auto cam = make_camera(viewmat, K, width, height);
-  auto means2d = torch::empty({n, 2}, means.options());
-  auto conics = torch::empty({n, 3}, means.options());
-  auto depths = torch::empty({n}, means.options());
-  auto radii = torch::empty({n, 2}, means.options().dtype(torch::kInt32));
-  auto opac = torch::empty({n}, means.options());
+  auto means2d = pooled_empty({n, 2}, means.options());
+  auto conics = pooled_empty({n, 3}, means.options());
+  auto depths = pooled_empty({n}, means.options());
+  auto radii = pooled_empty({n, 2}, means.options().dtype(torch::kInt32));
+  auto opac = pooled_empty({n}, means.options());
   AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_fwd", [&] {
     sf_cpu::project_fwd<scalar_t>(cam, means.data_ptr<scalar_t>(), covars.data_ptr<scalar_t>(),
                                   opacities.data_ptr<scalar_t>(), n, scalar_t(near), scalar_t(far), scalar_t(eps2d),
@@ -131,7 +132,7 @@ std::vector<Tensor> project_bwd(Tensor means, Tensor covars, Tensor opacities, T
   v_means2d = c(v_means2d); v_conics = c(v_conics); v_depths = c(v_depths); v_opac = c(v_opac);
   const int64_t n = means.size(0);
   auto cam = make_camera(viewmat, K, width, height);
-  auto vm = torch::empty_like(means), vc = torch::empty_like(covars), vo = torch::empty_like(opacities);
+  auto vm = pooled_empty_like(means), vc = pooled_empty_like(covars), vo = pooled_empty_like(opacities);
   AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "project_bwd", [&] {
     sf_cpu::project_bwd<scalar_t>(cam, means.data_ptr<scalar_t>(), covars.data_ptr<scalar_t>(),
                                   opacities.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(), n, scalar_t(eps2d),
@@ -145,7 +146,7 @@ std::vector<Tensor> project_bwd(Tensor means, Tensor covars, Tensor opacities, T
 Tensor sh_fwd(int64_t degree, Tensor coeffs, Tensor dirs, int64_t nthreads) {
   coeffs = c(coeffs); dirs = c(dirs);
   const int64_t n = coeffs.size(0), k = coeffs.size(1), ch = coeffs.size(2);
-  auto out = torch::empty({n, ch}, coeffs.options());
+  auto out = pooled_empty({n, ch}, coeffs.options());
   AT_DISPATCH_FLOATING_TYPES(coeffs.scalar_type(), "sh_fwd", [&] {
     sf_cpu::sh_fwd<scalar_t>(int(degree), coeffs.data_ptr<scalar_t>(), n, int(k), int(ch), dirs.data_ptr<scalar_t>(),
                              out.data_ptr<scalar_t>(), int(nthreads));
@@ -185,7 +186,7 @@ Tensor sh_colors_fwd(int64_t degree, Tensor coeffs, Tensor means, Tensor viewmat
   coeffs = c(coeffs); means = c(means);
   check_sh_colors(coeffs, means, viewmat);
   const int64_t n = coeffs.size(0), k = coeffs.size(1), ch = coeffs.size(2);
-  auto out = torch::empty({n, ch}, coeffs.options());
+  auto out = pooled_empty({n, ch}, coeffs.options());
   AT_DISPATCH_FLOATING_TYPES(coeffs.scalar_type(), "sh_colors_fwd", [&] {
     const auto centre = camera_centre<scalar_t>(viewmat);
     sf_cpu::sh_colors_fwd<scalar_t>(int(degree), coeffs.data_ptr<scalar_t>(), n, int(k), int(ch),
@@ -226,12 +227,12 @@ py::tuple raster_fwd(Tensor means2d, Tensor conics, Tensor colors, Tensor opacit
   if (background.has_value()) bg = c(background.value());
   const int64_t n = means2d.size(0), ch = colors.size(1);
   auto opt = means2d.options();
-  auto out_c = torch::empty({height, width, ch}, opt);
-  auto out_a = torch::empty({height, width, 1}, opt);
-  auto out_d = torch::empty({height, width, 1}, opt);
-  auto out_t = torch::empty({height, width, 1}, opt);
-  auto last_id = torch::empty({height, width}, opt.dtype(torch::kInt32));
-  auto last_pos = torch::empty({height, width}, opt.dtype(torch::kInt32));
+  auto out_c = pooled_empty({height, width, ch}, opt);
+  auto out_a = pooled_empty({height, width, 1}, opt);
+  auto out_d = pooled_empty({height, width, 1}, opt);
+  auto out_t = pooled_empty({height, width, 1}, opt);
+  auto last_id = pooled_empty({height, width}, opt.dtype(torch::kInt32));
+  auto last_pos = pooled_empty({height, width}, opt.dtype(torch::kInt32));
   int64_t evals = 0;
   auto bins = std::make_shared<Bins>();
   AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "raster_fwd", [&] {
@@ -258,8 +259,8 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor means2d, Tenso
   Tensor bg;
   if (background.has_value()) bg = c(background.value());
   const int64_t n = means2d.size(0), ch = colors.size(1);
-  auto vm = torch::empty_like(means2d), vcon = torch::empty_like(conics), vcol = torch::empty_like(colors);
-  auto vo = torch::empty_like(opacities), vd = torch::empty_like(depths), ag = torch::empty_like(means2d);
+  auto vm = pooled_empty_like(means2d), vcon = pooled_empty_like(conics), vcol = pooled_empty_like(colors);
+  auto vo = pooled_empty_like(opacities), vd = pooled_empty_like(depths), ag = pooled_empty_like(means2d);
   AT_DISPATCH_FLOATING_TYPES(means2d.scalar_type(), "raster_bwd", [&] {
     sf_cpu::raster_bwd<scalar_t>(
         bins->h, means2d.data_ptr<scalar_t>(), conics.data_ptr<scalar_t>(), terms, colors.data_ptr<scalar_t>(),
@@ -283,7 +284,7 @@ Tensor gabor_project_fwd(Tensor means, Tensor covars, Tensor freqs, Tensor weigh
   radii = c(radii.to(torch::kInt32));
   auto cam = make_camera(viewmat, K, width, height);
   const int64_t n = means.size(0), k = weights.size(1);
-  auto terms = torch::empty({n, k, 4}, means.options());
+  auto terms = pooled_empty({n, k, 4}, means.options());
   AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "gabor_project_fwd", [&] {
     sf_cpu::gabor_project_fwd<scalar_t>(cam, means.data_ptr<scalar_t>(), covars.data_ptr<scalar_t>(),
                                         freqs.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(),
@@ -300,8 +301,8 @@ std::vector<Tensor> gabor_project_bwd(Tensor means, Tensor covars, Tensor freqs,
   radii = c(radii.to(torch::kInt32));
   auto cam = make_camera(viewmat, K, width, height);
   const int64_t n = means.size(0), k = weights.size(1);
-  auto vm = torch::empty_like(means), vc = torch::empty_like(covars), vf = torch::empty_like(freqs);
-  auto vw = torch::empty_like(weights), vp = torch::empty_like(weights);
+  auto vm = pooled_empty_like(means), vc = pooled_empty_like(covars), vf = pooled_empty_like(freqs);
+  auto vw = pooled_empty_like(weights), vp = pooled_empty_like(weights);
   AT_DISPATCH_FLOATING_TYPES(means.scalar_type(), "gabor_project_bwd", [&] {
     sf_cpu::gabor_project_bwd<scalar_t>(cam, means.data_ptr<scalar_t>(), covars.data_ptr<scalar_t>(),
                                         freqs.data_ptr<scalar_t>(), weights.data_ptr<scalar_t>(),
@@ -318,7 +319,7 @@ std::vector<Tensor> gabor_project_bwd(Tensor means, Tensor covars, Tensor freqs,
 Tensor gabor_freqs_fwd(Tensor quats, Tensor scales, Tensor nu, int64_t nthreads) {
   quats = c(quats); scales = c(scales); nu = c(nu);
   const int64_t n = nu.size(0), k = nu.size(1);
-  auto freqs = torch::empty_like(nu);
+  auto freqs = pooled_empty_like(nu);
   AT_DISPATCH_FLOATING_TYPES(nu.scalar_type(), "gabor_freqs_fwd", [&] {
     sf_cpu::gabor_freqs_fwd<scalar_t>(quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(), nu.data_ptr<scalar_t>(),
                                       n, int(k), freqs.data_ptr<scalar_t>(), int(nthreads));
@@ -329,7 +330,7 @@ Tensor gabor_freqs_fwd(Tensor quats, Tensor scales, Tensor nu, int64_t nthreads)
 std::vector<Tensor> gabor_freqs_bwd(Tensor quats, Tensor scales, Tensor nu, Tensor v_freqs, int64_t nthreads) {
   quats = c(quats); scales = c(scales); nu = c(nu); v_freqs = c(v_freqs);
   const int64_t n = nu.size(0), k = nu.size(1);
-  auto vq = torch::empty_like(quats), vs = torch::empty_like(scales), vn = torch::empty_like(nu);
+  auto vq = pooled_empty_like(quats), vs = pooled_empty_like(scales), vn = pooled_empty_like(nu);
   AT_DISPATCH_FLOATING_TYPES(nu.scalar_type(), "gabor_freqs_bwd", [&] {
     sf_cpu::gabor_freqs_bwd<scalar_t>(quats.data_ptr<scalar_t>(), scales.data_ptr<scalar_t>(), nu.data_ptr<scalar_t>(),
                                       v_freqs.data_ptr<scalar_t>(), n, int(k), vq.data_ptr<scalar_t>(),
@@ -353,8 +354,8 @@ std::vector<Tensor> l1_ssim(Tensor img, Tensor ref, double ssim_weight, bool wan
                 " ", mask->sizes());
     m = c(mask.value());
   }
-  auto stats = torch::empty({3}, img.options().dtype(torch::kFloat64));
-  auto grad = want_grad ? torch::empty_like(img) : torch::empty({0}, img.options());
+  auto stats = pooled_empty({3}, img.options().dtype(torch::kFloat64));
+  auto grad = want_grad ? pooled_empty_like(img) : pooled_empty({0}, img.options());
   AT_DISPATCH_FLOATING_TYPES(img.scalar_type(), "l1_ssim", [&] {
     sf_cpu::l1_ssim<scalar_t>(img.data_ptr<scalar_t>(), ref.data_ptr<scalar_t>(),
                               m.defined() ? reinterpret_cast<const uint8_t*>(m.data_ptr<bool>()) : nullptr,

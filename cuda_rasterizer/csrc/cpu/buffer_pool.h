@@ -5,7 +5,14 @@
 // here: 26 ms for 56 MB in this VM, ~12% of a 1M-primitive forward). Blocks of at least kMinPooledBytes released by
 // PoolAllocator are kept (up to kMaxCachedBytes in all) and handed to the next request of a similar size.
 // A block that no request has taken for kMaxIdleAcquires pooled requests is freed: as densification grows the
-// scene, the buffers of earlier sizes no longer fit any request and would otherwise sit idle up to the cap.
+// scene, the buffers of earlier sizes no longer fit any request and would otherwise sit idle up to the cap. A request
+// that no cached block fits frees at once the idle blocks between half its size and its size (most likely the same
+// buffer's earlier, smaller versions), so growth does not keep two generations of buffers alive.
+//
+// New blocks get kHeadroom more than asked for and are cached under their real capacity: the sizes of a training
+// step's buffers move by a few percent from one camera to the next (the tile intersections) or as the scene grows,
+// and a block sized exactly for one request would miss the next slightly larger one, which then page-faults a fresh
+// block in.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +21,7 @@
 #include <mutex>
 #include <new>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -36,25 +44,39 @@ class BufferPool {
 
   // A block of at least `bytes` (64-byte aligned): a cached one no more than twice as large, else a new one.
   void* acquire(size_t bytes) {
-    if (bytes >= kMinPooledBytes) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      ++acquires_;
-      evict_idle();
-      size_t best = blocks_.size();
-      for (size_t i = 0; i < blocks_.size(); ++i)
-        if (blocks_[i].bytes >= bytes && blocks_[i].bytes <= 2 * bytes &&
-            (best == blocks_.size() || blocks_[i].bytes < blocks_[best].bytes))
-          best = i;
-      if (best != blocks_.size()) {
-        void* ptr = blocks_[best].ptr;
-        cached_ -= blocks_[best].bytes;
-        blocks_.erase(blocks_.begin() + long(best));
-        return ptr;
+    if (bytes < kMinPooledBytes) {
+      void* ptr = std::aligned_alloc(64, round_up(bytes));
+      if (ptr == nullptr) throw std::bad_alloc();
+      return ptr;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++acquires_;
+    evict_idle();
+    size_t best = blocks_.size();
+    for (size_t i = 0; i < blocks_.size(); ++i)
+      if (blocks_[i].bytes >= bytes && blocks_[i].bytes <= 2 * bytes &&
+          (best == blocks_.size() || blocks_[i].bytes < blocks_[best].bytes))
+        best = i;
+    if (best != blocks_.size()) {
+      void* ptr = blocks_[best].ptr;
+      cached_ -= blocks_[best].bytes;
+      live_[ptr] = blocks_[best].bytes;
+      blocks_.erase(blocks_.begin() + long(best));
+      return ptr;
+    }
+    for (size_t i = 0; i < blocks_.size();) {  // stale smaller versions of this request's buffer
+      if (2 * blocks_[i].bytes >= bytes && blocks_[i].bytes < bytes) {
+        std::free(blocks_[i].ptr);
+        cached_ -= blocks_[i].bytes;
+        blocks_.erase(blocks_.begin() + long(i));
+      } else {
+        ++i;
       }
     }
-    if (bytes >= kHugeBytes) return acquire_huge(bytes);
-    void* ptr = std::aligned_alloc(64, round_up(bytes));
+    const size_t capacity = round_up(bytes + bytes / kHeadroom);
+    void* ptr = capacity >= kHugeBytes ? acquire_huge(capacity) : std::aligned_alloc(64, capacity);
     if (ptr == nullptr) throw std::bad_alloc();
+    live_[ptr] = capacity;
     return ptr;
   }
 
@@ -62,6 +84,11 @@ class BufferPool {
     bytes = round_up(bytes);
     if (bytes >= kMinPooledBytes) {
       std::lock_guard<std::mutex> lock(mutex_);
+      const auto it = live_.find(ptr);
+      if (it != live_.end()) {  // cached under its real capacity
+        bytes = it->second;
+        live_.erase(it);
+      }
       while (!blocks_.empty() && cached_ + bytes > kMaxCachedBytes) {  // evict the oldest
         std::free(blocks_.front().ptr);
         cached_ -= blocks_.front().bytes;
@@ -94,6 +121,7 @@ class BufferPool {
     }
   }
   static size_t round_up(size_t bytes) { return (bytes + 63) / 64 * 64; }
+  static constexpr size_t kHeadroom = 16;  // new pooled blocks are 1/16 larger than their first request
   // Blocks of several MB are read in random order (gradient rows gathered per primitive, records through tile lists):
   // with 4 KiB pages nearly every such read also misses the TLB. They are aligned to 2 MiB and marked for transparent
   // huge pages (Linux; where THP is "madvise", as on these hosts, nothing else would give them huge pages).
@@ -102,7 +130,7 @@ class BufferPool {
     constexpr size_t kHuge = size_t(2) << 20;
     const size_t size = (bytes + kHuge - 1) / kHuge * kHuge;
     void* ptr = std::aligned_alloc(kHuge, size);
-    if (ptr == nullptr) throw std::bad_alloc();
+    if (ptr == nullptr) return nullptr;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
     madvise(ptr, size, MADV_HUGEPAGE);  // advisory: a refusal leaves ordinary pages
 #endif
@@ -110,6 +138,7 @@ class BufferPool {
   }
   std::mutex mutex_;
   std::vector<Block> blocks_;
+  std::unordered_map<void*, size_t> live_;  // capacity of each pooled block handed out and not yet released
   size_t cached_ = 0;
   uint64_t acquires_ = 0;
 };
