@@ -33,6 +33,11 @@ Tensor pooled_empty(at::IntArrayRef sizes, const torch::TensorOptions& options) 
 }
 Tensor pooled_empty_like(const Tensor& t) { return pooled_empty(t.sizes(), t.options()); }
 
+// pooled_empty for Python callers (cuda_rasterizer.recycled): per-step tensors of a size that recurs.
+Tensor recycled_empty(std::vector<int64_t> sizes, at::ScalarType dtype) {
+  return pooled_empty(sizes, torch::TensorOptions().dtype(dtype));
+}
+
 sf::Camera make_camera(const Tensor& viewmat, const Tensor& K, int64_t width, int64_t height) {
   auto v = viewmat.to(torch::kCPU, torch::kFloat64).contiguous();
   auto k = K.to(torch::kCPU, torch::kFloat64).contiguous();
@@ -376,6 +381,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("slice4_fwd", &slice4_fwd);
   m.def("slice4_bwd", &slice4_bwd);
   m.def("sh_bwd", &sh_bwd);
+  m.def("recycled_empty", &recycled_empty);
   m.def("sh_colors_fwd", &sh_colors_fwd);
   m.def("sh_colors_bwd", &sh_colors_bwd);
   m.def("raster_fwd", &raster_fwd);
