@@ -66,6 +66,12 @@ def main(cfg: StagesConfig) -> Dict[str, object]:
 
     leaves = [t.clone().requires_grad_(True) for t in (s["means"], covars, s["opacities"])]
 
+    cov_leaves = [t.clone().requires_grad_(True) for t in (s["quats"], s["scales"])]
+
+    def covariance_forward_backward():
+        cov = cpu_backend.quat_scale_to_covar(*cov_leaves)
+        torch.autograd.grad(cov.sum(), cov_leaves)
+
     def projection_forward_backward():
         proj = cpu_backend.project(*leaves, view, s["K"], 648, 420)
         loss = proj.means2d.sum() + proj.conics.sum() + proj.depths.sum() + proj.opacities.sum()
@@ -73,6 +79,7 @@ def main(cfg: StagesConfig) -> Dict[str, object]:
 
     stages = {
         "covariance_forward": lambda: cpu_backend.quat_scale_to_covar(s["quats"], s["scales"]),
+        "covariance_forward_backward": covariance_forward_backward,
         "projection_forward": lambda: cpu_backend.project(s["means"], covars, s["opacities"], view, s["K"], 648, 420),
         "projection_forward_backward": projection_forward_backward,
         "sh3_forward": lambda: cpu_backend.eval_sh(3, s["sh"], dirs),

@@ -6,13 +6,53 @@
 
 namespace sf_cpu {
 
+#if defined(SF_LANES)
+namespace {
+// sf::quat_scale_to_covar and its VJP on SF_LANES primitives (rows transposed in and out): the same operations lane
+// by lane as the scalar loop.
+void covar_fwd_block(const float* quats, const float* scales, int count, float* covars) {
+  lanes::F q[4], s[3], cov[9];
+  lanes::load_rows<4>(quats, count, q);
+  lanes::load_rows<3>(scales, count, s);
+  sf::quat_scale_to_covar<lanes::F>(q, s, cov);
+  lanes::store_rows<9>(covars, count, cov);
+}
+void covar_bwd_block(const float* quats, const float* scales, const float* v_covars, int count, float* v_quats,
+                     float* v_scales) {
+  lanes::F q[4], s[3], vcov[9], vq[4], vs[3];
+  lanes::load_rows<4>(quats, count, q);
+  lanes::load_rows<3>(scales, count, s);
+  lanes::load_rows<9>(v_covars, count, vcov);
+  sf::quat_scale_to_covar_vjp<lanes::F>(q, s, vcov, vq, vs);
+  lanes::store_rows<4>(v_quats, count, vq);
+  lanes::store_rows<3>(v_scales, count, vs);
+}
+}  // namespace
+#endif
+
 template <typename T> void covar_fwd(const T* quats, const T* scales, int64_t n, T* covars, int nthreads) {
+#if defined(SF_LANES)
+  if constexpr (std::is_same<T, float>::value) {
+    lanes::for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
+      covar_fwd_block(quats + 4 * i, scales + 3 * i, count, covars + 9 * i);
+    });
+    return;
+  }
+#endif
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t i = 0; i < n; ++i) sf::quat_scale_to_covar(quats + 4 * i, scales + 3 * i, covars + 9 * i);
 }
 
 template <typename T>
 void covar_bwd(const T* quats, const T* scales, const T* v_covars, int64_t n, T* v_quats, T* v_scales, int nthreads) {
+#if defined(SF_LANES)
+  if constexpr (std::is_same<T, float>::value) {
+    lanes::for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
+      covar_bwd_block(quats + 4 * i, scales + 3 * i, v_covars + 9 * i, count, v_quats + 4 * i, v_scales + 3 * i);
+    });
+    return;
+  }
+#endif
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t i = 0; i < n; ++i)
     sf::quat_scale_to_covar_vjp(quats + 4 * i, scales + 3 * i, v_covars + 9 * i, v_quats + 4 * i, v_scales + 3 * i);
