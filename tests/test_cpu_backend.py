@@ -309,8 +309,8 @@ def test_stage_functions_match_reference():
 
 @pytest.mark.parametrize("antialiased", [False, True])
 def test_float32_projection_gradients_match_reference_on_every_branch(antialiased):
-    """Float32 projection VJPs run 16 (AVX-512) or 8 (AVX2) primitives per call with the branches as lane selects:
-    against the float64 reference on primitives inside the view, large ones centred beyond the frustum margin (tx /
+    """Float32 projections and their VJPs run 16 (AVX-512) or 8 (AVX2) primitives per call with the branches as lane
+    selects: values, radii and gradients against the float64 reference on primitives inside the view, large ones centred beyond the frustum margin (tx /
     ty clamped), culled ones behind the camera (zero gradients) and a partial last lane block."""
     g = torch.Generator().manual_seed(21)
     n, width, height = 203, 64, 48
@@ -336,10 +336,14 @@ def test_float32_projection_gradients_match_reference_on_every_branch(antialiase
         gw = torch.Generator().manual_seed(5)
         loss = sum((t * torch.randn(t.shape, generator=gw, dtype=torch.float64).to(dtype)).sum()
                    for t in (proj.means2d, proj.conics, proj.depths, proj.opacities))
-        grads[backend.__name__] = (proj.radii, torch.autograd.grad(loss, leaves))
-    (radii_ref, g_ref), (radii_cpu, g_cpu) = grads.values()
+        values = [t.detach().double() for t in (proj.means2d, proj.conics, proj.depths, proj.opacities)]
+        grads[backend.__name__] = (proj.radii, torch.autograd.grad(loss, leaves), values)
+    (radii_ref, g_ref, v_ref), (radii_cpu, g_cpu, v_cpu) = grads.values()
     assert torch.equal(radii_ref, radii_cpu)
     culled = (radii_ref <= 0).any(dim=-1)
+    for name, a, b in zip(("means2d", "conics", "depths", "opacities"), v_ref, v_cpu):  # the forward, on lanes too
+        err = ((b - a)[~culled].abs().max() / a[~culled].abs().max()).item()
+        assert err < 1e-5, f"{name}: relative error {err}"
     assert culled.any() and (~culled).any()
     clamped = ((means[:, 0] / means[:, 2]).abs() > margin) & ~culled
     assert clamped.sum() >= 5, "the test needs clamped primitives in view"

@@ -291,17 +291,24 @@ template <typename T> struct ProjectOut {
   int32_t radius[2];  // 0, 0 when culled
 };
 
-// Projects one Gaussian (world mean, world covariance) with the clamped Jacobian; returns validity.
+// project_gaussian's values before the radii become integers: the screen half-extents rx, ry (whole pixels, as
+// floats). Branch-free: T may be a vector of SIMD lanes (cpu/lanes.h), with lane masks for the conditions.
+template <typename T> struct ProjectValues {
+  T mean2d[2], conic[3], depth, opacity, rx, ry;
+};
+
+// Projects Gaussians (world mean, world covariance) with the clamped Jacobian; returns their validity (a bool, or a
+// lane mask for SIMD lanes).
 template <typename T>
-SF_HOST_DEVICE inline bool project_gaussian(const Camera& cam, const T mean[3], const T cov[9], T opacity, T near,
-                                            T far, T eps2d, bool antialiased, ProjectOut<T>& out) {
+SF_HOST_DEVICE inline auto project_gaussian_values(const Camera& cam, const T mean[3], const T cov[9], T opacity,
+                                                   T near, T far, T eps2d, bool antialiased, ProjectValues<T>& out)
+    -> decltype(T(0) < T(0)) {
   T pc[3];
   world_to_cam(cam, mean, pc);
   const T x = pc[0], y = pc[1], z = pc[2];
   out.depth = z;
-  out.radius[0] = out.radius[1] = 0;
-  const bool in_front = z > near;
-  const T zs = in_front ? z : T(1);
+  const auto in_front = near < z;
+  const T zs = sf_select(in_front, z, T(1));
   const T fx = T(cam.fx), fy = T(cam.fy), cx = T(cam.cx), cy = T(cam.cy);
   const T W = T(cam.width), H = T(cam.height);
   const T tan_x = T(0.5) * W / fx, tan_y = T(0.5) * H / fy;
@@ -317,7 +324,7 @@ SF_HOST_DEVICE inline bool project_gaussian(const Camera& cam, const T mean[3], 
   for (int i = 0; i < 3; ++i)
     for (int j = 0; j < 3; ++j)
       cc[i * 3 + j] = tmp[i * 3] * T(cam.R[j * 3]) + tmp[i * 3 + 1] * T(cam.R[j * 3 + 1]) + tmp[i * 3 + 2] * T(cam.R[j * 3 + 2]);
-  const T J[6] = {fx / zs, 0, -fx * tx / (zs * zs), 0, fy / zs, -fy * ty / (zs * zs)};
+  const T J[6] = {fx / zs, T(0), -fx * tx / (zs * zs), T(0), fy / zs, -fy * ty / (zs * zs)};
   T JS[6];
   for (int i = 0; i < 2; ++i)
     for (int j = 0; j < 3; ++j) JS[i * 3 + j] = J[i * 3] * cc[j] + J[i * 3 + 1] * cc[3 + j] + J[i * 3 + 2] * cc[6 + j];
@@ -340,14 +347,27 @@ SF_HOST_DEVICE inline bool project_gaussian(const Camera& cam, const T mean[3], 
   T extend = sqrt(T(2) * log(sf_max(o / T(ALPHA_THRESHOLD), T(1))));
   extend = sf_min(extend, T(MAX_EXTENT_SIGMA));
   const T rx = ceil(extend * sqrt(sf_max(a, T(0)))), ry = ceil(extend * sqrt(sf_max(c, T(0))));
+  out.rx = rx;
+  out.ry = ry;
   const T mx = out.mean2d[0], my = out.mean2d[1];
-  const bool on_screen = (mx + rx > 0) && (mx - rx < W) && (my + ry > 0) && (my - ry < H);
-  const bool valid = in_front && (z < far) && (det > 0) && (o >= T(ALPHA_THRESHOLD)) && (rx > 0) && (ry > 0) &&
-                     on_screen && isfinite(mx) && isfinite(my);
-  if (valid) {
-    out.radius[0] = static_cast<int32_t>(rx);
-    out.radius[1] = static_cast<int32_t>(ry);
-  }
+  const auto on_screen = (T(0) < mx + rx) & (mx - rx < W) & (T(0) < my + ry) & (my - ry < H);
+  return in_front & (z < far) & (T(0) < det) & (T(ALPHA_THRESHOLD) <= o) & (T(0) < rx) & (T(0) < ry) & on_screen &
+         isfinite(mx) & isfinite(my);
+}
+
+// Projects one Gaussian (world mean, world covariance) with the clamped Jacobian; returns validity.
+template <typename T>
+SF_HOST_DEVICE inline bool project_gaussian(const Camera& cam, const T mean[3], const T cov[9], T opacity, T near,
+                                            T far, T eps2d, bool antialiased, ProjectOut<T>& out) {
+  ProjectValues<T> v;
+  const bool valid = project_gaussian_values(cam, mean, cov, opacity, near, far, eps2d, antialiased, v);
+  out.mean2d[0] = v.mean2d[0];
+  out.mean2d[1] = v.mean2d[1];
+  for (int i = 0; i < 3; ++i) out.conic[i] = v.conic[i];
+  out.depth = v.depth;
+  out.opacity = v.opacity;
+  out.radius[0] = valid ? static_cast<int32_t>(v.rx) : 0;
+  out.radius[1] = valid ? static_cast<int32_t>(v.ry) : 0;
   return valid;
 }
 

@@ -6,7 +6,9 @@
 // callers then keep the scalar loop).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "row_alpha.h"
 #include "row_alpha_avx2.h"
@@ -35,6 +37,8 @@ inline Vec broadcast(float x) { return _mm512_set1_ps(x); }
 inline Vec vsqrt(Vec x) { return _mm512_sqrt_ps(x); }
 inline Vec vmax(Vec a, Vec b) { return _mm512_max_ps(a, b); }
 inline Vec vexp_neg(Vec x) { return avx512::exp_neg(x); }
+inline Vec vceil(Vec x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_POS_INF | _MM_FROUND_NO_EXC); }
+inline Vec vabs(Vec x) { return _mm512_abs_ps(x); }
 inline Vec vload(const float* p) { return _mm512_load_ps(p); }
 inline void vstore(float* p, Vec x) { _mm512_store_ps(p, x); }
 #else
@@ -51,6 +55,8 @@ inline Vec broadcast(float x) { return _mm256_set1_ps(x); }
 inline Vec vsqrt(Vec x) { return _mm256_sqrt_ps(x); }
 inline Vec vmax(Vec a, Vec b) { return _mm256_max_ps(a, b); }
 inline Vec vexp_neg(Vec x) { return avx2::exp_neg(x); }
+inline Vec vceil(Vec x) { return _mm256_ceil_ps(x); }
+inline Vec vabs(Vec x) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x); }
 inline Vec vload(const float* p) { return _mm256_load_ps(p); }
 inline void vstore(float* p, Vec x) { _mm256_store_ps(p, x); }
 #endif
@@ -87,6 +93,18 @@ inline bool any_lane(M c) { return any(c.m); }
 inline F sf_select(M c, F a, F b) { return F(blend(c.m, a.v, b.v)); }
 // exp(x) for x <= 0 (clamped at -80 as sf::sf_exp_neg): the slice's temporal decay is the only exp it takes.
 inline F exp(F x) { return F(vexp_neg(x.v)); }
+inline F ceil(F x) { return F(vceil(x.v)); }
+inline M isfinite(F x) { return M{less_equal(vabs(x.v), broadcast(std::numeric_limits<float>::max()))}; }
+// log lane by lane with the C library's logf: the projection's screen extent takes one per primitive, and its
+// ceil() must see the scalar loop's values so both give the same radii.
+inline F log(F x) {
+  alignas(64) float buf[SF_LANES];
+  vstore(buf, x.v);
+  for (int l = 0; l < SF_LANES; ++l) buf[l] = std::log(buf[l]);
+  return F(vload(buf));
+}
+// 1 in the lanes where c holds, else 0.
+inline F lanes_where(M c) { return sf_select(c, F(1.0f), F(0.0f)); }
 
 // `count` rows of `width` floats at `src` (row stride `width`), transposed into `width` vectors of lanes (rows past
 // `count` read as 0): out[c] holds column c of the rows.

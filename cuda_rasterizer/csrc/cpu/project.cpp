@@ -58,10 +58,48 @@ void covar_bwd(const T* quats, const T* scales, const T* v_covars, int64_t n, T*
     sf::quat_scale_to_covar_vjp(quats + 4 * i, scales + 3 * i, v_covars + 9 * i, v_quats + 4 * i, v_scales + 3 * i);
 }
 
+#if defined(SF_LANES)
+namespace {
+// sf::project_gaussian on SF_LANES primitives (sf::project_gaussian_values on lanes; rows transposed in and out).
+void project_fwd_block(const sf::Camera& cam, const float* means, const float* covars, const float* opacities,
+                       int count, float near, float far, float eps2d, bool antialiased, float* means2d, float* conics,
+                       float* depths, int32_t* radii, float* opac_out) {
+  using lanes::F;
+  F m[3], cov[9], o[1];
+  lanes::load_rows<3>(means, count, m);
+  lanes::load_rows<9>(covars, count, cov);
+  lanes::load_rows<1>(opacities, count, o);
+  sf::ProjectValues<F> v;
+  const auto valid = sf::project_gaussian_values<F>(cam, m, cov, o[0], F(near), F(far), F(eps2d), antialiased, v);
+  lanes::store_rows<2>(means2d, count, v.mean2d);
+  lanes::store_rows<3>(conics, count, v.conic);
+  lanes::store_rows<1>(depths, count, &v.depth);
+  lanes::store_rows<1>(opac_out, count, &v.opacity);
+  alignas(64) float rx[SF_LANES], ry[SF_LANES], ok[SF_LANES];
+  lanes::vstore(rx, v.rx.v);
+  lanes::vstore(ry, v.ry.v);
+  lanes::vstore(ok, lanes::lanes_where(valid).v);
+  for (int l = 0; l < count; ++l) {
+    radii[2 * l] = ok[l] != 0.0f ? static_cast<int32_t>(rx[l]) : 0;
+    radii[2 * l + 1] = ok[l] != 0.0f ? static_cast<int32_t>(ry[l]) : 0;
+  }
+}
+}  // namespace
+#endif
+
 template <typename T>
 void project_fwd(const sf::Camera& cam, const T* means, const T* covars, const T* opacities, int64_t n, T near, T far,
                  T eps2d, bool antialiased, T* means2d, T* conics, T* depths, int32_t* radii, T* opac_out,
                  int nthreads) {
+#if defined(SF_LANES)
+  if constexpr (std::is_same<T, float>::value) {
+    lanes::for_lane_blocks(n, nthreads, [&](int64_t i, int count) {
+      project_fwd_block(cam, means + 3 * i, covars + 9 * i, opacities + i, count, near, far, eps2d, antialiased,
+                        means2d + 2 * i, conics + 3 * i, depths + i, radii + 2 * i, opac_out + i);
+    });
+    return;
+  }
+#endif
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t i = 0; i < n; ++i) {
     sf::ProjectOut<T> o;
