@@ -1,5 +1,5 @@
-"""Per-primitive stages of the CPU pipeline, in nanoseconds per primitive: covariance, projection (forward, and forward
-+ VJP), SH colours (forward and VJP), the Gabor terms' world frequencies (native against the PyTorch reference,
+"""Per-primitive stages of the CPU pipeline, in nanoseconds per primitive: covariance (forward, and forward + VJP),
+projection (forward, and forward + VJP), SH colours (forward and VJP), the Gabor terms' world frequencies (native against the PyTorch reference,
 forward + backward) and their projection into the image (forward, and forward + VJP); and the training step's
 per-image stage, the fused L1 + D-SSIM loss with its gradient, in ms per image (fern's 504x378).
 

@@ -143,6 +143,14 @@ class BufferPool {
   uint64_t acquires_ = 0;
 };
 
+// Row stride (in elements of T) of `count`-element rows padded to whole 64-byte cache lines. With the pool's 64-byte
+// aligned blocks every row then starts on a line: rows read in random order (depth-ordered records, per-primitive
+// sums) cost one line each instead of two for those that would straddle a boundary.
+template <typename T> constexpr int line_stride(int count) {
+  constexpr int kLine = int(64 / sizeof(T));
+  return (count + kLine - 1) / kLine * kLine;
+}
+
 // std::allocator replacement that draws large blocks from BufferPool. A block is released under the size that was
 // requested, which never exceeds its real size, so it is only ever handed out again for requests that fit.
 template <typename T> struct PoolAllocator {

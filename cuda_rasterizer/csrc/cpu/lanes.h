@@ -1,8 +1,8 @@
 // A float vector type that the templated math of sf_math.h can be instantiated with, so a per-primitive routine
 // written once (e.g. sf::slice4 and its VJP) runs on 16 primitives at a time (AVX-512) or 8 (AVX2 + FMA) instead of
-// one: arithmetic operators, sqrt, sf_max and exp (for arguments <= 0, the only ones the slice passes) found by
-// argument-dependent lookup; comparisons give lane masks (M) that combine with | and pick with sf_select, so branch-free
-// code written with sf_select (e.g. sf::project_gaussian_vjp) runs here too. SF_LANES is the lane count, undefined where neither instruction set is enabled (the
+// one: arithmetic operators, sqrt, sf_max, ceil, log, isfinite and exp (for arguments <= 0, the only ones the slice
+// passes) found by argument-dependent lookup; comparisons give lane masks (M) that combine with | and pick with sf_select, so branch-free
+// code written with sf_select (e.g. sf::project_gaussian_values and sf::project_gaussian_vjp) runs here too. SF_LANES is the lane count, undefined where neither instruction set is enabled (the
 // callers then keep the scalar loop).
 #pragma once
 

@@ -336,8 +336,7 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
   constexpr int64_t kSumAhead = 24;  // emissions
   // sums rows start on cache lines: the hand-over by id reads them in random order, a line each (48-byte rows
   // straddled two lines, and the prefetch covered the first)
-  constexpr int kLine = int(64 / sizeof(T));
-  const int sum_stride = (row + kLine - 1) / kLine * kLine;
+  const int sum_stride = line_stride<T>(row);
   PooledVector<T> sums(size_t(nv) * sum_stride);
   const PooledVector<int32_t>& rank = bins.rank;
 #pragma omp parallel num_threads(nthreads)

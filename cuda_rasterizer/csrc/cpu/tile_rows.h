@@ -64,10 +64,9 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
     waves = in.channels == 3 && in.tile <= kLanes;
     if (waves) pk.stride = RA::kWaveOffset + RA::kWaveFloats;
   }
-  // Records start on cache lines (the pool's blocks are 64-byte aligned): tiles read them in an order that is random
-  // at scale, and an unaligned 56-byte Gaussian record would straddle two lines 7 times in 8.
-  constexpr int kLine = int(64 / sizeof(T));
-  pk.stride = (pk.stride + kLine - 1) / kLine * kLine;
+  // Records start on cache lines: tiles read them in an order that is random at scale, and an unaligned 56-byte
+  // Gaussian record would straddle two lines 7 times in 8.
+  pk.stride = line_stride<T>(pk.stride);
   const int64_t nv = int64_t(bins.order.size());
   pk.data.resize(size_t(nv) * pk.stride);
   // In id order: the inputs are read as sequential streams and each record is written once at its rank (gathering
