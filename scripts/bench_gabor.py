@@ -56,8 +56,8 @@ def frame(scene, waves, views, cfg: GaborBenchConfig, backward: bool) -> None:
     """Render every view (and backpropagate a fixed loss through each when `backward`)."""
     keys = ("means", "quats", "scales", "opacities", "sh")
     for view in views:
-        p = {k: scene[k].clone().requires_grad_(backward) for k in keys}
-        w = {k: t.clone().requires_grad_(backward) for k, t in waves.items()} if waves else {}
+        p = {k: scene[k].detach().requires_grad_(backward) for k in keys}  # fresh leaves, no copies (as a training step)
+        w = {k: t.detach().requires_grad_(backward) for k, t in waves.items()} if waves else {}
         out = rasterize_gaussians(p["means"], p["quats"], p["scales"], p["opacities"], p["sh"], view, scene["K"],
                                   cfg.width, cfg.height, sh_degree=3, background=torch.zeros(3, device=view.device),
                                   backend=cfg.backend, absgrad=cfg.absgrad, **w)

@@ -34,7 +34,7 @@ from cuda_rasterizer import cuda_backend  # noqa: E402
 from cuda_rasterizer.constants import EPS_2D  # noqa: E402
 from cuda_rasterizer.rasterize import RasterizeOutput  # noqa: E402
 from scripts.bench_cuda import gpu_timed  # noqa: E402
-from scripts.bench_rasterizer import CASES, camera, make_scene, render, write_results  # noqa: E402
+from scripts.bench_rasterizer import CASES, camera, input_leaves, make_scene, render, write_results  # noqa: E402
 from scripts.bench_training import SHARED, BenchTrainingConfig, make_workload  # noqa: E402
 from trainers.device import tensors_to  # noqa: E402
 
@@ -58,10 +58,10 @@ class PeerBenchConfig:
 
 def gsplat_render(scene: Dict[str, torch.Tensor], view: torch.Tensor, width: int, height: int, backward: bool,
                   packed: bool):
-    """gsplat's counterpart of `scripts.bench_rasterizer.render`: same clones, same colours, same loss."""
+    """gsplat's counterpart of `scripts.bench_rasterizer.render`: same input leaves, same colours, same loss."""
     import gsplat
 
-    params = {k: scene[k].clone().requires_grad_(backward) for k in ("means", "quats", "scales", "opacities", "sh")}
+    params = input_leaves(scene, backward)
     colors, alphas, _ = gsplat.rasterization(
         params["means"], params["quats"], params["scales"], params["opacities"], params["sh"], view[None],
         scene["K"][None], width, height, sh_degree=3, packed=packed, eps2d=EPS_2D,
