@@ -48,6 +48,10 @@ template <typename T, typename FP> struct Packed {
 };
 
 constexpr int64_t kPrefetch = 8;  // primitives ahead to prefetch in the blend loops
+// Records ahead to prefetch in the list passes (list_tile_rows, mask_tile_rows): each tile entry reads one record,
+// at random in a large scene (B3: 3.5M entries over 1M records), and the pass does little work per entry, so it needs
+// many misses in flight: B3's forward blend phase on 1 thread 140 ms with 8 ahead, 121 with 16, 115 with 32.
+constexpr int64_t kListPrefetch = 32;
 constexpr int kLanes = 16;        // tiles up to 16 pixels wide run fixed 16-lane rows (one AVX-512 vector of floats)
 
 template <typename T, typename FP>
@@ -156,7 +160,7 @@ inline void list_tile_rows(const RasterInputs<T>& in, const TileBins& bins, cons
   __m512i row_fill = _mm512_setzero_si512();
 #endif
   for (int j = 0; j < count; ++j) {
-    if (j + kPrefetch < count) __builtin_prefetch(pk.rec(bins.ids[s + j + kPrefetch]));
+    if (j + kListPrefetch < count) __builtin_prefetch(pk.rec(bins.ids[s + j + kListPrefetch]));
     const T* d = pk.rec(bins.ids[s + j]);
     sc.recs[j] = d;
 #if defined(__AVX512F__)
@@ -211,7 +215,7 @@ inline void mask_tile_rows(const RasterInputs<float>& in, const TileBins& bins, 
   sc.recs.resize(count);
   sc.row_mask.resize(count);
   for (int j = 0; j < count; ++j) {
-    if (j + kPrefetch < count) __builtin_prefetch(pk.rec(bins.ids[s + j + kPrefetch]));
+    if (j + kListPrefetch < count) __builtin_prefetch(pk.rec(bins.ids[s + j + kListPrefetch]));
     const float* d = pk.rec(bins.ids[s + j]);
     sc.recs[j] = d;
     sc.row_mask[j] = tile_row_hits16<FP>(in, d, x0, y0, tw, th);
