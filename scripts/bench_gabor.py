@@ -20,7 +20,9 @@ import tyro
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cuda_rasterizer import cpu_backend, prepare_backend, rasterize_gaussians  # noqa: E402
-from scripts.bench_rasterizer import camera, host_speed_gflops, make_scene, timed_interleaved, write_results  # noqa: E402
+from scripts.bench_rasterizer import (  # noqa: E402
+    camera, host_speed_gflops, input_leaves, make_scene, timed_interleaved, write_results,
+)
 
 
 @dataclass
@@ -54,9 +56,8 @@ def gabor_terms(scene: Dict[str, torch.Tensor], terms: int, cycles_per_sigma: fl
 
 def frame(scene, waves, views, cfg: GaborBenchConfig, backward: bool) -> None:
     """Render every view (and backpropagate a fixed loss through each when `backward`)."""
-    keys = ("means", "quats", "scales", "opacities", "sh")
     for view in views:
-        p = {k: scene[k].detach().requires_grad_(backward) for k in keys}  # fresh leaves, no copies (as a training step)
+        p = input_leaves(scene, backward)  # fresh leaves sharing the storage, as a training step has (no copies)
         w = {k: t.detach().requires_grad_(backward) for k, t in waves.items()} if waves else {}
         out = rasterize_gaussians(p["means"], p["quats"], p["scales"], p["opacities"], p["sh"], view, scene["K"],
                                   cfg.width, cfg.height, sh_degree=3, background=torch.zeros(3, device=view.device),
