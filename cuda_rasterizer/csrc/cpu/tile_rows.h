@@ -53,6 +53,8 @@ constexpr int64_t kPrefetch = 8;  // primitives ahead to prefetch in the blend l
 // at random in a large scene (B3: 3.5M entries over 1M records), and the pass does little work per entry, so it needs
 // many misses in flight: B3's forward blend phase on 1 thread 140 ms with 8 ahead, 121 with 16, 115 with 32.
 constexpr int64_t kListPrefetch = 32;
+// Record sets at least this large are written with streaming stores (pack_primitives): far larger than the caches.
+constexpr int64_t kStreamedRecordBytes = int64_t(8) << 20;
 constexpr int kLanes = 16;        // tiles up to 16 pixels wide run fixed 16-lane rows (one AVX-512 vector of floats)
 
 template <typename T, typename FP>
@@ -77,10 +79,11 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
   // In id order: the inputs are read as sequential streams and each record is written once at its rank (gathering
   // by rank instead read six arrays at random, several cache misses per primitive where depth order scatters them).
 #if defined(__AVX__)
-  // One-line float records (a plain Gaussian's: 14 floats padded to 16): assembled on the stack and written with
-  // streaming stores (the two halves of the line), so the scattered write does not first read the line it replaces.
+  // One-line float records (a plain Gaussian's: 14 floats padded to 16) of a large scene: assembled on the stack and
+  // written with streaming stores (the two halves of the line), so the scattered write does not first read the line
+  // it replaces. Small record sets keep ordinary stores: they stay in the caches for the tiles that read them next.
   if constexpr (std::is_same<T, float>::value && !RA::kTables) {
-    if (pk.stride == 16) {
+    if (pk.stride == 16 && nv * 64 >= kStreamedRecordBytes) {
 #pragma omp parallel for schedule(static) num_threads(nthreads)
       for (int64_t p = 0; p < in.n; ++p) {
         const int64_t r = bins.rank[p];
