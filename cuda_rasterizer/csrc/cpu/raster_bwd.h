@@ -338,12 +338,30 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
   // straddled two lines, and the prefetch covered the first)
   const int sum_stride = line_stride<T>(row);
   PooledVector<T> sums(size_t(nv) * sum_stride);
+  // float rows of one line in a large scene: written with streaming stores (small scenes keep them in the caches
+  // for the hand-over below)
+  const bool streamed = std::is_same<T, float>::value && kCanStreamLines && sum_stride == 16 &&
+                        nv * 64 >= kStreamedRecordBytes;
   const PooledVector<int32_t>& rank = bins.rank;
 #pragma omp parallel num_threads(nthreads)
   {
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < nv; ++r) {
       T* a = sums.data() + r * sum_stride;
+      if (streamed) {  // the row summed in registers, then written as one whole line without reading it first
+        alignas(64) float acc[16] = {};
+        for (int64_t e = bins.prim_offset[r]; e < bins.prim_offset[r + 1]; ++e) {
+          if (e + kSumAhead < m) {  // keep many misses in flight (a row may span two lines)
+            const T* ahead = G.data() + int64_t(bins.slot[e + kSumAhead]) * row;
+            __builtin_prefetch(ahead);
+            __builtin_prefetch(ahead + row - 1);
+          }
+          const T* g = G.data() + int64_t(bins.slot[e]) * row;
+          for (int j = 0; j < row; ++j) acc[j] += float(g[j]);
+        }
+        stream_line(a, acc);
+        continue;
+      }
       std::fill(a, a + row, T(0));
       for (int64_t e = bins.prim_offset[r]; e < bins.prim_offset[r + 1]; ++e) {
         if (e + kSumAhead < m) {  // keep many misses in flight (a row may span two lines)
@@ -355,6 +373,7 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
         for (int j = 0; j < row; ++j) a[j] += g[j];
       }
     }
+    if (streamed) stream_fence();
     constexpr int64_t kAhead = 16;  // primitives
 #pragma omp for schedule(static)
     for (int64_t p = 0; p < n; ++p) {

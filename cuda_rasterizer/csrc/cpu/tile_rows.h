@@ -53,8 +53,33 @@ constexpr int64_t kPrefetch = 8;  // primitives ahead to prefetch in the blend l
 // at random in a large scene (B3: 3.5M entries over 1M records), and the pass does little work per entry, so it needs
 // many misses in flight: B3's forward blend phase on 1 thread 140 ms with 8 ahead, 121 with 16, 115 with 32.
 constexpr int64_t kListPrefetch = 32;
-// Record sets at least this large are written with streaming stores (pack_primitives): far larger than the caches.
+// Per-primitive arrays of whole-line rows at least this large (the forward's records, the backward's sums) are
+// written with streaming stores: far larger than the caches, written once and read later at random, so a write
+// that first reads the line it replaces only doubles the memory traffic.
 constexpr int64_t kStreamedRecordBytes = int64_t(8) << 20;
+#if defined(__AVX__)
+constexpr bool kCanStreamLines = true;
+#else
+constexpr bool kCanStreamLines = false;
+#endif
+
+// Writes the 16 floats of `values` (64-byte aligned) to the cache line at `line` with streaming stores (the two
+// halves of the line); callers end their writes with stream_fence(). A plain copy where AVX is not available.
+template <typename T> inline void stream_line(T* line, const float* values) {
+#if defined(__AVX__)
+  if constexpr (std::is_same<T, float>::value) {
+    _mm256_stream_ps(line, _mm256_load_ps(values));
+    _mm256_stream_ps(line + 8, _mm256_load_ps(values + 8));
+    return;
+  }
+#endif
+  for (int j = 0; j < 16; ++j) line[j] = T(values[j]);
+}
+inline void stream_fence() {
+#if defined(__AVX__)
+  _mm_sfence();
+#endif
+}
 constexpr int kLanes = 16;        // tiles up to 16 pixels wide run fixed 16-lane rows (one AVX-512 vector of floats)
 
 template <typename T, typename FP>
@@ -78,11 +103,10 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
   pk.data.resize(size_t(nv) * pk.stride);
   // In id order: the inputs are read as sequential streams and each record is written once at its rank (gathering
   // by rank instead read six arrays at random, several cache misses per primitive where depth order scatters them).
-#if defined(__AVX__)
   // One-line float records (a plain Gaussian's: 14 floats padded to 16) of a large scene: assembled on the stack and
-  // written with streaming stores (the two halves of the line), so the scattered write does not first read the line
-  // it replaces. Small record sets keep ordinary stores: they stay in the caches for the tiles that read them next.
-  if constexpr (std::is_same<T, float>::value && !RA::kTables) {
+  // written with streaming stores, so the scattered write does not first read the line it replaces. Small record
+  // sets keep ordinary stores: they stay in the caches for the tiles that read them next.
+  if constexpr (std::is_same<T, float>::value && !RA::kTables && kCanStreamLines) {
     if (pk.stride == 16 && nv * 64 >= kStreamedRecordBytes) {
 #pragma omp parallel for schedule(static) num_threads(nthreads)
       for (int64_t p = 0; p < in.n; ++p) {
@@ -100,15 +124,12 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
         d[P::LEV] = std::log(std::max(in.opacities[p] * fp.peak() * 255.0f, 1.0f));
         d[P::RSL] = fp.row_slope();
         for (int ch = 0; ch < in.channels; ++ch) d[P::COL + ch] = in.colors[p * in.channels + ch];
-        float* line = pk.data.data() + r * 16;
-        _mm256_stream_ps(line, _mm256_load_ps(d));
-        _mm256_stream_ps(line + 8, _mm256_load_ps(d + 8));
+        stream_line(pk.data.data() + r * 16, d);
       }
-      _mm_sfence();
+      stream_fence();
       return pk;
     }
   }
-#endif
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t p = 0; p < in.n; ++p) {
     const int64_t r = bins.rank[p];
