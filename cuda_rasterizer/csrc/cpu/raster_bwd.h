@@ -348,21 +348,9 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < nv; ++r) {
       T* a = sums.data() + r * sum_stride;
-      if (streamed) {  // the row summed in registers, then written as one whole line without reading it first
-        alignas(64) float acc[16] = {};
-        for (int64_t e = bins.prim_offset[r]; e < bins.prim_offset[r + 1]; ++e) {
-          if (e + kSumAhead < m) {  // keep many misses in flight (a row may span two lines)
-            const T* ahead = G.data() + int64_t(bins.slot[e + kSumAhead]) * row;
-            __builtin_prefetch(ahead);
-            __builtin_prefetch(ahead + row - 1);
-          }
-          const T* g = G.data() + int64_t(bins.slot[e]) * row;
-          for (int j = 0; j < row; ++j) acc[j] += float(g[j]);
-        }
-        stream_line(a, acc);
-        continue;
-      }
-      std::fill(a, a + row, T(0));
+      alignas(64) T line[64 / sizeof(T)] = {};  // streamed: the row is summed here, then written as one whole line
+      T* acc = streamed ? line : a;
+      if (!streamed) std::fill(a, a + row, T(0));
       for (int64_t e = bins.prim_offset[r]; e < bins.prim_offset[r + 1]; ++e) {
         if (e + kSumAhead < m) {  // keep many misses in flight (a row may span two lines)
           const T* ahead = G.data() + int64_t(bins.slot[e + kSumAhead]) * row;
@@ -370,8 +358,9 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
           __builtin_prefetch(ahead + row - 1);
         }
         const T* g = G.data() + int64_t(bins.slot[e]) * row;
-        for (int j = 0; j < row; ++j) a[j] += g[j];
+        for (int j = 0; j < row; ++j) acc[j] += g[j];
       }
+      if (streamed) stream_line(a, line);
     }
     if (streamed) stream_fence();
     constexpr int64_t kAhead = 16;  // primitives

@@ -63,9 +63,9 @@ constexpr bool kCanStreamLines = true;
 constexpr bool kCanStreamLines = false;
 #endif
 
-// Writes the 16 floats of `values` (64-byte aligned) to the cache line at `line` with streaming stores (the two
-// halves of the line); callers end their writes with stream_fence(). A plain copy where AVX is not available.
-template <typename T> inline void stream_line(T* line, const float* values) {
+// Writes one cache line (64 bytes) of `values` (64-byte aligned) to `line` with streaming stores where AVX is
+// available (float rows), else with a plain copy; callers end their writes with stream_fence().
+template <typename T> inline void stream_line(T* line, const T* values) {
 #if defined(__AVX__)
   if constexpr (std::is_same<T, float>::value) {
     _mm256_stream_ps(line, _mm256_load_ps(values));
@@ -73,7 +73,7 @@ template <typename T> inline void stream_line(T* line, const float* values) {
     return;
   }
 #endif
-  for (int j = 0; j < 16; ++j) line[j] = T(values[j]);
+  std::copy(values, values + 64 / sizeof(T), line);
 }
 inline void stream_fence() {
 #if defined(__AVX__)
@@ -103,38 +103,17 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
   pk.data.resize(size_t(nv) * pk.stride);
   // In id order: the inputs are read as sequential streams and each record is written once at its rank (gathering
   // by rank instead read six arrays at random, several cache misses per primitive where depth order scatters them).
-  // One-line float records (a plain Gaussian's: 14 floats padded to 16) of a large scene: assembled on the stack and
-  // written with streaming stores, so the scattered write does not first read the line it replaces. Small record
-  // sets keep ordinary stores: they stay in the caches for the tiles that read them next.
-  if constexpr (std::is_same<T, float>::value && !RA::kTables && kCanStreamLines) {
-    if (pk.stride == 16 && nv * 64 >= kStreamedRecordBytes) {
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-      for (int64_t p = 0; p < in.n; ++p) {
-        const int64_t r = bins.rank[p];
-        if (r < 0) continue;
-        alignas(64) float d[16] = {};
-        d[P::MX] = in.means2d[2 * p];
-        d[P::MY] = in.means2d[2 * p + 1];
-        d[P::RX] = float(in.radii[2 * p]);
-        d[P::RY] = float(in.radii[2 * p + 1]);
-        d[P::OP] = in.opacities[p];
-        d[P::DEP] = in.depths[p];
-        for (int j = 0; j < FP::kParams; ++j) d[P::FPP + j] = in.fp_params[p * FP::kParams + j];
-        const FP fp = FP::load(d + P::FPP, 0);
-        d[P::LEV] = std::log(std::max(in.opacities[p] * fp.peak() * 255.0f, 1.0f));
-        d[P::RSL] = fp.row_slope();
-        for (int ch = 0; ch < in.channels; ++ch) d[P::COL + ch] = in.colors[p * in.channels + ch];
-        stream_line(pk.data.data() + r * 16, d);
-      }
-      stream_fence();
-      return pk;
-    }
-  }
+  // One-line float records (a plain Gaussian's: 14 floats padded to 16) of a large scene are assembled on the stack
+  // and written with streaming stores, so the scattered write does not first read the line it replaces. Small
+  // record sets keep ordinary stores: they stay in the caches for the tiles that read them next.
+  const bool streamed = std::is_same<T, float>::value && !RA::kTables && kCanStreamLines && pk.stride == 16 &&
+                        nv * 64 >= kStreamedRecordBytes;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t p = 0; p < in.n; ++p) {
     const int64_t r = bins.rank[p];
     if (r < 0) continue;
-    T* d = pk.data.data() + r * pk.stride;
+    alignas(64) T line[64 / sizeof(T)] = {};
+    T* d = streamed ? line : pk.data.data() + r * pk.stride;
     d[P::MX] = in.means2d[2 * p];
     d[P::MY] = in.means2d[2 * p + 1];
     d[P::RX] = T(in.radii[2 * p]);
@@ -146,10 +125,15 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
     d[P::LEV] = std::log(std::max(in.opacities[p] * fp.peak() * T(255), T(1)));  // opacity x the largest modulation
     d[P::RSL] = fp.row_slope();
     for (int ch = 0; ch < in.channels; ++ch) d[P::COL + ch] = in.colors[p * in.channels + ch];
+    if (streamed) {
+      stream_line(pk.data.data() + r * pk.stride, line);
+      continue;
+    }
     if constexpr (RA::kTables) {
       if (waves) RA::fill_waves(fp, d + RA::kWaveOffset);
     }
   }
+  if (streamed) stream_fence();
   return pk;
 }
 
