@@ -341,16 +341,16 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
   // float rows of one line in a large scene: written with streaming stores (small scenes keep them in the caches
   // for the hand-over below)
   const bool streamed = std::is_same<T, float>::value && kCanStreamLines && sum_stride == 16 &&
-                        nv * 64 >= kStreamedRecordBytes;
+                        nv * 64 >= kStreamedArrayBytes;
   const PooledVector<int32_t>& rank = bins.rank;
 #pragma omp parallel num_threads(nthreads)
   {
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < nv; ++r) {
       T* a = sums.data() + r * sum_stride;
-      alignas(64) T line[64 / sizeof(T)] = {};  // streamed: the row is summed here, then written as one whole line
+      alignas(64) T line[64 / sizeof(T)];  // streamed: the row is summed here, then written as one whole line
       T* acc = streamed ? line : a;
-      if (!streamed) std::fill(a, a + row, T(0));
+      std::fill(acc, acc + (streamed ? 64 / sizeof(T) : row), T(0));
       for (int64_t e = bins.prim_offset[r]; e < bins.prim_offset[r + 1]; ++e) {
         if (e + kSumAhead < m) {  // keep many misses in flight (a row may span two lines)
           const T* ahead = G.data() + int64_t(bins.slot[e + kSumAhead]) * row;

@@ -56,7 +56,7 @@ constexpr int64_t kListPrefetch = 32;
 // Per-primitive arrays of whole-line rows at least this large (the forward's records, the backward's sums) are
 // written with streaming stores: far larger than the caches, written once and read later at random, so a write
 // that first reads the line it replaces only doubles the memory traffic.
-constexpr int64_t kStreamedRecordBytes = int64_t(8) << 20;
+constexpr int64_t kStreamedArrayBytes = int64_t(8) << 20;
 #if defined(__AVX__)
 constexpr bool kCanStreamLines = true;
 #else
@@ -107,12 +107,12 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
   // and written with streaming stores, so the scattered write does not first read the line it replaces. Small
   // record sets keep ordinary stores: they stay in the caches for the tiles that read them next.
   const bool streamed = std::is_same<T, float>::value && !RA::kTables && kCanStreamLines && pk.stride == 16 &&
-                        nv * 64 >= kStreamedRecordBytes;
+                        nv * 64 >= kStreamedArrayBytes;
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t p = 0; p < in.n; ++p) {
     const int64_t r = bins.rank[p];
     if (r < 0) continue;
-    alignas(64) T line[64 / sizeof(T)] = {};
+    alignas(64) T line[64 / sizeof(T)];  // streamed: the record is assembled here
     T* d = streamed ? line : pk.data.data() + r * pk.stride;
     d[P::MX] = in.means2d[2 * p];
     d[P::MY] = in.means2d[2 * p + 1];
@@ -126,6 +126,7 @@ Packed<T, FP> pack_primitives(const RasterInputs<T>& in, const TileBins& bins, i
     d[P::RSL] = fp.row_slope();
     for (int ch = 0; ch < in.channels; ++ch) d[P::COL + ch] = in.colors[p * in.channels + ch];
     if (streamed) {
+      std::fill(line + P::COL + in.channels, line + 64 / sizeof(T), T(0));  // the line's padding
       stream_line(pk.data.data() + r * pk.stride, line);
       continue;
     }
