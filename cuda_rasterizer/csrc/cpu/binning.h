@@ -38,24 +38,56 @@ struct TileBins {
   PooledVector<int32_t> ids, slot, order, rank;
 };
 
+// What the depth sort moves: a float depth's 32-bit key and the id in one 64-bit word (one array, one write stream
+// per bucket), a double's 64-bit key beside its id.
+template <typename T> struct DepthItem;
+template <> struct DepthItem<float> {
+  using Key = uint32_t;
+  using Type = uint64_t;
+  static Type make(Key key, int32_t id) { return (uint64_t(key) << 32) | uint32_t(id); }
+  static Key key(Type v) { return Key(v >> 32); }
+  static int32_t id(Type v) { return int32_t(uint32_t(v)); }
+};
+template <> struct DepthItem<double> {
+  using Key = uint64_t;
+  struct Type {
+    uint64_t key;
+    int32_t id;
+  };
+  static Type make(Key key, int32_t id) { return Type{key, id}; }
+  static Key key(const Type& v) { return v.key; }
+  static int32_t id(const Type& v) { return v.id; }
+};
+
 // Ids p with live[p], sorted by (depths[p], p) (depths finite; -0 and +0 are equal): an LSD radix sort of
-// order-preserving keys, stable, so equal depths keep id order. Above kParallelSort primitives the threads share every
-// pass (per-thread histograms of contiguous chunks; thread t's keys of a bucket go after those of threads < t, which
-// keeps the sort stable): the same result for any thread count.
+// order-preserving keys, stable, so equal depths keep id order. Only the bits in which the keys differ are sorted
+// (key - min key), in as few passes of at most kMaxDigitBits as they need, each pass as narrow as that allows (depths
+// over a few octaves: ~25 bits, 3 passes of 9 bits, 512 buckets). Every pass's histogram comes from one read, while
+// the items are built. Above kParallelSort primitives the threads share every pass (per-thread histograms of
+// contiguous chunks; thread t's items of a bucket go after those of threads < t, which keeps the sort stable): the
+// same result for any thread count.
 constexpr int64_t kParallelSort = int64_t(1) << 16;
+constexpr int kMaxDigitBits = 11;
 
 template <typename T>
 PooledVector<int32_t> sort_by_depth(const T* depths, const PooledVector<uint8_t>& live, int nthreads) {
-  using Key = typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type;
-  constexpr int kBits = 11, kBuckets = 1 << kBits, kPasses = (8 * int(sizeof(Key)) + kBits - 1) / kBits;
+  using Item = DepthItem<T>;
+  using Key = typename Item::Key;
+  using Entry = typename Item::Type;
+  constexpr int kKeyBits = 8 * int(sizeof(Key)), kMaxPasses = (kKeyBits + kMaxDigitBits - 1) / kMaxDigitBits;
+  constexpr int kMaxBuckets = 1 << kMaxDigitBits;
   const int64_t n = int64_t(live.size());
   const int nt = n >= kParallelSort ? std::max(1, nthreads) : 1;
   std::vector<int64_t> live_before(size_t(nt) + 1, 0);
-  std::vector<int64_t> hist(size_t(nt) * kBuckets);
-  PooledVector<int32_t> ids, tmp_ids;
-  PooledVector<Key> keys, tmp_keys;
+  std::vector<Key> key_lo(size_t(nt), ~Key(0)), key_hi(size_t(nt), Key(0));
+  // hist[t][pass][bucket]: thread t's counts of its current chunk
+  std::vector<int64_t> hist(size_t(nt) * kMaxPasses * kMaxBuckets);
+  PooledVector<Entry> items, tmp;
+  PooledVector<int32_t> ids;
   int64_t m = 0;
-  bool skip = false;
+  Key base = 0;
+  int passes = 0, bits = 0;
+  bool skip[kMaxPasses] = {};
 #pragma omp parallel num_threads(nt)
   {
     const int team = omp_get_num_threads(), t = omp_get_thread_num();
@@ -73,56 +105,102 @@ PooledVector<int32_t> sort_by_depth(const T* depths, const PooledVector<uint8_t>
     {
       for (int i = 0; i < team; ++i) live_before[i + 1] += live_before[i];
       m = live_before[team];
+      items.resize(m);
+      tmp.resize(m);
       ids.resize(m);
-      tmp_ids.resize(m);
-      keys.resize(m);
-      tmp_keys.resize(m);
     }  // (implicit barrier)
+    Key k_lo = ~Key(0), k_hi = 0;
     for (int64_t p = lo, q = live_before[t]; p < hi; ++p)
       if (live[p]) {
         const T depth = depths[p] + T(0);  // -0 -> +0: equal depths must tie (then id order decides)
         Key k;
         std::memcpy(&k, &depth, sizeof(Key));
-        constexpr Key sign = Key(1) << (8 * sizeof(Key) - 1);
-        keys[q] = (k & sign) ? ~k : (k | sign);  // IEEE bits -> unsigned keys in the order of the values
-        ids[q++] = static_cast<int32_t>(p);
+        constexpr Key sign = Key(1) << (kKeyBits - 1);
+        k = (k & sign) ? ~k : (k | sign);  // IEEE bits -> unsigned keys in the order of the values
+        k_lo = std::min(k_lo, k);
+        k_hi = std::max(k_hi, k);
+        items[q++] = Item::make(k, static_cast<int32_t>(p));
       }
+    key_lo[t] = k_lo;
+    key_hi[t] = k_hi;
 #pragma omp barrier
-    chunk(m, lo, hi);
-    int64_t* h = &hist[size_t(t) * kBuckets];
-    for (int pass = 0; pass < kPasses; ++pass) {
-      const int shift = pass * kBits;
-      std::fill(h, h + kBuckets, 0);
-      for (int64_t i = lo; i < hi; ++i) ++h[(keys[i] >> shift) & Key(kBuckets - 1)];
+#pragma omp single
+    {
+      Key lo_all = ~Key(0), hi_all = 0;
+      for (int i = 0; i < team; ++i) {
+        lo_all = std::min(lo_all, key_lo[i]);
+        hi_all = std::max(hi_all, key_hi[i]);
+      }
+      base = m > 0 ? lo_all : 0;
+      int width = 0;  // bits in which the keys differ
+      for (Key range = m > 0 ? hi_all - lo_all : 0; range != 0; range >>= 1) ++width;
+      passes = (width + kMaxDigitBits - 1) / kMaxDigitBits;
+      bits = passes > 0 ? (width + passes - 1) / passes : 0;
+    }  // (implicit barrier)
+    const Key mask = (Key(1) << bits) - 1;
+    const int buckets = 1 << bits;
+    auto digit = [&](const Entry& v, int pass) { return int(((Item::key(v) - base) >> (pass * bits)) & mask); };
+    // every pass's counts of this thread's items as built (its chunk of the first pass)
+    int64_t* h = &hist[size_t(t) * kMaxPasses * kMaxBuckets];
+    std::fill(h, h + size_t(passes) * kMaxBuckets, 0);
+    for (int64_t i = live_before[t]; i < live_before[t + 1]; ++i)
+      for (int pass = 0; pass < passes; ++pass) ++h[pass * kMaxBuckets + digit(items[i], pass)];
 #pragma omp barrier
+#pragma omp single
+    for (int pass = 0; pass < passes; ++pass) {  // a digit the same everywhere leaves the order as it is
+      for (int b = 0; b < buckets && !skip[pass]; ++b) {
+        int64_t total = 0;
+        for (int i = 0; i < team; ++i) total += hist[(size_t(i) * kMaxPasses + pass) * kMaxBuckets + b];
+        skip[pass] = total == m;
+      }
+    }  // (implicit barrier)
+    int last = -1;  // the last pass that moves anything writes the ids instead of items
+    for (int pass = 0; pass < passes; ++pass)
+      if (!skip[pass]) last = pass;
+    // the first pass's chunk of each thread: the items it built, whose counts the build took
+    lo = live_before[t];
+    hi = live_before[t + 1];
+    if (last < 0)  // already in order
+      for (int64_t i = lo; i < hi; ++i) ids[i] = Item::id(items[i]);
+    bool counted = true;  // h holds this thread's counts of its chunk for the next pass
+    for (int pass = 0; pass < passes; ++pass) {
+      if (skip[pass]) continue;
+      int64_t* hp = h + pass * kMaxBuckets;
+      if (!counted) {
+        std::fill(hp, hp + buckets, 0);
+        for (int64_t i = lo; i < hi; ++i) ++hp[digit(items[i], pass)];
+#pragma omp barrier
+      }
 #pragma omp single
       {
-        // a digit that is the same everywhere (e.g. the high bits of nearby depths) leaves the order as it is
-        skip = false;
         int64_t run = 0;
-        for (int b = 0; b < kBuckets; ++b) {
-          int64_t total = 0;
+        for (int b = 0; b < buckets; ++b)
           for (int i = 0; i < team; ++i) {
-            const int64_t c = hist[size_t(i) * kBuckets + b];
-            hist[size_t(i) * kBuckets + b] = run;
-            run += c;
-            total += c;
+            int64_t& c = hist[(size_t(i) * kMaxPasses + pass) * kMaxBuckets + b];
+            const int64_t count = c;
+            c = run;
+            run += count;
           }
-          skip = skip || total == m;
-        }
-      }
-      if (!skip) {
+      }  // (implicit barrier)
+      if (pass == last) {
         for (int64_t i = lo; i < hi; ++i) {
-          const int64_t pos = h[(keys[i] >> shift) & Key(kBuckets - 1)]++;
-          tmp_keys[pos] = keys[i];
-          tmp_ids[pos] = ids[i];
+          const Entry v = items[i];
+          ids[hp[digit(v, pass)]++] = Item::id(v);
         }
+        break;
+      }
+      for (int64_t i = lo; i < hi; ++i) {
+        const Entry v = items[i];
+        tmp[hp[digit(v, pass)]++] = v;
+      }
 #pragma omp barrier
 #pragma omp single
-        {
-          keys.swap(tmp_keys);
-          ids.swap(tmp_ids);
-        }
+      items.swap(tmp);
+      // (implicit barrier) with one thread the counts of the build serve every pass; with several, the later
+      // passes count equal chunks of the moved items
+      if (team > 1) {
+        chunk(m, lo, hi);
+        counted = false;
       }
     }
   }
