@@ -218,6 +218,12 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
   PooledVector<int32_t> rect(4 * n);
   PooledVector<uint8_t> live(n, 0);
   bins.rank.resize(n);
+  // pixel -> tile: a shift for power-of-two tiles (the spans are clipped to >= 0), where four integer divisions per
+  // primitive were half of this pass
+  const bool pow2 = (tile & (tile - 1)) == 0;
+  int shift = 0;
+  while ((1 << shift) < tile) ++shift;
+  auto tile_of_pixel = [pow2, shift, tile](int v) { return pow2 ? v >> shift : v / tile; };
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t p = 0; p < n; ++p) {
     bins.rank[p] = -1;
@@ -227,7 +233,7 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
       pixel_span(means2d[2 * p], radii[2 * p], width, x0, x1);
       pixel_span(means2d[2 * p + 1], radii[2 * p + 1], height, y0, y1);
       if (x0 <= x1 && y0 <= y1) {
-        rc[0] = x0 / tile; rc[1] = x1 / tile; rc[2] = y0 / tile; rc[3] = y1 / tile;
+        rc[0] = tile_of_pixel(x0); rc[1] = tile_of_pixel(x1); rc[2] = tile_of_pixel(y0); rc[3] = tile_of_pixel(y1);
         live[p] = 1;
       }
     }
