@@ -241,73 +241,90 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
   // (depth, id) order of the live primitives (deterministic and independent of the thread count)
   PooledVector<int32_t> order = sort_by_depth(depths, live, nthreads);
   const int64_t nv = int64_t(order.size());
-  bins.prim_offset.assign(nv + 1, 0);
+  bins.prim_offset.resize(nv + 1);
+  bins.prim_offset[0] = 0;
   bins.order.resize(nv);
-  // Tile rectangles in rank order: the one random gather (prefetched ahead), so the emission pass reads them in order.
+  bins.tile_start.resize(n_tiles + 1);
   PooledVector<int32_t> rect_r(4 * nv);
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t r = 0; r < nv; ++r) {
-    if (r + kGatherAhead < nv) __builtin_prefetch(&rect[4 * int64_t(order[r + kGatherAhead])]);
-    const int32_t p = order[r];
-    const int32_t* rc = &rect[4 * int64_t(p)];
-    int32_t* out = &rect_r[4 * r];
-    for (int k = 0; k < 4; ++k) out[k] = rc[k];
-    bins.order[r] = p;
-    bins.rank[p] = static_cast<int32_t>(r);
-    bins.prim_offset[r + 1] = int64_t(rc[1] - rc[0] + 1) * (rc[3] - rc[2] + 1);
-  }
-  for (int64_t r = 0; r < nv; ++r) bins.prim_offset[r + 1] += bins.prim_offset[r];
-  const int64_t m = bins.prim_offset[nv];
-  if (m >= (int64_t(1) << 31)) throw std::runtime_error("splatforge: too many tile intersections (>= 2^31)");
-  PooledVector<int32_t> tile_of(m), rank_of(m);
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t r = 0; r < nv; ++r) {
-    int64_t e = bins.prim_offset[r];
-    const int32_t* rc = &rect_r[4 * r];
-    for (int y = rc[2]; y <= rc[3]; ++y)
-      for (int x = rc[0]; x <= rc[1]; ++x) {
-        tile_of[e] = y * tx + x;
-        rank_of[e++] = static_cast<int32_t>(r);
-      }
-  }
-  // Stable counting sort by tile: per-thread histograms over fixed chunks of emissions.
+  PooledVector<int32_t> tile_of, rank_of;
+  // The rest in one parallel region, each thread on one contiguous chunk of ranks throughout: its emissions are then
+  // one contiguous run too, which it counts by tile as it writes them (the stable counting sort's histogram, without
+  // a pass of its own), and scatters after the others' counts are in.
   const int nt = std::max(1, nthreads);
-  PooledVector<int64_t> hist(size_t(nt) * n_tiles, 0);
-  auto chunk = [&](int t, int64_t& lo, int64_t& hi) {
-    lo = m * t / nt;
-    hi = m * (t + 1) / nt;
-  };
-#pragma omp parallel for schedule(static, 1) num_threads(nt)
-  for (int t = 0; t < nt; ++t) {
-    int64_t lo, hi;
-    chunk(t, lo, hi);
-    int64_t* h = &hist[size_t(t) * n_tiles];
-    for (int64_t e = lo; e < hi; ++e) ++h[tile_of[e]];
-  }
-  bins.tile_start.assign(n_tiles + 1, 0);
-  int64_t run = 0;
-  for (int64_t k = 0; k < n_tiles; ++k) {
-    bins.tile_start[k] = run;
-    for (int t = 0; t < nt; ++t) {
-      int64_t c = hist[size_t(t) * n_tiles + k];
-      hist[size_t(t) * n_tiles + k] = run;
-      run += c;
+  std::vector<int64_t> emitted_before(size_t(nt) + 1, 0);
+  PooledVector<int64_t> hist(size_t(nt) * n_tiles);
+  int64_t m = 0;
+  bool too_many = false;
+#pragma omp parallel num_threads(nt)
+  {
+    const int team = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t r_lo = nv * t / team, r_hi = nv * (t + 1) / team;
+    // Tile rectangles in rank order: the one random gather (prefetched ahead), so the emission pass reads them in
+    // order; each primitive's emission count.
+    int64_t here = 0;
+    for (int64_t r = r_lo; r < r_hi; ++r) {
+      if (r + kGatherAhead < nv) __builtin_prefetch(&rect[4 * int64_t(order[r + kGatherAhead])]);
+      const int32_t p = order[r];
+      const int32_t* rc = &rect[4 * int64_t(p)];
+      int32_t* out = &rect_r[4 * r];
+      for (int k = 0; k < 4; ++k) out[k] = rc[k];
+      bins.order[r] = p;
+      bins.rank[p] = static_cast<int32_t>(r);
+      const int64_t count = int64_t(rc[1] - rc[0] + 1) * (rc[3] - rc[2] + 1);
+      bins.prim_offset[r + 1] = count;
+      here += count;
+    }
+    emitted_before[t + 1] = here;
+#pragma omp barrier
+#pragma omp single
+    {
+      for (int i = 0; i < team; ++i) emitted_before[i + 1] += emitted_before[i];
+      m = emitted_before[team];
+      too_many = m >= (int64_t(1) << 31);
+      if (!too_many) {
+        tile_of.resize(m);
+        rank_of.resize(m);
+        bins.slot.resize(m);
+        bins.ids.resize(m);
+      }
+    }  // (implicit barrier)
+    if (!too_many) {
+      int64_t* h = &hist[size_t(t) * n_tiles];
+      std::fill(h, h + n_tiles, int64_t(0));
+      int64_t e = emitted_before[t];
+      for (int64_t r = r_lo; r < r_hi; ++r) {
+        const int32_t* rc = &rect_r[4 * r];
+        for (int y = rc[2]; y <= rc[3]; ++y)
+          for (int x = rc[0]; x <= rc[1]; ++x) {
+            const int32_t tile_index = y * tx + x;
+            tile_of[e] = tile_index;
+            ++h[tile_index];
+            rank_of[e++] = static_cast<int32_t>(r);
+          }
+        bins.prim_offset[r + 1] = e;  // (the count written above becomes the running end)
+      }
+#pragma omp barrier
+#pragma omp single
+      {
+        int64_t run = 0;
+        for (int64_t k = 0; k < n_tiles; ++k) {
+          bins.tile_start[k] = run;
+          for (int i = 0; i < team; ++i) {
+            const int64_t c = hist[size_t(i) * n_tiles + k];
+            hist[size_t(i) * n_tiles + k] = run;
+            run += c;
+          }
+        }
+        bins.tile_start[n_tiles] = run;
+      }  // (implicit barrier)
+      for (int64_t i = emitted_before[t]; i < emitted_before[t + 1]; ++i) {
+        const int64_t pos = h[tile_of[i]]++;
+        bins.slot[i] = static_cast<int32_t>(pos);
+        bins.ids[pos] = rank_of[i];
+      }
     }
   }
-  bins.tile_start[n_tiles] = run;
-  bins.slot.resize(m);
-  bins.ids.resize(m);
-#pragma omp parallel for schedule(static, 1) num_threads(nt)
-  for (int t = 0; t < nt; ++t) {
-    int64_t lo, hi;
-    chunk(t, lo, hi);
-    int64_t* h = &hist[size_t(t) * n_tiles];
-    for (int64_t e = lo; e < hi; ++e) {
-      const int64_t pos = h[tile_of[e]]++;
-      bins.slot[e] = static_cast<int32_t>(pos);
-      bins.ids[pos] = rank_of[e];
-    }
-  }
+  if (too_many) throw std::runtime_error("splatforge: too many tile intersections (>= 2^31)");
   return bins;
 }
 
