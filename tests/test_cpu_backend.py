@@ -429,6 +429,31 @@ def test_depth_order_with_ties_and_negative_depths_matches_reference(dtype):
     torch.testing.assert_close(got.alphas, ref.alphas, atol=atol, rtol=0)
 
 
+@pytest.mark.parametrize("pattern", ["all_equal", "low_bits_only", "one_apart"])
+def test_depth_order_when_keys_differ_in_few_bits_matches_reference(pattern):
+    """The depth sort sorts only the bits in which the keys differ: none (every depth equal: id order), a few low
+    mantissa bits (one pass), and a single primitive apart from the rest; each must still give the stable order."""
+    g = torch.Generator().manual_seed(5)
+    n, width, height = 400, 23, 19
+    means2d = torch.rand(n, 2, generator=g) * torch.tensor([width, height])
+    conics = torch.stack([torch.full((n,), 0.05), torch.zeros(n), torch.full((n,), 0.05)], dim=-1)
+    if pattern == "all_equal":
+        depths = torch.full((n,), 2.5)
+    elif pattern == "low_bits_only":  # 2.5 plus 0..200 float ulps: keys differ in their lowest 8 bits
+        base = torch.tensor(2.5).view(torch.int32)
+        depths = (base + torch.randint(0, 201, (n,), generator=g, dtype=torch.int32)).view(torch.float32)
+    else:
+        depths = torch.full((n,), 2.5)
+        depths[n // 3] = 1.0
+    colors = torch.rand(n, 3, generator=g)
+    opacities = torch.rand(n, generator=g) * 0.5 + 0.3
+    radii = torch.full((n, 2), 30, dtype=torch.int32)
+    ref = reference.rasterize_to_pixels(means2d, conics, colors, opacities, depths, radii, width, height)
+    got = cpu_backend.rasterize_to_pixels(means2d, conics, colors, opacities, depths, radii, width, height)
+    torch.testing.assert_close(got.colors, ref.colors, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got.alphas, ref.alphas, atol=1e-5, rtol=0)
+
+
 def test_depth_order_of_many_primitives_is_the_same_on_every_thread_count():
     """Above 65,536 primitives the depth sort runs on all threads (per-thread histograms): the order, ties by id
     included, must be the stable reference's and must not depend on the thread count (last contributors equal).
