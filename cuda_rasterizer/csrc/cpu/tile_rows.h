@@ -51,8 +51,10 @@ template <typename T, typename FP> struct Packed {
 constexpr int64_t kPrefetch = 8;  // primitives ahead to prefetch in the blend loops
 // Records ahead to prefetch in the list passes (list_tile_rows, mask_tile_rows): each tile entry reads one record,
 // at random in a large scene (B3: 3.5M entries over 1M records), and the pass does little work per entry, so it needs
-// many misses in flight: B3's forward blend phase on 1 thread 140 ms with 8 ahead, 121 with 16, 115 with 32.
-constexpr int64_t kListPrefetch = 32;
+// many misses in flight: B3's forward blend phase on 1 thread 140 ms with 8 ahead, 121 with 16, 115 with 32. Since
+// the forward's entries only store a row mask (the lists are built after), 64 ahead beat 32 by 2-4 ms in five
+// alternating pairs (and B3 forward+backward 472-519 against 526-528 ms, B4 forward 578-589 against 619-623 ms).
+constexpr int64_t kListPrefetch = 64;
 // Per-primitive arrays of whole-line rows at least this large (the forward's records, the backward's sums) are
 // written with streaming stores: far larger than the caches, written once and read later at random, so a write
 // that first reads the line it replaces only doubles the memory traffic.
