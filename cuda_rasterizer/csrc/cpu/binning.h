@@ -80,8 +80,8 @@ PooledVector<int32_t> sort_by_depth(const T* depths, const PooledVector<uint8_t>
   const int nt = n >= kParallelSort ? std::max(1, nthreads) : 1;
   std::vector<int64_t> live_before(size_t(nt) + 1, 0);
   std::vector<Key> key_lo(size_t(nt), ~Key(0)), key_hi(size_t(nt), Key(0));
-  // hist[t][pass][bucket]: thread t's counts of its current chunk
-  std::vector<int64_t> hist(size_t(nt) * kMaxPasses * kMaxBuckets);
+  // hist[t][pass][bucket]: thread t's counts of its current chunk (each thread zeroes the passes it uses)
+  PooledVector<int64_t> hist(size_t(nt) * kMaxPasses * kMaxBuckets);
   PooledVector<Entry> items, tmp;
   PooledVector<int32_t> ids;
   int64_t m = 0;
