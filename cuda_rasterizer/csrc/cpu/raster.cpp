@@ -64,9 +64,10 @@ BinsHandle* raster_fwd(const T* means2d, const T* fp_params, int terms, const T*
   });
   if (std::getenv("SPLATFORGE_PROFILE"))
     std::fprintf(stderr,
-                 "splatforge cpu fwd: bin %.2f ms (cpu %.2f), blend %.2f ms (cpu %.2f) (%d threads), %lld tile "
-                 "entries, %lld evaluations\n",
-                 1e3 * (t1 - t0), 1e3 * (c1 - c0), 1e3 * (omp_get_wtime() - t1), 1e3 * (cpu_now() - c1), nthreads,
+                 "splatforge cpu fwd: bin %.2f ms (cpu %.2f; rectangles %.2f, depth sort %.2f, tile lists %.2f), "
+                 "blend %.2f ms (cpu %.2f) (%d threads), %lld tile entries, %lld evaluations\n",
+                 1e3 * (t1 - t0), 1e3 * (c1 - c0), h->bins.phase_ms[0], h->bins.phase_ms[1], h->bins.phase_ms[2],
+                 1e3 * (omp_get_wtime() - t1), 1e3 * (cpu_now() - c1), nthreads,
                  static_cast<long long>(h->bins.ids.size()), static_cast<long long>(n_evals ? *n_evals : -1));
   return h;
 }
