@@ -524,8 +524,9 @@ def test_spherical_harmonics_match_gsplat():
 
 
 def test_large_scene_float32_matches_float64():
-    """150k visible primitives: the float32 records and the backward's per-primitive sums exceed the size from which
-    they are written with streaming stores (tile_rows.h, kStreamedArrayBytes); the image and gradients must still
+    """150k visible primitives: the float32 records, the backward's gradient rows and its per-primitive sums exceed
+    the size from which they are written with streaming stores (tile_rows.h, kStreamedArrayBytes; the rows are summed
+    as whole-line vectors, grad_rows.h); the image and gradients must still
     match the float64 kernels (ordinary stores), which the tests above check against the reference. (Checked during
     development: the streamed and the ordinary float32 records give bit-identical images and gradients; a dropped
     channel in either streamed path fails this test and no other.)"""

@@ -8,6 +8,7 @@
 
 #include "../sf_math.h"
 #include "binning.h"
+#include "grad_rows.h"
 #include "raster_grads.h"
 #include "row_alpha_avx2.h"
 #include "tile_rows.h"
@@ -62,7 +63,7 @@ inline uint32_t tile_row_mask_scalar(const RasterInputs<float>& in, const float*
 template <typename FP, bool kDepth, bool kAbs>
 void backward_tile_prims_avx2(const RasterInputs<float>& in, const TileBins& bins, const Packed<float, FP>& pk,
                               const RasterGradIn<float>& gin, int64_t tile_index, int tiles_x, TileScratch<float>& sc,
-                              float* G) {
+                              const GradRows<float>& G) {
   using P = Packed<float, FP>;
   using RA = RowAlpha8<float, FP>;
   constexpr int kRow = 2 + FP::kParams + 4 + 3;  // grad_row<FP>(3)
@@ -75,7 +76,11 @@ void backward_tile_prims_avx2(const RasterInputs<float>& in, const TileBins& bin
   const int64_t s = bins.tile_start[tile_index];
   const int count = int(bins.tile_start[tile_index + 1] - s);
   if (count == 0) return;
-  std::fill(G + s * kRow, G + (s + count) * kRow, 0.0f);  // the tile's rows are contiguous: zeros, then overwritten
+  // Gradient rows are written only where something contributed (grad_rows.h), assembled in `line` (whole cache
+  // lines), then stored at their emission index.
+  alignas(64) float line[(kRow + 15) / 16 * 16] = {};  // (padding past kRow stays 0)
+  const int tile_tx = int(tile_index % tiles_x), tile_ty = int(tile_index / tiles_x);
+  const PixelToTile to_tile(in.tile);
   // per-row state, lanes past the row: no contributor (last -1), zero gradients
   alignas(32) float trans[16][16], behind[4][16][16], v_col[4][16][16], t_va[16][16];
   alignas(32) int32_t last[16][16];
@@ -103,7 +108,10 @@ void backward_tile_prims_avx2(const RasterInputs<float>& in, const TileBins& bin
   }
   if (jmax < 0) return;
   sc.recs.resize(jmax + 1);
-  for (int j = 0; j <= jmax; ++j) sc.recs[j] = pk.rec(bins.ids[s + j]);
+  for (int j = 0; j <= jmax; ++j) {
+    sc.recs[j] = pk.rec(bins.ids[s + j]);
+    __builtin_prefetch(&bins.prim_offset[bins.ids[s + j]]);  // the gradient row's emission index (grad_rows.h)
+  }
   const __m256 one = avx2::set(1.0f), zero = avx2::zero();
   const __m256 px[2] = {_mm256_add_ps(avx2::set(float(x0) + 0.5f), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)),
                         _mm256_add_ps(avx2::set(float(x0) + 8.5f), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7))};
@@ -221,17 +229,17 @@ void backward_tile_prims_avx2(const RasterInputs<float>& in, const TileBins& bin
         for (int ch = 0; ch < 3; ++ch) g[q] = _mm256_add_ps(g[q], gch[ch]), ++q;
       }
     }
-    float* grow = G + (s + j) * kRow;
     if constexpr (kCompact) {
       alignas(32) float sums[16];
       _mm256_store_ps(sums, avx2::sum_lanes8(g));
       _mm256_store_ps(sums + 8, avx2::sum_lanes8(g + 8));
-      set_gaussian_tile_row(grow, fp.a, fp.b, fp.c, sums);
-      continue;
+      set_gaussian_tile_row(line, fp.a, fp.b, fp.c, sums);
+    } else {
+      int k = 0;
+      for (; k + 8 <= kRow; k += 8) _mm256_store_ps(line + k, avx2::sum_lanes8(g + k));
+      if (k < kRow) _mm_store_ps(line + k, avx2::sum_lanes4(g + k));
     }
-    int k = 0;
-    for (; k + 8 <= kRow; k += 8) _mm256_storeu_ps(grow + k, avx2::sum_lanes8(g + k));
-    if (k < kRow) _mm_storeu_ps(grow + k, avx2::sum_lanes4(g + k));
+    G.store(emission_of<float, FP>(in, bins, d, s + j, tile_tx, tile_ty, to_tile), line, kRow);
   }
 }
 #endif

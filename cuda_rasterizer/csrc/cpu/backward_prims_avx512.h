@@ -18,6 +18,7 @@
 #include "../sf_math.h"
 #include "binning.h"
 #include "gabor_waves_avx512.h"
+#include "grad_rows.h"
 #include "raster_grads.h"
 #include "row_alpha.h"
 #include "tile_rows.h"
@@ -106,7 +107,7 @@ inline int load_backward_rows16(const RasterInputs<float>& in, const RasterGradI
 template <typename FP, bool kDepth, bool kAbs>
 void backward_tile_prims_avx512(const RasterInputs<float>& in, const TileBins& bins, const Packed<float, FP>& pk,
                                 const RasterGradIn<float>& gin, int64_t tile_index, int tiles_x, TileScratch<float>& sc,
-                                float* G) {
+                                const GradRows<float>& G) {
   using P = Packed<float, FP>;
   using RA = RowAlpha<float, FP>;
   constexpr int kRow = 2 + FP::kParams + 4 + 3;  // grad_row<FP>(3)
@@ -120,19 +121,13 @@ void backward_tile_prims_avx512(const RasterInputs<float>& in, const TileBins& b
   const int64_t s = bins.tile_start[tile_index];
   const int count = int(bins.tile_start[tile_index + 1] - s);
   if (count == 0) return;
-  // every one of the tile's gradient rows is written (G is not zeroed beforehand): zeros where nothing contributed
-  auto grad_row_of = [&](int j) { return G + (s + j) * kRow; };
-  auto zero_row = [&](int j) {
-    float* grow = grad_row_of(j);
-    for (int vi = 0; vi < kVecs; ++vi) {
-      const int left = kRow - 16 * vi;
-      _mm512_mask_storeu_ps(grow + 16 * vi, static_cast<__mmask16>(left >= 16 ? 0xFFFFu : (1u << left) - 1u),
-                            _mm512_setzero_ps());
-    }
-  };
+  // Gradient rows are written only where something contributed (grad_rows.h), assembled in `line` (whole cache
+  // lines), then stored at their emission index; intersections behind every pixel's last contributor write nothing.
+  alignas(64) float line[16 * kVecs] = {};  // (padding past kRow stays 0)
+  const int tile_tx = int(tile_index % tiles_x), tile_ty = int(tile_index / tiles_x);
+  const PixelToTile to_tile(in.tile);
   BackwardRows16 st;
   const int jmax = load_backward_rows16<kDepth>(in, gin, s, x0, y0, tw, th, st);
-  for (int j = std::max(jmax + 1, 0); j < count; ++j) zero_row(j);  // behind every pixel's last contributor
   if (jmax < 0) return;
   mask_tile_rows<FP>(in, bins, pk, s, jmax + 1, x0, y0, tw, th, sc);  // those behind the last contributors: no rows
   const __m512i lane_idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
@@ -146,7 +141,6 @@ void backward_tile_prims_avx512(const RasterInputs<float>& in, const TileBins& b
     const __mmask16 live = static_cast<__mmask16>(
         sc.row_mask[j] & _mm512_cmp_epi32_mask(row_last, _mm512_set1_epi32(j), _MM_CMPINT_NLT));
     if (live == 0) {
-      zero_row(j);
       continue;
     }
     const float* d = sc.recs[j];
@@ -175,7 +169,6 @@ void backward_tile_prims_avx512(const RasterInputs<float>& in, const TileBins& b
       n_rows += oks[n_rows] != 0;
     }
     if (n_rows == 0) {
-      zero_row(j);
       continue;
     }
     [[maybe_unused]] GaborWaves4 waves;
@@ -239,25 +232,21 @@ void backward_tile_prims_avx512(const RasterInputs<float>& in, const TileBins& b
         for (int ch = 0; ch < 3; ++ch, ++q) acc[q] = _mm512_add_ps(acc[q], gch[ch]);
       }
     }
-    float* grow = grad_row_of(j);
     if constexpr (kWaves) {
       waves.finish(dx, acc + 11);
       for (int q = 27; q < 32; ++q) acc[q] = zero;
       alignas(64) float sums[32];
       _mm512_store_ps(sums, avx512::sum_lanes16(acc));
       _mm512_store_ps(sums + 16, avx512::sum_lanes16(acc + 16));
-      set_gabor4_tile_row(grow, fp, sums, sums + 11);
+      set_gabor4_tile_row(line, fp, sums, sums + 11);
     } else if constexpr (kShort) {
       alignas(64) float sums[16];
       _mm512_store_ps(sums, avx512::sum_lanes16(acc));
-      set_gaussian_tile_row(grow, fp.a, fp.b, fp.c, sums);
+      set_gaussian_tile_row(line, fp.a, fp.b, fp.c, sums);
     } else {
-      for (int vi = 0; vi < kVecs; ++vi) {
-        const int left = kRow - 16 * vi;
-        const __mmask16 mk = static_cast<__mmask16>(left >= 16 ? 0xFFFFu : (1u << left) - 1u);
-        _mm512_mask_storeu_ps(grow + 16 * vi, mk, avx512::sum_lanes16(acc + 16 * vi));
-      }
+      for (int vi = 0; vi < kVecs; ++vi) _mm512_store_ps(line + 16 * vi, avx512::sum_lanes16(acc + 16 * vi));
     }
+    G.store(emission_of<float, FP>(in, bins, d, s + j, tile_tx, tile_ty, to_tile), line, kRow);
   }
 }
 

@@ -28,14 +28,42 @@ template <typename T, typename R> inline void pixel_span(T m, R r, int size, int
   hi = std::min(hi, size - 1);
 }
 
+// pixel -> tile: a shift for power-of-two tiles (pixel spans are clipped to >= 0), where four integer divisions per
+// primitive were half of the rectangle pass
+struct PixelToTile {
+  int tile, shift = 0;
+  bool pow2;
+  explicit PixelToTile(int tile_size) : tile(tile_size), pow2((tile_size & (tile_size - 1)) == 0) {
+    while ((1 << shift) < tile) ++shift;
+  }
+  int operator()(int v) const { return pow2 ? v >> shift : v / tile; }
+};
+
+// The tiles [x0, x1] x [y0, y1] a primitive is binned into (its pixel spans' tiles).
+struct TileSpan {
+  int x0 = 0, x1 = -1, y0 = 0, y1 = -1;
+  // false: nothing to bin (zero radius, or off screen)
+  template <typename T>
+  bool set(T mx, T my, int32_t rx, int32_t ry, int width, int height, const PixelToTile& to_tile) {
+    if (rx <= 0 || ry <= 0) return false;
+    int px0, px1, py0, py1;
+    pixel_span(mx, rx, width, px0, px1);
+    pixel_span(my, ry, height, py0, py1);
+    if (px0 > px1 || py0 > py1) return false;
+    x0 = to_tile(px0); x1 = to_tile(px1); y0 = to_tile(py0); y1 = to_tile(py1);
+    return true;
+  }
+  int width() const { return x1 - x0 + 1; }
+};
+
 // Intersections grouped by tile: ids[tile_start[t] .. tile_start[t+1]) are depth ranks r (ascending, i.e. (depth, id)
 // order; the primitive is order[r]). Primitive order[r] (the r-th valid primitive by depth) owns emissions
-// prim_offset[r] .. prim_offset[r+1), one per tile of its rectangle, and slot[e] is emission e's position in ids;
-// the backward writes one gradient row per position and sums a primitive's rows in emission order. rank is order's
-// inverse: rank[p] is primitive p's depth rank, -1 where p is not binned.
+// prim_offset[r] .. prim_offset[r+1), one per tile of its rectangle, row by row (grad_rows.h, emission_of); the backward
+// writes each (tile, primitive)'s gradient row at its emission index and sums a primitive's rows in emission order.
+// rank is order's inverse: rank[p] is primitive p's depth rank, -1 where p is not binned.
 struct TileBins {
   PooledVector<int64_t> tile_start, prim_offset;
-  PooledVector<int32_t> ids, slot, order, rank;
+  PooledVector<int32_t> ids, order, rank;
   double phase_ms[3] = {0, 0, 0};  // wall time of the tile rectangles, the depth sort, the rest (SPLATFORGE_PROFILE)
 };
 
@@ -220,24 +248,15 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
   PooledVector<int32_t> rect(4 * n);
   PooledVector<uint8_t> live(n, 0);
   bins.rank.resize(n);
-  // pixel -> tile: a shift for power-of-two tiles (the spans are clipped to >= 0), where four integer divisions per
-  // primitive were half of this pass
-  const bool pow2 = (tile & (tile - 1)) == 0;
-  int shift = 0;
-  while ((1 << shift) < tile) ++shift;
-  auto tile_of_pixel = [pow2, shift, tile](int v) { return pow2 ? v >> shift : v / tile; };
+  const PixelToTile to_tile(tile);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t p = 0; p < n; ++p) {
     bins.rank[p] = -1;
-    int32_t* rc = &rect[4 * p];
-    if (radii[2 * p] > 0 && radii[2 * p + 1] > 0) {
-      int x0, x1, y0, y1;
-      pixel_span(means2d[2 * p], radii[2 * p], width, x0, x1);
-      pixel_span(means2d[2 * p + 1], radii[2 * p + 1], height, y0, y1);
-      if (x0 <= x1 && y0 <= y1) {
-        rc[0] = tile_of_pixel(x0); rc[1] = tile_of_pixel(x1); rc[2] = tile_of_pixel(y0); rc[3] = tile_of_pixel(y1);
-        live[p] = 1;
-      }
+    TileSpan span;
+    if (span.set(means2d[2 * p], means2d[2 * p + 1], radii[2 * p], radii[2 * p + 1], width, height, to_tile)) {
+      int32_t* rc = &rect[4 * p];
+      rc[0] = span.x0; rc[1] = span.x1; rc[2] = span.y0; rc[3] = span.y1;
+      live[p] = 1;
     }
   }
   // (depth, id) order of the live primitives (deterministic and independent of the thread count)
@@ -288,7 +307,6 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
       if (!too_many) {
         tile_of.resize(m);
         rank_of.resize(m);
-        bins.slot.resize(m);
         bins.ids.resize(m);
       }
     }  // (implicit barrier)
@@ -322,9 +340,7 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
         bins.tile_start[n_tiles] = run;
       }  // (implicit barrier)
       for (int64_t i = emitted_before[t]; i < emitted_before[t + 1]; ++i) {
-        const int64_t pos = h[tile_of[i]]++;
-        bins.slot[i] = static_cast<int32_t>(pos);
-        bins.ids[pos] = rank_of[i];
+        bins.ids[h[tile_of[i]]++] = rank_of[i];
       }
     }
   }

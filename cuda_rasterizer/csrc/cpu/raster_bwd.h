@@ -19,6 +19,7 @@
 #include "binning.h"
 #include "backward_prims_avx512.h"
 #include "backward_prims_avx2.h"
+#include "grad_rows.h"
 #include "raster_fwd.h"
 #include "raster_grads.h"
 #include "row_alpha.h"
@@ -65,7 +66,7 @@ inline void footprint_vjp(const FP& fp, T dx, T dy, const T* cache, int cs, T op
 // Backward of one tile. LW > 0: rows of exactly LW lanes (compile-time); LW == 0: rows of the tile width.
 template <typename T, typename FP, int LW>
 void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk, const RasterGradIn<T>& gin,
-                   int64_t tile_index, int tiles_x, std::vector<T>& scratch, T* G) {
+                   int64_t tile_index, int tiles_x, std::vector<T>& scratch, const GradRows<T>& G) {
   using P = Packed<T, FP>;
   const int ts = in.tile, C = in.channels;
   constexpr int KP = FP::kParams;
@@ -242,7 +243,8 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
                       g_a1[x]);
     }
     if (!any) continue;
-    T* g = G + (s + k) * row;
+    T* g = G.row_at(emission_of<T, FP>(in, bins, d, s + k, int(tile_index % tiles_x), int(tile_index / tiles_x),
+                                       PixelToTile(in.tile)));
     // fixed-order lane sums: mean2d(2), params(KP), opacity, depth, absgrad(2), colours(C)
     // pairwise tree over a power-of-two lane count (lanes past the row are zero): fixed order, short dependency chain
     auto lane_sum = [&](T* v) {
@@ -282,17 +284,12 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
   const int C = in.channels, row = grad_row<FP>(C);
   constexpr int KP = FP::kParams;
   const int64_t m = bins.tile_start[n_tiles];
-  // one gradient row per (tile, primitive); the primitive-by-primitive kernels write every row of their tiles, the
-  // generic one adds into zeros
-  bool writes_every_row = false;
-#if defined(__AVX512F__)
-  writes_every_row = RowAlpha<T, FP>::kVector && in.tile == kLanes && C == 3;
-#endif
-#if defined(SF_ROWS_AVX2)
-  writes_every_row = writes_every_row || (RowAlpha8<T, FP>::kVector && in.tile <= kLanes && C == 3);
-#endif
-  PooledVector<T> G(size_t(m) * row);
-  if (!writes_every_row) std::fill(G.begin(), G.end(), T(0));
+  // one gradient row per (tile, primitive) that contributes, at its emission index (grad_rows.h)
+  const int g_stride = GradRows<T>::stride_for(row, m);
+  PooledVector<T> G_rows(size_t(m) * g_stride);
+  PooledVector<uint8_t> written(static_cast<size_t>(m));
+  std::fill(written.begin(), written.end(), uint8_t(0));
+  const GradRows<T> G{G_rows.data(), g_stride, written.data(), GradRows<T>::streams(row, m)};
   const double t_tiles = omp_get_wtime();
 #pragma omp parallel num_threads(nthreads)
   {
@@ -305,7 +302,7 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
         if (in.tile == kLanes && C == 3) {
           with_grad_flags(gin, [&](auto depth, auto abs) {
             backward_tile_prims_avx512<FP, decltype(depth)::value, decltype(abs)::value>(in, bins, pk, gin, t, tiles_x,
-                                                                                          sc, G.data());
+                                                                                          sc, G);
           });
           continue;
         }
@@ -316,24 +313,24 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
         if (in.tile <= kLanes && C == 3) {  // the forward's condition for blend_half_row_avx2 (LW == 16, CC == 3)
           with_grad_flags(gin, [&](auto depth, auto abs) {
             backward_tile_prims_avx2<FP, decltype(depth)::value, decltype(abs)::value>(in, bins, pk, gin, t, tiles_x,
-                                                                                        sc, G.data());
+                                                                                        sc, G);
           });
           continue;
         }
       }
 #endif
       if (in.tile <= kLanes)
-        backward_tile<T, FP, kLanes>(in, bins, pk, gin, t, tiles_x, scratch, G.data());
+        backward_tile<T, FP, kLanes>(in, bins, pk, gin, t, tiles_x, scratch, G);
       else
-        backward_tile<T, FP, 0>(in, bins, pk, gin, t, tiles_x, scratch, G.data());
+        backward_tile<T, FP, 0>(in, bins, pk, gin, t, tiles_x, scratch, G);
     }
+    if (G.streamed) stream_fence();
   }
   const double t_sums = omp_get_wtime();
-  // Each binned primitive's rows summed in emission order, by depth rank into `sums` (sequential writes: the rows are
-  // a gather, in tile order, prefetched ahead), then handed to the outputs by primitive id (sequential writes again;
-  // writing the outputs straight from the rank loop scattered ~6 store misses per primitive, a third of the pass).
+  // Each binned primitive's rows summed in emission order, by depth rank into `sums` (sequential reads and writes: the
+  // rows are stored by emission index), then handed to the outputs by primitive id (sequential writes again; writing
+  // the outputs straight from the rank loop scattered ~6 store misses per primitive, a third of the pass).
   const int64_t nv = int64_t(bins.order.size()), n = in.n;
-  constexpr int64_t kSumAhead = 24;  // emissions
   // sums rows start on cache lines: the hand-over by id reads them in random order, a line each (48-byte rows
   // straddled two lines, and the prefetch covered the first)
   const int sum_stride = line_stride<T>(row);
@@ -348,16 +345,35 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < nv; ++r) {
       T* a = sums.data() + r * sum_stride;
+#if defined(__AVX__)
+      if constexpr (std::is_same<T, float>::value) {
+        if (streamed && G.stride == 16) {  // one-line rows (zero past `row`) in, one line out: whole-line vector sums
+          const int64_t e_end = bins.prim_offset[r + 1];
+#if defined(__AVX512F__)
+          __m512 v = _mm512_setzero_ps();
+          for (int64_t e = bins.prim_offset[r]; e < e_end; ++e)
+            if (written[e]) v = _mm512_add_ps(v, _mm512_load_ps(G.base + e * 16));
+          _mm512_stream_ps(a, v);
+#else
+          __m256 v0 = _mm256_setzero_ps(), v1 = _mm256_setzero_ps();
+          for (int64_t e = bins.prim_offset[r]; e < e_end; ++e)
+            if (written[e]) {
+              v0 = _mm256_add_ps(v0, _mm256_load_ps(G.base + e * 16));
+              v1 = _mm256_add_ps(v1, _mm256_load_ps(G.base + e * 16 + 8));
+            }
+          _mm256_stream_ps(a, v0);
+          _mm256_stream_ps(a + 8, v1);
+#endif
+          continue;
+        }
+      }
+#endif
       alignas(64) T line[64 / sizeof(T)];  // streamed: the row is summed here, then written as one whole line
       T* acc = streamed ? line : a;
       std::fill(acc, acc + (streamed ? 64 / sizeof(T) : row), T(0));
       for (int64_t e = bins.prim_offset[r]; e < bins.prim_offset[r + 1]; ++e) {
-        if (e + kSumAhead < m) {  // keep many misses in flight (a row may span two lines)
-          const T* ahead = G.data() + int64_t(bins.slot[e + kSumAhead]) * row;
-          __builtin_prefetch(ahead);
-          __builtin_prefetch(ahead + row - 1);
-        }
-        const T* g = G.data() + int64_t(bins.slot[e]) * row;
+        if (!written[e]) continue;  // nothing contributed there (no row was written)
+        const T* g = G.base + e * G.stride;
         for (int j = 0; j < row; ++j) acc[j] += g[j];
       }
       if (streamed) stream_line(a, line);

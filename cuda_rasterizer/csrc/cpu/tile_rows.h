@@ -272,7 +272,11 @@ inline void mask_tile_rows(const RasterInputs<float>& in, const TileBins& bins, 
   sc.recs.resize(count);
   sc.row_mask.resize(count);
   for (int j = 0; j < count; ++j) {
-    if (j + kListPrefetch < count) __builtin_prefetch(pk.rec(bins.ids[s + j + kListPrefetch]));
+    if (j + kListPrefetch < count) {
+      const int32_t ahead = bins.ids[s + j + kListPrefetch];
+      __builtin_prefetch(pk.rec(ahead));
+      __builtin_prefetch(&bins.prim_offset[ahead]);  // the gradient row's emission index (grad_rows.h)
+    }
     const float* d = pk.rec(bins.ids[s + j]);
     sc.recs[j] = d;
     sc.row_mask[j] = tile_row_hits16<FP>(in, d, x0, y0, tw, th);
