@@ -1,5 +1,5 @@
 // AVX2 forward blend of 8 pixels of a tile row (float, 3 channels, a footprint with a RowAlpha8 kernel): what
-// blend_row_avx512 does for 16 lanes, for CPUs without AVX-512. A 16-pixel row runs as two independent halves, so
+// blend_row_steps_avx512 does for 16 lanes, for CPUs without AVX-512. A 16-pixel row runs as two independent halves, so
 // the row state (transmittance, colours, depth, alive mask, last contributor) fits the 16 ymm registers and each
 // half stops on its own once its pixels are saturated. Without this kernel, the generic per-lane loop keeps that
 // state in memory and updates it with masked stores, which cost ~20 cycles each on AMD Zen.

@@ -15,26 +15,53 @@
 namespace sf_cpu {
 
 #if defined(__AVX512F__)
-// One 16-pixel row of a tile, hand-vectorised (float, 3 channels, a footprint with a RowAlpha kernel): the row's
-// transmittance, colours, depth, alive mask and last contributor stay in registers while its primitive list is
-// blended front to back; it stops when every pixel is saturated. Same arithmetic as the generic row loop.
+// What a 16-pixel row of a tile carries while it blends (registers inside blend_row_steps_avx512): transmittance,
+// colours, depth, last contributor and the lanes still alive.
+struct RowBlend16 {
+  __m512 tr, acc0, acc1, acc2, accd;
+  __m512i last;
+  __mmask16 alive;
+  void start(int tw) {
+    tr = _mm512_set1_ps(1.0f);
+    acc0 = acc1 = acc2 = accd = _mm512_setzero_ps();
+    last = _mm512_set1_epi32(-1);
+    alive = static_cast<__mmask16>((1u << tw) - 1u);
+  }
+  void store(const RasterInputs<float>& in, const TileBins& bins, const RasterOutputs<float>& out, int y, int x0,
+             int tw) const {
+    alignas(64) float t_l[16], c0[16], c1[16], c2[16], dd[16];
+    alignas(64) int32_t l_l[16];
+    _mm512_store_ps(t_l, tr);
+    _mm512_store_ps(c0, acc0);
+    _mm512_store_ps(c1, acc1);
+    _mm512_store_ps(c2, acc2);
+    _mm512_store_ps(dd, accd);
+    _mm512_store_si512(l_l, last);
+    store_rgb_row(in, bins, out, y, x0, tw, t_l, c0, c1, c2, dd, l_l);
+  }
+};
+
+// Primitives per blend batch: their alphas first (independent of each other, so the core overlaps the long exp
+// chains), then the blend, whose only loop-carried chain is transmittance -> stop -> alive. A row's batches start at
+// multiples of kBlendBatch in its list, however the list arrives (the chunked tiles below keep that).
+constexpr int kBlendBatch = 8;
+
+// Blends the next n_list primitives of a 16-pixel row (float, 3 channels, a footprint with a RowAlpha kernel) into
+// `row`, front to back, stopping once every pixel is saturated. Same arithmetic as the generic row loop.
 template <typename FP>
-inline int64_t blend_row_avx512(const RasterInputs<float>& in, const TileBins& bins, const int32_t* list, int n_list,
-                                const float* const* recs, int64_t s, int x0, int y, int tw, const RasterOutputs<float>& out) {
+inline void blend_row_steps_avx512(const int32_t* list, int n_list, const float* const* recs, int64_t s, int x0, int y,
+                                   int tw, RowBlend16& row, int64_t& evals) {
   using P = Packed<float, FP>;
   const __m512 px = _mm512_add_ps(_mm512_set1_ps(float(x0) + 0.5f),
                                   _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
   const __m512 one = _mm512_set1_ps(1.0f), eps = _mm512_set1_ps(float(sf::TRANSMITTANCE_EPS));
-  __m512 tr = one, acc0 = _mm512_setzero_ps(), acc1 = acc0, acc2 = acc0, accd = acc0;
-  __m512i last = _mm512_set1_epi32(-1);
-  __mmask16 alive = static_cast<__mmask16>((1u << tw) - 1u);
+  __m512 tr = row.tr, acc0 = row.acc0, acc1 = row.acc1, acc2 = row.acc2, accd = row.accd;
+  __m512i last = row.last;
+  __mmask16 alive = row.alive;
   const float dy_off = float(y) + 0.5f;
-  int64_t evals = 0;
-  // Two phases per batch of kBatch primitives: their alphas first (independent of each other, so the core overlaps
-  // the long exp chains), then the blend, whose only loop-carried chain is transmittance -> stop -> alive.
-  constexpr int kBatch = 8;
+  constexpr int kBatch = kBlendBatch;
   alignas(64) float alphas[kBatch][16];
-  for (int b0 = 0; b0 < n_list; b0 += kBatch) {
+  for (int b0 = 0; b0 < n_list && alive != 0; b0 += kBatch) {
     const int nb = std::min(kBatch, n_list - b0);
     auto alpha_of = [&](int i) {
       const float* d = recs[list[b0 + i]];
@@ -95,17 +122,71 @@ inline int64_t blend_row_avx512(const RasterInputs<float>& in, const TileBins& b
       alive = _kandn_mask16(stop, alive);
       if (alive == 0) break;  // every pixel of this row is saturated
     }
-    if (alive == 0) break;
   }
-  alignas(64) float t_l[16], c0[16], c1[16], c2[16], dd[16];
-  alignas(64) int32_t l_l[16];
-  _mm512_store_ps(t_l, tr);
-  _mm512_store_ps(c0, acc0);
-  _mm512_store_ps(c1, acc1);
-  _mm512_store_ps(c2, acc2);
-  _mm512_store_ps(dd, accd);
-  _mm512_store_si512(l_l, last);
-  store_rgb_row(in, bins, out, y, x0, tw, t_l, c0, c1, c2, dd, l_l);
+  row.tr = tr, row.acc0 = acc0, row.acc1 = acc1, row.acc2 = acc2, row.accd = accd, row.last = last, row.alive = alive;
+}
+
+// A tile of 16-pixel rows (float, 3 channels, a RowAlpha footprint), its primitives taken in chunks of kTileChunk:
+// each chunk's row masks (which reads the chunk's records), its row lists, and every still-alive row blended through
+// them. The tile stops reading primitives once all its rows are saturated: in a deep scene most of a tile's
+// primitives lie behind that point (83% of B3's intersections), and building their row lists (a random record read
+// each) was a quarter of the forward. Each row's list is the same as one pass over all primitives gives, and its
+// blend batches start at the same places (a chunk blends whole batches; the rest waits for the next chunk), so the
+// image is bit for bit the unchunked one.
+constexpr int kTileChunk = 256;
+template <typename FP>
+inline int64_t render_tile_chunked_avx512(const RasterInputs<float>& in, const TileBins& bins,
+                                          const Packed<float, FP>& pk, int64_t s, int count, int x0, int y0, int tw,
+                                          int th, TileScratch<float>& sc, const RasterOutputs<float>& out) {
+  constexpr int kListCap = kTileChunk + kBlendBatch;  // a chunk's entries plus the previous chunk's partial batch
+  sc.recs.resize(count);
+  sc.row_mask.resize(kTileChunk);
+  if (sc.row_buf.size() < size_t(16) * kListCap) sc.row_buf.resize(size_t(16) * kListCap);
+  RowBlend16 rows[16];
+  int pending[16];
+  for (int r = 0; r < th; ++r) {
+    rows[r].start(tw);
+    pending[r] = 0;
+  }
+  uint32_t open_rows = (1u << th) - 1u;
+  int64_t evals = 0;
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int c0 = 0; c0 < count && open_rows != 0; c0 += kTileChunk) {
+    const int c1 = std::min(count, c0 + kTileChunk), n = c1 - c0;
+    const bool final_chunk = c1 == count;
+    for (int j = c0; j < c1; ++j) {
+      if (j + kListPrefetch < count) __builtin_prefetch(pk.rec(bins.ids[s + j + kListPrefetch]));
+      const float* d = pk.rec(bins.ids[s + j]);
+      sc.recs[j] = d;
+      sc.row_mask[j - c0] = tile_row_hits16<FP>(in, d, x0, y0, tw, th);
+    }
+    const int padded = (n + 15) & ~15;
+    for (int j = n; j < padded; ++j) sc.row_mask[j] = 0;
+    for (uint32_t m = open_rows; m != 0; m &= m - 1) {
+      const int r = __builtin_ctz(m);
+      int32_t* list = sc.row_buf.data() + size_t(r) * kListCap;  // starts with the row's pending entries
+      int nr = pending[r];
+      const __m512i bit = _mm512_set1_epi32(int32_t(1) << r);
+      __m512i idx = _mm512_add_epi32(lane, _mm512_set1_epi32(c0));
+      for (int j0 = 0; j0 < padded; j0 += 16) {
+        const __m512i masks = _mm512_cvtepu16_epi32(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&sc.row_mask[j0])));
+        const __mmask16 hit = _mm512_test_epi32_mask(masks, bit);
+        _mm512_mask_compressstoreu_epi32(list + nr, hit, idx);
+        nr += __builtin_popcount(hit);
+        idx = _mm512_add_epi32(idx, _mm512_set1_epi32(16));
+      }
+      const int blend_n = final_chunk ? nr : nr - nr % kBlendBatch;
+      blend_row_steps_avx512<FP>(list, blend_n, sc.recs.data(), s, x0, y0 + r, tw, rows[r], evals);
+      if (rows[r].alive == 0) {
+        open_rows &= ~(1u << r);
+        continue;
+      }
+      pending[r] = nr - blend_n;
+      for (int i = 0; i < pending[r]; ++i) list[i] = list[blend_n + i];
+    }
+  }
+  for (int r = 0; r < th; ++r) rows[r].store(in, bins, out, y0 + r, x0, tw);
   return evals;
 }
 #endif
@@ -132,6 +213,10 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, cons
 #else
   constexpr bool kHalves = false;
 #endif
+#if defined(__AVX512F__)
+  if constexpr (RowAlpha<T, FP>::kVector && LW == 16 && CC == 3)
+    return render_tile_chunked_avx512<FP>(in, bins, pk, s, count, x0, y0, tw, th, sc, out);
+#endif
   int row_n[128];
   list_tile_rows<T, FP, LW == 16 && CC == 3, kHalves>(in, bins, pk, s, count, x0, y0, tw, th, sc, row_n);
   const int32_t* row_buf = sc.row_buf.data();
@@ -140,12 +225,6 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, cons
   for (int x = 0; x < nl; ++x) px[x] = T(x0 + x) + T(0.5);
   int64_t evals = 0;
   for (int r = 0; r < th; ++r) {
-#if defined(__AVX512F__)
-    if constexpr (RowAlpha<T, FP>::kVector && LW == 16 && CC == 3) {
-      evals += blend_row_avx512<FP>(in, bins, row_buf + size_t(r) * count, row_n[r], sc.recs.data(), s, x0, y0 + r, tw, out);
-      continue;
-    }
-#endif
 #if defined(SF_ROWS_AVX2)
     if constexpr (kHalves) {
       for (int h = 0; h < 2 && 8 * h < tw; ++h)
