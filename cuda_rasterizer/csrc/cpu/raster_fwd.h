@@ -150,7 +150,6 @@ inline int64_t render_tile_chunked_avx512(const RasterInputs<float>& in, const T
   }
   uint32_t open_rows = (1u << th) - 1u;
   int64_t evals = 0;
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   for (int c0 = 0; c0 < count && open_rows != 0; c0 += kTileChunk) {
     const int c1 = std::min(count, c0 + kTileChunk), n = c1 - c0;
     const bool final_chunk = c1 == count;
@@ -165,17 +164,7 @@ inline int64_t render_tile_chunked_avx512(const RasterInputs<float>& in, const T
     for (uint32_t m = open_rows; m != 0; m &= m - 1) {
       const int r = __builtin_ctz(m);
       int32_t* list = sc.row_buf.data() + size_t(r) * kListCap;  // starts with the row's pending entries
-      int nr = pending[r];
-      const __m512i bit = _mm512_set1_epi32(int32_t(1) << r);
-      __m512i idx = _mm512_add_epi32(lane, _mm512_set1_epi32(c0));
-      for (int j0 = 0; j0 < padded; j0 += 16) {
-        const __m512i masks = _mm512_cvtepu16_epi32(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&sc.row_mask[j0])));
-        const __mmask16 hit = _mm512_test_epi32_mask(masks, bit);
-        _mm512_mask_compressstoreu_epi32(list + nr, hit, idx);
-        nr += __builtin_popcount(hit);
-        idx = _mm512_add_epi32(idx, _mm512_set1_epi32(16));
-      }
+      const int nr = append_row_list(sc.row_mask.data(), padded, r, c0, list, pending[r]);
       const int blend_n = final_chunk ? nr : nr - nr % kBlendBatch;
       blend_row_steps_avx512<FP>(list, blend_n, sc.recs.data(), s, x0, y0 + r, tw, rows[r], evals);
       if (rows[r].alive == 0) {
@@ -218,7 +207,7 @@ inline int64_t render_tile(const RasterInputs<T>& in, const TileBins& bins, cons
     return render_tile_chunked_avx512<FP>(in, bins, pk, s, count, x0, y0, tw, th, sc, out);
 #endif
   int row_n[128];
-  list_tile_rows<T, FP, LW == 16 && CC == 3, kHalves>(in, bins, pk, s, count, x0, y0, tw, th, sc, row_n);
+  list_tile_rows<T, FP, kHalves>(in, bins, pk, s, count, x0, y0, tw, th, sc, row_n);
   const int32_t* row_buf = sc.row_buf.data();
   if (CC == 0) sc.acc.resize(size_t(C + 1) * nl);
   alignas(64) T px[kMaxLanes];

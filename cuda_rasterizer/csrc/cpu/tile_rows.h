@@ -170,17 +170,36 @@ inline __mmask16 tile_row_hits16(const RasterInputs<float>& in, const float* d, 
 
 #endif
 
+#if defined(__AVX512F__)
+// Appends to `out` (from out[n]) the indices first + j of the entries j < padded whose 16-bit row mask has bit r set,
+// in order, 16 entries at a time (`masks` padded with zeros to a multiple of 16); returns the new length. (One masked
+// scatter per entry into the 16 row lists cost more: B3's forward blend phase 99.4-99.7 -> 89.5-94.6 ms.)
+inline int append_row_list(const uint16_t* masks, int padded, int r, int32_t first, int32_t* out, int n) {
+  const __m512i bit = _mm512_set1_epi32(int32_t(1) << r), step = _mm512_set1_epi32(16);
+  __m512i idx = _mm512_add_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                 _mm512_set1_epi32(first));
+  for (int j0 = 0; j0 < padded; j0 += 16) {
+    const __m512i m = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(masks + j0)));
+    const __mmask16 hit = _mm512_test_epi32_mask(m, bit);
+    _mm512_mask_compressstoreu_epi32(out + n, hit, idx);
+    n += __builtin_popcount(hit);
+    idx = _mm512_add_epi32(idx, step);
+  }
+  return n;
+}
+#endif
+
 // Pre-pass of a tile: for every row r, the local indices j (front to back) of the primitives whose footprint may
 // reach it, in sc.row_buf[r * count .. + row_n[r]); also sc.recs[j], each primitive's packed record. The forward's
-// lists; the SIMD backward kernels take the same rows per primitive as masks (tile_row_hits16 with AVX-512, the
-// AVX2 kernel's whole-row test), so both passes see the same primitives. kSixteenLaneRows: the rows are 16-lane
-// float rows, where all (at most 16) rows of a primitive are tested at once.
+// lists where the AVX-512 RGB kernel does not run (that one builds its lists chunk by chunk from tile_row_hits16
+// masks, render_tile_chunked_avx512); the SIMD backward kernels take the same rows per primitive as masks
+// (tile_row_hits16 with AVX-512, the AVX2 kernel's whole-row test), so both passes see the same primitives.
 // kHalfRows (the AVX2 forward, whose kernel blends a row as two halves of 8 pixels): one list per half row instead,
 // list 2r + h for pixels x0 + 8h .. x0 + 8h + 7 (row_n needs 2 th entries). A primitive that reaches only one half
 // of a row (about a fifth of the (primitive, half row) pairs on fern and lego) is then not evaluated on the other;
 // skipping it there changes nothing, since its alphas there are all 0, so the forward blends exactly the
 // contributions the backward (which tests whole rows, both halves together) undoes.
-template <typename T, typename FP, bool kSixteenLaneRows, bool kHalfRows = false>
+template <typename T, typename FP, bool kHalfRows = false>
 inline void list_tile_rows(const RasterInputs<T>& in, const TileBins& bins, const Packed<T, FP>& pk, int64_t s,
                            int count, int x0, int y0, int tw, int th, TileScratch<T>& sc, int* row_n) {
   using P = Packed<T, FP>;
@@ -195,22 +214,10 @@ inline void list_tile_rows(const RasterInputs<T>& in, const TileBins& bins, cons
   const int tw0 = std::min(tw, 8);
   const T lo0_off = T(x0 + tw0 - 1) + T(0.5) + T(1), hi0_off = dx_hi_off;
   const T lo1_off = dx_lo_off, hi1_off = T(x0 + 8) + T(0.5) - T(1);
-  constexpr bool kVectorRows = RowAlpha<T, FP>::kVector && kSixteenLaneRows;
-#if defined(__AVX512F__)
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  if constexpr (kVectorRows) sc.row_mask.resize(size_t((count + 15) & ~15));
-#endif
   for (int j = 0; j < count; ++j) {
     if (j + kListPrefetch < count) __builtin_prefetch(pk.rec(bins.ids[s + j + kListPrefetch]));
     const T* d = pk.rec(bins.ids[s + j]);
     sc.recs[j] = d;
-#if defined(__AVX512F__)
-    if constexpr (kVectorRows) {  // all (at most 16) rows at once, kept as a mask; the lists are built below
-      const __mmask16 hit = tile_row_hits16<FP>(in, d, x0, y0, tw, th);
-      sc.row_mask[j] = hit;
-      continue;
-    }
-#endif
     const T mx = d[P::MX], my = d[P::MY], ry = d[P::RY], level = d[P::LEV], slope = d[P::RSL];
     const FP fp = FP::load(d + P::FPP, 0);
     int r0, r1;
@@ -236,30 +243,6 @@ inline void list_tile_rows(const RasterInputs<T>& in, const TileBins& bins, cons
       row_n[r] += fp.row_may_hit(my - (T(y0 + r) + T(0.5)), level, slope, dx_lo, dx_hi) ? 1 : 0;
     }
   }
-#if defined(__AVX512F__)
-  if constexpr (kVectorRows) {
-    // Row r's list from the masks: 16 entries at a time, the ones with bit r set compressed into the list. (One
-    // masked scatter per entry into the 16 lists cost more: B3's forward blend phase 99.4-99.7 -> 89.5-94.6 ms.)
-    const int padded = (count + 15) & ~15;
-    for (int j = count; j < padded; ++j) sc.row_mask[j] = 0;
-    const __m512i step = _mm512_set1_epi32(16);
-    for (int r = 0; r < th; ++r) {
-      const __m512i bit = _mm512_set1_epi32(int32_t(1) << r);
-      int32_t* out = row_buf + size_t(r) * count;
-      int n = 0;
-      __m512i idx = lane;
-      for (int j0 = 0; j0 < padded; j0 += 16) {
-        const __m512i masks = _mm512_cvtepu16_epi32(
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&sc.row_mask[j0])));
-        const __mmask16 hit = _mm512_test_epi32_mask(masks, bit);
-        _mm512_mask_compressstoreu_epi32(out + n, hit, idx);
-        n += __builtin_popcount(hit);
-        idx = _mm512_add_epi32(idx, step);
-      }
-      row_n[r] = n;
-    }
-  }
-#endif
 }
 
 #if defined(__AVX512F__)
