@@ -402,9 +402,14 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
       for (int ch = 0; ch < C; ++ch) out.v_colors[p * C + ch] = a[6 + KP + ch];
     }
   }
-  if (std::getenv("SPLATFORGE_PROFILE"))
-    std::fprintf(stderr, "splatforge cpu bwd: tiles %.2f ms, per-primitive sums %.2f ms\n", 1e3 * (t_sums - t_tiles),
-                 1e3 * (omp_get_wtime() - t_sums));
+  if (std::getenv("SPLATFORGE_PROFILE")) {
+    const double t_end = omp_get_wtime();
+    int64_t rows_written = 0;  // intersections with a contribution (the rest lie behind their pixels' last ones)
+    for (int64_t e = 0; e < m; ++e) rows_written += written[e];
+    std::fprintf(stderr, "splatforge cpu bwd: tiles %.2f ms, per-primitive sums %.2f ms, gradient rows written %lld of %lld\n",
+                 1e3 * (t_sums - t_tiles), 1e3 * (t_end - t_sums), static_cast<long long>(rows_written),
+                 static_cast<long long>(m));
+  }
 }
 
 }  // namespace sf_cpu
