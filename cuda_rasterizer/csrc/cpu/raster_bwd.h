@@ -77,6 +77,7 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
   const int nl = LW > 0 ? LW : tw;  // lanes evaluated per row (lanes past tw have no contributor: masked)
   const int np = rs * th;
   const int64_t s = bins.tile_start[tile_index];
+  const PixelToTile to_tile(ts);  // for the gradient rows' emission indices
   // scratch layout: trans, tfin, vA (minus bg.v), last(as T), vcol(C+1), behind(C+1), then per-row lanes
   const int n_lane = 2 + KP + 4 + (C + 1);  // lane accumulators: mean2d, params, opacity, absgrad(2), colours+depth
   int lp = 1;  // lane stride: power of two >= row width, for the tree sums
@@ -244,7 +245,7 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
     }
     if (!any) continue;
     T* g = G.row_at(emission_of<T, FP>(in, bins, d, s + k, int(tile_index % tiles_x), int(tile_index / tiles_x),
-                                       PixelToTile(in.tile)));
+                                       to_tile));
     // fixed-order lane sums: mean2d(2), params(KP), opacity, depth, absgrad(2), colours(C)
     // pairwise tree over a power-of-two lane count (lanes past the row are zero): fixed order, short dependency chain
     auto lane_sum = [&](T* v) {
