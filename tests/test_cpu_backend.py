@@ -187,6 +187,17 @@ def test_tile_size_does_not_change_results():
             torch.testing.assert_close(other["grad_" + key], results[0]["grad_" + key], atol=1e-12, rtol=1e-10)
 
 
+def test_more_tiles_than_a_row_can_hold_is_a_clear_error():
+    """Tile rectangles are binned as four 16-bit tile coordinates: an image more than 65535 tiles wide is refused with
+    its size and tile named, not binned into wrapped coordinates."""
+    n = 4
+    args = (torch.rand(n, 2) * 10, torch.tensor([[1.0, 0.0, 1.0]] * n), torch.rand(n, 3), torch.rand(n),
+            torch.rand(n) + 1.0, torch.full((n, 2), 3, dtype=torch.int32))
+    with pytest.raises(RuntimeError, match="70000 x 2 pixels has more than 65535 tiles of 1 pixels"):
+        cpu_backend.rasterize_to_pixels(*args, 70000, 2, tile_size=1)
+    assert cpu_backend.rasterize_to_pixels(*args, 65535, 2, tile_size=1).colors.shape == (2, 65535, 3)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_one_and_two_threads_bit_identical(dtype):
     scene = {k: (v.to(dtype) if torch.is_tensor(v) else v) for k, v in _scene(1500, 64, 48, seed=6, sh_degree=2).items()}

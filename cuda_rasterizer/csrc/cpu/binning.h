@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -16,8 +17,8 @@
 
 namespace sf_cpu {
 
-// How far ahead (in primitives) the rank-order passes prefetch their random per-primitive reads: far enough to keep
-// a dozen cache misses in flight, since depth order scatters over arrays larger than the caches (1M+ primitives).
+// How far ahead (in primitives) the depth sort's last pass prefetches its scattered rank stores: far enough to keep a
+// dozen cache misses in flight, since depth order scatters over arrays larger than the caches (1M+ primitives).
 constexpr int64_t kGatherAhead = 16;
 
 // Pixel range [lo, hi] (inclusive) whose centres p + 0.5 satisfy |p + 0.5 - m| <= r, clipped to [0, size - 1].
@@ -67,28 +68,40 @@ struct TileBins {
   double phase_ms[3] = {0, 0, 0};  // wall time of the tile rectangles, the depth sort, the rest (SPLATFORGE_PROFILE)
 };
 
-// What the depth sort moves: a float depth's 32-bit key and the id in one 64-bit word (one array, one write stream
-// per bucket), a double's 64-bit key beside its id.
+// What the depth sort moves: a float depth's 32-bit key and the id in one 64-bit word, a double's 64-bit key beside
+// its id; each with a 64-bit payload carried to the sorted order (the primitive's tile rectangle, which the tile
+// lists then read in order instead of gathering it at random, a cache miss per primitive at scale).
 template <typename T> struct DepthItem;
 template <> struct DepthItem<float> {
   using Key = uint32_t;
-  using Type = uint64_t;
-  static Type make(Key key, int32_t id) { return (uint64_t(key) << 32) | uint32_t(id); }
-  static Key key(Type v) { return Key(v >> 32); }
-  static int32_t id(Type v) { return int32_t(uint32_t(v)); }
+  struct Type {
+    uint64_t key_id;
+    uint64_t payload;
+  };
+  static Type make(Key key, int32_t id, uint64_t payload) { return Type{(uint64_t(key) << 32) | uint32_t(id), payload}; }
+  static Key key(const Type& v) { return Key(v.key_id >> 32); }
+  static int32_t id(const Type& v) { return int32_t(uint32_t(v.key_id)); }
 };
 template <> struct DepthItem<double> {
   using Key = uint64_t;
   struct Type {
     uint64_t key;
+    uint64_t payload;
     int32_t id;
   };
-  static Type make(Key key, int32_t id) { return Type{key, id}; }
+  static Type make(Key key, int32_t id, uint64_t payload) { return Type{key, payload, id}; }
   static Key key(const Type& v) { return v.key; }
   static int32_t id(const Type& v) { return v.id; }
 };
 
-// Ids p with live[p], sorted by (depths[p], p) (depths finite; -0 and +0 are equal): an LSD radix sort of
+// The live primitives in (depth, id) order: ids[r] is the r-th one, payload[r] its payload; rank (n entries, written
+// for the live ones only) is the inverse: rank[ids[r]] = r.
+struct DepthOrder {
+  PooledVector<int32_t> ids;
+  PooledVector<uint64_t> payload;
+};
+
+// Ids p with live[p] (and their payloads), sorted by (depths[p], p) (depths finite; -0 and +0 are equal): an LSD radix sort of
 // order-preserving keys, stable, so equal depths keep id order. Only the bits in which the keys differ are sorted
 // (key - min key), in as few passes of at most kMaxDigitBits as they need, each pass as narrow as that allows (depths
 // over a few octaves: ~25 bits, 3 passes of 9 bits, 512 buckets). Every pass's histogram comes from one read, while
@@ -99,7 +112,8 @@ constexpr int64_t kParallelSort = int64_t(1) << 16;
 constexpr int kMaxDigitBits = 11;
 
 template <typename T>
-PooledVector<int32_t> sort_by_depth(const T* depths, const PooledVector<uint8_t>& live, int nthreads) {
+DepthOrder sort_by_depth(const T* depths, const PooledVector<uint8_t>& live, const uint64_t* payload, int32_t* rank,
+                         int nthreads) {
   using Item = DepthItem<T>;
   using Key = typename Item::Key;
   using Entry = typename Item::Type;
@@ -112,7 +126,9 @@ PooledVector<int32_t> sort_by_depth(const T* depths, const PooledVector<uint8_t>
   // hist[t][pass][bucket]: thread t's counts of its current chunk (each thread zeroes the passes it uses)
   PooledVector<int64_t> hist(size_t(nt) * kMaxPasses * kMaxBuckets);
   PooledVector<Entry> items, tmp;
-  PooledVector<int32_t> ids;
+  DepthOrder sorted;
+  PooledVector<int32_t>& ids = sorted.ids;
+  uint64_t* sorted_payload = nullptr;
   int64_t m = 0;
   Key base = 0;
   int passes = 0, bits = 0;
@@ -137,6 +153,8 @@ PooledVector<int32_t> sort_by_depth(const T* depths, const PooledVector<uint8_t>
       items.resize(m);
       tmp.resize(m);
       ids.resize(m);
+      sorted.payload.resize(m);
+      sorted_payload = sorted.payload.data();
     }  // (implicit barrier)
     Key k_lo = ~Key(0), k_hi = 0;
     for (int64_t p = lo, q = live_before[t]; p < hi; ++p)
@@ -148,7 +166,7 @@ PooledVector<int32_t> sort_by_depth(const T* depths, const PooledVector<uint8_t>
         k = (k & sign) ? ~k : (k | sign);  // IEEE bits -> unsigned keys in the order of the values
         k_lo = std::min(k_lo, k);
         k_hi = std::max(k_hi, k);
-        items[q++] = Item::make(k, static_cast<int32_t>(p));
+        items[q++] = Item::make(k, static_cast<int32_t>(p), payload[p]);
       }
     key_lo[t] = k_lo;
     key_hi[t] = k_hi;
@@ -189,8 +207,16 @@ PooledVector<int32_t> sort_by_depth(const T* depths, const PooledVector<uint8_t>
     // the first pass's chunk of each thread: the items it built, whose counts the build took
     lo = live_before[t];
     hi = live_before[t + 1];
+    // the sorted order's outputs of the item at position `pos`; the rank is a scattered store, prefetched ahead
+    auto place = [&](const Entry& v, int64_t pos, int64_t i) {
+      if (i + kGatherAhead < hi) __builtin_prefetch(&rank[Item::id(items[i + kGatherAhead])], 1);
+      const int32_t id = Item::id(v);
+      ids[pos] = id;
+      sorted_payload[pos] = v.payload;
+      rank[id] = static_cast<int32_t>(pos);
+    };
     if (last < 0)  // already in order
-      for (int64_t i = lo; i < hi; ++i) ids[i] = Item::id(items[i]);
+      for (int64_t i = lo; i < hi; ++i) place(items[i], i, i);
     bool counted = true;  // h holds this thread's counts of its chunk for the next pass
     for (int pass = 0; pass < passes; ++pass) {
       if (skip[pass]) continue;
@@ -214,7 +240,7 @@ PooledVector<int32_t> sort_by_depth(const T* depths, const PooledVector<uint8_t>
       if (pass == last) {
         for (int64_t i = lo; i < hi; ++i) {
           const Entry v = items[i];
-          ids[hp[digit(v, pass)]++] = Item::id(v);
+          place(v, hp[digit(v, pass)]++, i);
         }
         break;
       }
@@ -233,8 +259,22 @@ PooledVector<int32_t> sort_by_depth(const T* depths, const PooledVector<uint8_t>
       }
     }
   }
-  return ids;
+  return sorted;
 }
+
+// A tile rectangle in one word (four 16-bit tile coordinates), the payload the depth sort carries.
+struct PackedRect {
+  static uint64_t pack(const TileSpan& s) {
+    return uint64_t(uint16_t(s.x0)) | uint64_t(uint16_t(s.x1)) << 16 | uint64_t(uint16_t(s.y0)) << 32 |
+           uint64_t(uint16_t(s.y1)) << 48;
+  }
+  static void unpack(uint64_t v, int32_t (&rc)[4]) {
+    rc[0] = int32_t(v & 0xffff);
+    rc[1] = int32_t((v >> 16) & 0xffff);
+    rc[2] = int32_t((v >> 32) & 0xffff);
+    rc[3] = int32_t(v >> 48);
+  }
+};
 
 // Valid primitives are first sorted once by (depth, id); emissions follow that order, and a stable counting sort
 // by tile then leaves every tile's list in (depth, id) order with no per-tile sort.
@@ -242,62 +282,82 @@ template <typename T>
 TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int64_t n, int width, int height,
                    int tile, int nthreads) {
   const int tx = (width + tile - 1) / tile, ty = (height + tile - 1) / tile;
+  if (tx > 0xffff || ty > 0xffff)
+    throw std::runtime_error("splatforge: image of " + std::to_string(width) + " x " + std::to_string(height) +
+                             " pixels has more than 65535 tiles of " + std::to_string(tile) +
+                             " pixels in a row or column; use larger tiles");
   const int64_t n_tiles = int64_t(tx) * ty;
   const double t_start = omp_get_wtime();
   TileBins bins;
-  PooledVector<int32_t> rect(4 * n);
-  PooledVector<uint8_t> live(n, 0);
+  PooledVector<uint64_t> rect(n);
+  PooledVector<uint8_t> live(n);
   bins.rank.resize(n);
   const PixelToTile to_tile(tile);
 #pragma omp parallel for schedule(static) num_threads(nthreads)
   for (int64_t p = 0; p < n; ++p) {
-    bins.rank[p] = -1;
     TileSpan span;
-    if (span.set(means2d[2 * p], means2d[2 * p + 1], radii[2 * p], radii[2 * p + 1], width, height, to_tile)) {
-      int32_t* rc = &rect[4 * p];
-      rc[0] = span.x0; rc[1] = span.x1; rc[2] = span.y0; rc[3] = span.y1;
-      live[p] = 1;
+    const bool binned =
+        span.set(means2d[2 * p], means2d[2 * p + 1], radii[2 * p], radii[2 * p + 1], width, height, to_tile);
+    live[p] = binned;
+    if (binned) {
+      rect[p] = PackedRect::pack(span);
+    } else {
+      bins.rank[p] = -1;  // (the sort writes the binned primitives' ranks)
     }
   }
-  // (depth, id) order of the live primitives (deterministic and independent of the thread count)
+  // (depth, id) order of the live primitives (deterministic and independent of the thread count), their rectangles
+  // carried along
   const double t_sort = omp_get_wtime();
-  PooledVector<int32_t> order = sort_by_depth(depths, live, nthreads);
+  DepthOrder sorted = sort_by_depth(depths, live, rect.data(), bins.rank.data(), nthreads);
   const double t_rest = omp_get_wtime();
-  const int64_t nv = int64_t(order.size());
+  bins.order = std::move(sorted.ids);
+  const uint64_t* rect_r = sorted.payload.data();
+  const int64_t nv = int64_t(bins.order.size());
   bins.prim_offset.resize(nv + 1);
   bins.prim_offset[0] = 0;
-  bins.order.resize(nv);
   bins.tile_start.resize(n_tiles + 1);
-  PooledVector<int32_t> rect_r(4 * nv);
-  PooledVector<int32_t> tile_of, rank_of;
   // The rest in one parallel region, each thread on one contiguous chunk of ranks throughout: its emissions are then
-  // one contiguous run too, which it counts by tile as it writes them (the stable counting sort's histogram, without
-  // a pass of its own), and scatters after the others' counts are in.
+  // one contiguous run too. A stable counting sort by tile: each thread counts its chunk's tiles, and after the
+  // others' counts are in walks its rectangles again, writing each rank into its tiles' lists.
   const int nt = std::max(1, nthreads);
   std::vector<int64_t> emitted_before(size_t(nt) + 1, 0);
+  // per thread: counts (then list positions) of every tile
   PooledVector<int64_t> hist(size_t(nt) * n_tiles);
+  // per thread: a difference grid of the tile counts, one larger than the tiles each way
+  const int64_t cx = tx + 1, corner_stride = cx * (ty + 1);
+  PooledVector<int64_t> corners(size_t(nt) * corner_stride);
   int64_t m = 0;
   bool too_many = false;
 #pragma omp parallel num_threads(nt)
   {
     const int team = omp_get_num_threads(), t = omp_get_thread_num();
     const int64_t r_lo = nv * t / team, r_hi = nv * (t + 1) / team;
-    // Tile rectangles in rank order: the one random gather (prefetched ahead), so the emission pass reads them in
-    // order; each primitive's emission count.
+    int64_t* h = &hist[size_t(t) * n_tiles];
+    int64_t* corner = &corners[size_t(t) * corner_stride];
+    std::fill(corner, corner + corner_stride, int64_t(0));
+    // Each rectangle's four corners in the difference grid (the tile counts are its 2D prefix sums: four increments
+    // whatever the rectangle's size, and no branch on it); the thread's running emission end of each primitive.
     int64_t here = 0;
     for (int64_t r = r_lo; r < r_hi; ++r) {
-      if (r + kGatherAhead < nv) __builtin_prefetch(&rect[4 * int64_t(order[r + kGatherAhead])]);
-      const int32_t p = order[r];
-      const int32_t* rc = &rect[4 * int64_t(p)];
-      int32_t* out = &rect_r[4 * r];
-      for (int k = 0; k < 4; ++k) out[k] = rc[k];
-      bins.order[r] = p;
-      bins.rank[p] = static_cast<int32_t>(r);
-      const int64_t count = int64_t(rc[1] - rc[0] + 1) * (rc[3] - rc[2] + 1);
-      bins.prim_offset[r + 1] = count;
-      here += count;
+      int32_t rc[4];
+      PackedRect::unpack(rect_r[r], rc);
+      int64_t* c0 = corner + int64_t(rc[2]) * cx;
+      int64_t* c1 = corner + int64_t(rc[3] + 1) * cx;
+      ++c0[rc[0]];
+      --c0[rc[1] + 1];
+      --c1[rc[0]];
+      ++c1[rc[1] + 1];
+      here += int64_t(rc[1] - rc[0] + 1) * (rc[3] - rc[2] + 1);
+      bins.prim_offset[r + 1] = here;  // the other threads' emissions before this chunk are added below
     }
     emitted_before[t + 1] = here;
+    for (int y = 0; y < ty; ++y) {  // the counts: prefix sums of the corners along x, then down y
+      int64_t run = 0;
+      for (int x = 0; x < tx; ++x) {
+        run += corner[int64_t(y) * cx + x];
+        h[int64_t(y) * tx + x] = run + (y > 0 ? h[int64_t(y - 1) * tx + x] : 0);
+      }
+    }
 #pragma omp barrier
 #pragma omp single
     {
@@ -305,29 +365,7 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
       m = emitted_before[team];
       too_many = m >= (int64_t(1) << 31);
       if (!too_many) {
-        tile_of.resize(m);
-        rank_of.resize(m);
         bins.ids.resize(m);
-      }
-    }  // (implicit barrier)
-    if (!too_many) {
-      int64_t* h = &hist[size_t(t) * n_tiles];
-      std::fill(h, h + n_tiles, int64_t(0));
-      int64_t e = emitted_before[t];
-      for (int64_t r = r_lo; r < r_hi; ++r) {
-        const int32_t* rc = &rect_r[4 * r];
-        for (int y = rc[2]; y <= rc[3]; ++y)
-          for (int x = rc[0]; x <= rc[1]; ++x) {
-            const int32_t tile_index = y * tx + x;
-            tile_of[e] = tile_index;
-            ++h[tile_index];
-            rank_of[e++] = static_cast<int32_t>(r);
-          }
-        bins.prim_offset[r + 1] = e;  // (the count written above becomes the running end)
-      }
-#pragma omp barrier
-#pragma omp single
-      {
         int64_t run = 0;
         for (int64_t k = 0; k < n_tiles; ++k) {
           bins.tile_start[k] = run;
@@ -338,9 +376,19 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
           }
         }
         bins.tile_start[n_tiles] = run;
-      }  // (implicit barrier)
-      for (int64_t i = emitted_before[t]; i < emitted_before[t + 1]; ++i) {
-        bins.ids[h[tile_of[i]]++] = rank_of[i];
+      }
+    }  // (implicit barrier)
+    if (!too_many) {
+      const int64_t before = emitted_before[t];
+      int32_t* ids = bins.ids.data();
+      for (int64_t r = r_lo; r < r_hi; ++r) {
+        if (before != 0) bins.prim_offset[r + 1] += before;
+        int32_t rc[4];
+        PackedRect::unpack(rect_r[r], rc);
+        for (int y = rc[2]; y <= rc[3]; ++y) {
+          int64_t* hy = h + int64_t(y) * tx;
+          for (int x = rc[0]; x <= rc[1]; ++x) ids[hy[x]++] = static_cast<int32_t>(r);
+        }
       }
     }
   }
