@@ -78,7 +78,9 @@ template <> struct DepthItem<float> {
     uint64_t key_id;
     uint64_t payload;
   };
-  static Type make(Key key, int32_t id, uint64_t payload) { return Type{(uint64_t(key) << 32) | uint32_t(id), payload}; }
+  static Type make(Key key, int32_t id, uint64_t payload) {
+    return Type{(uint64_t(key) << 32) | uint32_t(id), payload};
+  }
   static Key key(const Type& v) { return Key(v.key_id >> 32); }
   static int32_t id(const Type& v) { return int32_t(uint32_t(v.key_id)); }
 };
@@ -101,13 +103,13 @@ struct DepthOrder {
   PooledVector<uint64_t> payload;
 };
 
-// Ids p with live[p] (and their payloads), sorted by (depths[p], p) (depths finite; -0 and +0 are equal): an LSD radix sort of
-// order-preserving keys, stable, so equal depths keep id order. Only the bits in which the keys differ are sorted
-// (key - min key), in as few passes of at most kMaxDigitBits as they need, each pass as narrow as that allows (depths
-// over a few octaves: ~25 bits, 3 passes of 9 bits, 512 buckets). Every pass's histogram comes from one read, while
-// the items are built. Above kParallelSort primitives the threads share every pass (per-thread histograms of
-// contiguous chunks; thread t's items of a bucket go after those of threads < t, which keeps the sort stable): the
-// same result for any thread count.
+// Ids p with live[p] (and their payloads), sorted by (depths[p], p) (depths finite; -0 and +0 are equal): an LSD
+// radix sort of order-preserving keys, stable, so equal depths keep id order. Only the bits in which the keys differ
+// are sorted (key - min key), in as few passes of at most kMaxDigitBits as they need, each pass as narrow as that
+// allows (depths over a few octaves: ~25 bits, 3 passes of 9 bits, 512 buckets). Every pass's histogram comes from
+// one read, while the items are built. Above kParallelSort primitives the threads share every pass (per-thread
+// histograms of contiguous chunks; thread t's items of a bucket go after those of threads < t, which keeps the sort
+// stable): the same result for any thread count. The last pass writes `rank` for the live primitives.
 constexpr int64_t kParallelSort = int64_t(1) << 16;
 constexpr int kMaxDigitBits = 11;
 
