@@ -29,7 +29,7 @@ from scenes.atomic import atomic_folder  # noqa: E402
 from scripts.bench_training import SHARED  # noqa: E402
 from trainers.config import TrainConfig  # noqa: E402
 from trainers.data import load_dataset  # noqa: E402
-from trainers.data.colmap import read_images_binary  # noqa: E402
+from trainers.data.colmap_model import read_images_binary  # noqa: E402
 from trainers.data.demo_scene import _write_ply  # noqa: E402
 from trainers.initialise import initial_points  # noqa: E402
 

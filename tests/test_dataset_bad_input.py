@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from trainers.data import detect_format, load_blender, load_colmap, load_dataset, load_llff, load_nerfstudio
-from trainers.data.colmap import ColmapCamera, ColmapImage, ColmapPoints, write_colmap_model
+from trainers.data.colmap_model import ColmapCamera, ColmapImage, ColmapPoints, write_colmap_model
 from trainers.initialise import initial_scene
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

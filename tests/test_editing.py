@@ -1,4 +1,5 @@
-"""Splat editing (scenes/editing.py): selection builders, delete / hide / separate / transform, undo / redo, PLY."""
+"""Splat editing (scenes/editing.py, selection.py, rotations.py): selection builders, delete / hide / separate /
+transform, undo / redo, PLY."""
 
 from __future__ import annotations
 
@@ -11,20 +12,17 @@ import torch
 from render import Camera, render
 from render.conventions import look_at_w2c
 from scenes import GaussianScene
-from scenes.editing import (
-    SplatEditor,
+from scenes.editing import SplatEditor
+from scenes.rotations import matrix_to_quat, quat_multiply, quat_to_matrix, sh_rotation
+from scenes.selection import (
     combine,
-    matrix_to_quat,
     pick,
     project_points,
-    quat_multiply,
-    quat_to_matrix,
     select_box,
     select_color,
     select_opacity,
     select_rect,
     select_scale,
-    sh_rotation,
 )
 from scenes.gaussian_scene import rgb_to_sh_dc
 

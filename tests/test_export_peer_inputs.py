@@ -20,7 +20,7 @@ def _needs(name: str) -> Path:
 
 def test_fern_export_names_each_model_image_and_links_images_8(tmp_path):
     from scripts.export_peer_inputs import export_fern
-    from trainers.data.colmap import read_images_binary
+    from trainers.data.colmap_model import read_images_binary
 
     fern = _needs("llff_fern")
     out = export_fern(fern, tmp_path / "fern")

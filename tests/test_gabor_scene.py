@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from scenes import GaborScene, GaussianScene, load_scene, save_scene, scene_from_state
-from scenes.editing import SplatEditor, quat_to_matrix
+from scenes.editing import SplatEditor
+from scenes.rotations import quat_to_matrix
 from scenes.gabor_ply import gabor_property_names
 from scenes.gabor_scene import dense_density, effective_weights, wrap_phase
 

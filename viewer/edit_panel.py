@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from render import render
-from scenes.editing import (
+from scenes.editing import SplatEditor
+from scenes.selection import (
     MODES,
-    SplatEditor,
     dc_rgb,
     max_scales,
     pick,

@@ -3,7 +3,8 @@
 from typing import Any
 
 from .blender import load_blender
-from .colmap import load_colmap, read_colmap_model, write_colmap_model
+from .colmap import load_colmap
+from .colmap_model import read_colmap_model, write_colmap_model
 from .dataset import SceneData, View
 from .llff import load_llff
 from .load import detect_format, load_dataset

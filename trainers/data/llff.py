@@ -33,15 +33,8 @@ from ._io import (
     resize,
     to_rgb,
 )
-from .colmap import (
-    TEST_EVERY,
-    find_sparse_dir,
-    list_images,
-    pick_image_folder,
-    read_points3d_binary,
-    read_points3d_text,
-    split_every,
-)
+from .colmap import TEST_EVERY, list_images, pick_image_folder, split_every
+from .colmap_model import find_sparse_dir, read_points3d_binary, read_points3d_text
 from .dataset import SceneData, View
 from .normalize import normalize_scene
 

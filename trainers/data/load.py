@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .blender import load_blender
-from .colmap import find_sparse_dir, load_colmap
+from .colmap import load_colmap
+from .colmap_model import find_sparse_dir
 from .dataset import SceneData
 from .driving import is_driving_log, load_driving
 from .llff import load_llff
