@@ -493,6 +493,47 @@ def test_depth_order_of_many_primitives_is_the_same_on_every_thread_count():
     assert torch.equal(runs[1].colors, runs[2].colors) and torch.equal(runs[1].last_ids, runs[2].last_ids)
 
 
+def test_depth_order_of_a_million_scale_sort_matches_a_per_pixel_oracle():
+    """From 2^19 binned primitives the depth sort takes wider digits (binning.h, kWideDigitsFrom): 600k primitives,
+    each a point on one pixel centre (its neighbours get alpha below 1/255), ~9 per pixel with many exact depth ties;
+    every pixel must be its primitives composited in stable (depth, id) order, computed here by torch, on 1 and 2
+    threads alike."""
+    g = torch.Generator().manual_seed(8)
+    n, width, height = 600_000, 256, 256
+    pixel = torch.randint(0, width * height, (n,), generator=g)
+    means2d = torch.stack([(pixel % width).float() + 0.5, (pixel // width).float() + 0.5], dim=-1)
+    conics = torch.tensor([[50.0, 0.0, 50.0]]).expand(n, 3).contiguous()
+    depths = 2.0 + torch.randint(0, 1 << 20, (n,), generator=g).float() * 2.0**-18  # keys over ~22 bits, ~25% tied
+    colors = torch.rand(n, 3, generator=g)
+    opacities = torch.rand(n, generator=g) * 0.45 + 0.05
+    radii = torch.ones(n, 2, dtype=torch.int32)
+    # oracle: stable order by (pixel, depth, id), transmittance as a running product within each pixel
+    by_depth = torch.sort(depths.double(), stable=True).indices
+    order = by_depth[torch.sort(pixel[by_depth], stable=True).indices]
+    alpha = opacities.double()[order]
+    log_keep = torch.log1p(-alpha)
+    run = torch.cumsum(log_keep, 0)
+    pix = pixel[order]
+    first = torch.ones(n, dtype=torch.bool)
+    first[1:] = pix[1:] != pix[:-1]
+    start = torch.cummax(torch.where(first, torch.arange(n), torch.zeros(n, dtype=torch.long)), 0).values
+    before = run - log_keep - torch.where(start > 0, run[start - 1], torch.zeros(n, dtype=torch.float64))
+    weight = alpha * torch.exp(before)
+    expected = torch.zeros(width * height, 3, dtype=torch.float64)
+    expected.index_add_(0, pix, weight[:, None] * colors.double()[order])
+    runs = {}
+    for threads in (1, 2):
+        cpu_backend.set_num_threads(threads)
+        try:
+            runs[threads] = cpu_backend.rasterize_to_pixels(means2d, conics, colors, opacities, depths, radii, width,
+                                                            height)
+        finally:
+            cpu_backend.set_num_threads(torch.get_num_threads())
+    got = runs[1].colors.double().reshape(-1, 3)
+    assert float((got - expected).abs().max()) < 1e-5
+    assert torch.equal(runs[1].colors, runs[2].colors) and torch.equal(runs[1].last_ids, runs[2].last_ids)
+
+
 # ---- independent check against gsplat's CPU-runnable torch references ----
 
 def _gsplat_impl():

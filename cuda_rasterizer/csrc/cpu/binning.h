@@ -105,13 +105,19 @@ struct DepthOrder {
 
 // Ids p with live[p] (and their payloads), sorted by (depths[p], p) (depths finite; -0 and +0 are equal): an LSD
 // radix sort of order-preserving keys, stable, so equal depths keep id order. Only the bits in which the keys differ
-// are sorted (key - min key), in as few passes of at most kMaxDigitBits as they need, each pass as narrow as that
-// allows (depths over a few octaves: ~25 bits, 3 passes of 9 bits, 512 buckets). Every pass's histogram comes from
-// one read, while the items are built. Above kParallelSort primitives the threads share every pass (per-thread
-// histograms of contiguous chunks; thread t's items of a bucket go after those of threads < t, which keeps the sort
-// stable): the same result for any thread count. The last pass writes `rank` for the live primitives.
+// are sorted (key - min key), in as few passes of at most kDigitBits (kWideDigitBits for many items) as they need,
+// each pass as narrow as that allows (depths over a few octaves: ~25 bits, 3 passes of 9 bits, 512 buckets). Every
+// pass's histogram comes from one read, while the items are built. Above kParallelSort primitives the threads share
+// every pass (per-thread histograms of contiguous chunks; thread t's items of a bucket go after those of threads < t,
+// which keeps the sort stable): the same result for any thread count. The last pass writes `rank` for the live
+// primitives.
 constexpr int64_t kParallelSort = int64_t(1) << 16;
-constexpr int kMaxDigitBits = 11;
+constexpr int kDigitBits = 11;
+// Digits of up to kWideDigitBits from kWideDigitsFrom items on: a 25-bit key range then takes 2 passes instead of 3
+// (1M primitives: ~120 items per bucket and pass, still long write runs; B3's sort 24-29 -> 18-22 ms), while fewer
+// items keep the narrower digits (110k: 8192 buckets of ~13 items each measured slower).
+constexpr int kWideDigitBits = 13;
+constexpr int64_t kWideDigitsFrom = int64_t(1) << 19;
 
 template <typename T>
 DepthOrder sort_by_depth(const T* depths, const PooledVector<uint8_t>& live, const uint64_t* payload, int32_t* rank,
@@ -119,8 +125,8 @@ DepthOrder sort_by_depth(const T* depths, const PooledVector<uint8_t>& live, con
   using Item = DepthItem<T>;
   using Key = typename Item::Key;
   using Entry = typename Item::Type;
-  constexpr int kKeyBits = 8 * int(sizeof(Key)), kMaxPasses = (kKeyBits + kMaxDigitBits - 1) / kMaxDigitBits;
-  constexpr int kMaxBuckets = 1 << kMaxDigitBits;
+  constexpr int kKeyBits = 8 * int(sizeof(Key)), kMaxPasses = (kKeyBits + kDigitBits - 1) / kDigitBits;
+  constexpr int kMaxBuckets = 1 << kWideDigitBits;
   const int64_t n = int64_t(live.size());
   const int nt = n >= kParallelSort ? std::max(1, nthreads) : 1;
   std::vector<int64_t> live_before(size_t(nt) + 1, 0);
@@ -183,7 +189,8 @@ DepthOrder sort_by_depth(const T* depths, const PooledVector<uint8_t>& live, con
       base = m > 0 ? lo_all : 0;
       int width = 0;  // bits in which the keys differ
       for (Key range = m > 0 ? hi_all - lo_all : 0; range != 0; range >>= 1) ++width;
-      passes = (width + kMaxDigitBits - 1) / kMaxDigitBits;
+      const int digit_bits = m >= kWideDigitsFrom ? kWideDigitBits : kDigitBits;
+      passes = (width + digit_bits - 1) / digit_bits;
       bits = passes > 0 ? (width + passes - 1) / passes : 0;
     }  // (implicit barrier)
     const Key mask = (Key(1) << bits) - 1;
@@ -191,7 +198,7 @@ DepthOrder sort_by_depth(const T* depths, const PooledVector<uint8_t>& live, con
     auto digit = [&](const Entry& v, int pass) { return int(((Item::key(v) - base) >> (pass * bits)) & mask); };
     // every pass's counts of this thread's items as built (its chunk of the first pass)
     int64_t* h = &hist[size_t(t) * kMaxPasses * kMaxBuckets];
-    std::fill(h, h + size_t(passes) * kMaxBuckets, 0);
+    for (int pass = 0; pass < passes; ++pass) std::fill(h + pass * kMaxBuckets, h + pass * kMaxBuckets + buckets, 0);
     for (int64_t i = live_before[t]; i < live_before[t + 1]; ++i)
       for (int pass = 0; pass < passes; ++pass) ++h[pass * kMaxBuckets + digit(items[i], pass)];
 #pragma omp barrier
