@@ -96,8 +96,8 @@ template <> struct DepthItem<double> {
   static int32_t id(const Type& v) { return v.id; }
 };
 
-// The live primitives in (depth, id) order: ids[r] is the r-th one, payload[r] its payload; rank (n entries, written
-// for the live ones only) is the inverse: rank[ids[r]] = r.
+// The live primitives in (depth, id) order: ids[r] is the r-th one, payload[r] its payload; sort_by_depth's `rank`
+// (n entries) is the inverse: rank[ids[r]] = r, -1 for the primitives that are not live.
 struct DepthOrder {
   PooledVector<int32_t> ids;
   PooledVector<uint64_t> payload;
@@ -109,8 +109,8 @@ struct DepthOrder {
 // each pass as narrow as that allows (depths over a few octaves: ~25 bits, 3 passes of 9 bits, 512 buckets). Every
 // pass's histogram comes from one read, while the items are built. Above kParallelSort primitives the threads share
 // every pass (per-thread histograms of contiguous chunks; thread t's items of a bucket go after those of threads < t,
-// which keeps the sort stable): the same result for any thread count. The last pass writes `rank` for the live
-// primitives.
+// which keeps the sort stable): the same result for any thread count. `rank` gets -1 for the primitives that are
+// not live and the last pass writes the others'.
 constexpr int64_t kParallelSort = int64_t(1) << 16;
 constexpr int kDigitBits = 11;
 // Digits of up to kWideDigitBits from kWideDigitsFrom items on: a 25-bit key range then takes 2 passes instead of 3
@@ -175,6 +175,8 @@ DepthOrder sort_by_depth(const T* depths, const PooledVector<uint8_t>& live, con
         k_lo = std::min(k_lo, k);
         k_hi = std::max(k_hi, k);
         items[q++] = Item::make(k, static_cast<int32_t>(p), payload[p]);
+      } else {
+        rank[p] = -1;  // not binned (the last pass writes the others' ranks)
       }
     key_lo[t] = k_lo;
     key_hi[t] = k_hi;
@@ -285,6 +287,27 @@ struct PackedRect {
   }
 };
 
+// Each primitive's tile rectangle (TileSpan's, packed) and whether it is binned, for p in [lo, hi): the same
+// arithmetic as TileSpan::set without its early returns, so the loop has no branch and vectorises (B3's 1M
+// primitives: 5-6 -> ~2 ms). A rectangle is only read where `live` is set.
+template <typename T, bool kPow2>
+void tile_rects(const T* means2d, const int32_t* radii, int64_t lo, int64_t hi, int width, int height,
+                const PixelToTile& to_tile, uint64_t* rect, uint8_t* live) {
+  const int shift = to_tile.shift, tile = to_tile.tile;
+  auto to_tiles = [&](int v) { return kPow2 ? v >> shift : v / tile; };
+  for (int64_t p = lo; p < hi; ++p) {
+    const T mx = means2d[2 * p], my = means2d[2 * p + 1];
+    const int32_t rx = radii[2 * p], ry = radii[2 * p + 1];
+    const int px0 = std::max(static_cast<int>(std::ceil(mx - T(rx) - T(0.5))), 0);
+    const int px1 = std::min(static_cast<int>(std::floor(mx + T(rx) - T(0.5))), width - 1);
+    const int py0 = std::max(static_cast<int>(std::ceil(my - T(ry) - T(0.5))), 0);
+    const int py1 = std::min(static_cast<int>(std::floor(my + T(ry) - T(0.5))), height - 1);
+    live[p] = uint8_t((rx > 0) & (ry > 0) & (px0 <= px1) & (py0 <= py1));
+    rect[p] = uint64_t(uint16_t(to_tiles(px0))) | uint64_t(uint16_t(to_tiles(px1))) << 16 |
+              uint64_t(uint16_t(to_tiles(py0))) << 32 | uint64_t(uint16_t(to_tiles(py1))) << 48;
+  }
+}
+
 // Valid primitives are first sorted once by (depth, id); emissions follow that order, and a stable counting sort
 // by tile then leaves every tile's list in (depth, id) order with no per-tile sort.
 template <typename T>
@@ -302,17 +325,14 @@ TileBins bin_tiles(const T* means2d, const int32_t* radii, const T* depths, int6
   PooledVector<uint8_t> live(n);
   bins.rank.resize(n);
   const PixelToTile to_tile(tile);
-#pragma omp parallel for schedule(static) num_threads(nthreads)
-  for (int64_t p = 0; p < n; ++p) {
-    TileSpan span;
-    const bool binned =
-        span.set(means2d[2 * p], means2d[2 * p + 1], radii[2 * p], radii[2 * p + 1], width, height, to_tile);
-    live[p] = binned;
-    if (binned) {
-      rect[p] = PackedRect::pack(span);
-    } else {
-      bins.rank[p] = -1;  // (the sort writes the binned primitives' ranks)
-    }
+#pragma omp parallel num_threads(nthreads)
+  {
+    const int team = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t lo = n * t / team, hi = n * (t + 1) / team;
+    if (to_tile.pow2)
+      tile_rects<T, true>(means2d, radii, lo, hi, width, height, to_tile, rect.data(), live.data());
+    else
+      tile_rects<T, false>(means2d, radii, lo, hi, width, height, to_tile, rect.data(), live.data());
   }
   // (depth, id) order of the live primitives (deterministic and independent of the thread count), their rectangles
   // carried along
