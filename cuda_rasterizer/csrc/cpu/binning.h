@@ -275,9 +275,9 @@ DepthOrder sort_by_depth(const T* depths, const PooledVector<uint8_t>& live, con
 
 // A tile rectangle in one word (four 16-bit tile coordinates), the payload the depth sort carries.
 struct PackedRect {
-  static uint64_t pack(const TileSpan& s) {
-    return uint64_t(uint16_t(s.x0)) | uint64_t(uint16_t(s.x1)) << 16 | uint64_t(uint16_t(s.y0)) << 32 |
-           uint64_t(uint16_t(s.y1)) << 48;
+  static uint64_t pack(int x0, int x1, int y0, int y1) {
+    return uint64_t(uint16_t(x0)) | uint64_t(uint16_t(x1)) << 16 | uint64_t(uint16_t(y0)) << 32 |
+           uint64_t(uint16_t(y1)) << 48;
   }
   static void unpack(uint64_t v, int32_t (&rc)[4]) {
     rc[0] = int32_t(v & 0xffff);
@@ -287,24 +287,21 @@ struct PackedRect {
   }
 };
 
-// Each primitive's tile rectangle (TileSpan's, packed) and whether it is binned, for p in [lo, hi): the same
-// arithmetic as TileSpan::set without its early returns, so the loop has no branch and vectorises (B3's 1M
-// primitives: 5-6 -> ~2 ms). A rectangle is only read where `live` is set.
+// Each primitive's tile rectangle (packed) and whether it is binned, for p in [lo, hi): TileSpan::set's spans and
+// tiles (the backward recomputes them there, grad_rows.h) without its early returns, so the loop has no branch and
+// vectorises (B3's 1M primitives: 6-7 -> 3 ms). A rectangle is only read where `live` is set.
 template <typename T, bool kPow2>
 void tile_rects(const T* means2d, const int32_t* radii, int64_t lo, int64_t hi, int width, int height,
                 const PixelToTile& to_tile, uint64_t* rect, uint8_t* live) {
   const int shift = to_tile.shift, tile = to_tile.tile;
   auto to_tiles = [&](int v) { return kPow2 ? v >> shift : v / tile; };
   for (int64_t p = lo; p < hi; ++p) {
-    const T mx = means2d[2 * p], my = means2d[2 * p + 1];
     const int32_t rx = radii[2 * p], ry = radii[2 * p + 1];
-    const int px0 = std::max(static_cast<int>(std::ceil(mx - T(rx) - T(0.5))), 0);
-    const int px1 = std::min(static_cast<int>(std::floor(mx + T(rx) - T(0.5))), width - 1);
-    const int py0 = std::max(static_cast<int>(std::ceil(my - T(ry) - T(0.5))), 0);
-    const int py1 = std::min(static_cast<int>(std::floor(my + T(ry) - T(0.5))), height - 1);
+    int px0, px1, py0, py1;
+    pixel_span(means2d[2 * p], rx, width, px0, px1);
+    pixel_span(means2d[2 * p + 1], ry, height, py0, py1);
     live[p] = uint8_t((rx > 0) & (ry > 0) & (px0 <= px1) & (py0 <= py1));
-    rect[p] = uint64_t(uint16_t(to_tiles(px0))) | uint64_t(uint16_t(to_tiles(px1))) << 16 |
-              uint64_t(uint16_t(to_tiles(py0))) << 32 | uint64_t(uint16_t(to_tiles(py1))) << 48;
+    rect[p] = PackedRect::pack(to_tiles(px0), to_tiles(px1), to_tiles(py0), to_tiles(py1));
   }
 }
 
