@@ -130,17 +130,19 @@ def test_browser_upload_reaches_the_server_and_bad_files_are_refused(browser, tm
                     delete.click(timeout=2000)
                 except PlaywrightTimeout:  # a busy machine: the poll below retries until its own deadline
                     return False
-            elif layer.meshes and time.monotonic() - last_toggle[0] > 3.0:
-                # still hidden 3 s after the folder's click (on a loaded machine the click can miss the folder or
-                # toggle it twice): click it again
+            elif layer.meshes and time.monotonic() - last_toggle[0] > 8.0:
+                # still hidden 8 s after the folder's click (on a loaded machine the click can miss the folder or
+                # toggle it twice): click it again. (With 3 s here and a 20 s deadline, a slow clean-clone run of
+                # the suite failed this assertion once while the test alone passed: re-clicking before a slow
+                # opening shows would close the folder again.)
                 last_toggle[0] = time.monotonic()
                 try:
                     folder.click(timeout=2000)
-                except PlaywrightTimeout:  # the poll comes back to the folder 3 s later
+                except PlaywrightTimeout:  # the poll comes back to the folder 8 s later
                     return False
             return not layer.meshes
 
-        assert poll(click_delete, 20, interval=0.5), "delete did not remove the mesh"
+        assert poll(click_delete, 60, interval=0.5), "delete did not remove the mesh"
         page.close()
     finally:
         server.stop()
