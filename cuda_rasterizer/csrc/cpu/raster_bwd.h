@@ -348,30 +348,35 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
   {
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < nv; ++r) {
+      // the rows are summed as their flags are read; a rank none of whose rows was written stores nothing
+      const int64_t e_begin = bins.prim_offset[r], e_end = bins.prim_offset[r + 1];
       bool any = false;
-      for (int64_t e = bins.prim_offset[r]; e < bins.prim_offset[r + 1]; ++e) any |= written[e] != 0;
-      contributed[r] = any;
-      if (!any) continue;
       T* a = sums.data() + r * sum_stride;
 #if defined(__AVX__)
       if constexpr (std::is_same<T, float>::value) {
         if (streamed && G.stride == 16) {  // one-line rows (zero past `row`) in, one line out: whole-line vector sums
-          const int64_t e_end = bins.prim_offset[r + 1];
 #if defined(__AVX512F__)
           __m512 v = _mm512_setzero_ps();
-          for (int64_t e = bins.prim_offset[r]; e < e_end; ++e)
-            if (written[e]) v = _mm512_add_ps(v, _mm512_load_ps(G.base + e * 16));
-          _mm512_stream_ps(a, v);
+          for (int64_t e = e_begin; e < e_end; ++e)
+            if (written[e]) {
+              v = _mm512_add_ps(v, _mm512_load_ps(G.base + e * 16));
+              any = true;
+            }
+          if (any) _mm512_stream_ps(a, v);
 #else
           __m256 v0 = _mm256_setzero_ps(), v1 = _mm256_setzero_ps();
-          for (int64_t e = bins.prim_offset[r]; e < e_end; ++e)
+          for (int64_t e = e_begin; e < e_end; ++e)
             if (written[e]) {
               v0 = _mm256_add_ps(v0, _mm256_load_ps(G.base + e * 16));
               v1 = _mm256_add_ps(v1, _mm256_load_ps(G.base + e * 16 + 8));
+              any = true;
             }
-          _mm256_stream_ps(a, v0);
-          _mm256_stream_ps(a + 8, v1);
+          if (any) {
+            _mm256_stream_ps(a, v0);
+            _mm256_stream_ps(a + 8, v1);
+          }
 #endif
+          contributed[r] = any;
           continue;
         }
       }
@@ -379,12 +384,14 @@ void render_backward(const RasterInputs<T>& in, const TileBins& bins, const Pack
       alignas(64) T line[64 / sizeof(T)];  // streamed: the row is summed here, then written as one whole line
       T* acc = streamed ? line : a;
       std::fill(acc, acc + (streamed ? 64 / sizeof(T) : row), T(0));
-      for (int64_t e = bins.prim_offset[r]; e < bins.prim_offset[r + 1]; ++e) {
+      for (int64_t e = e_begin; e < e_end; ++e) {
         if (!written[e]) continue;  // nothing contributed there (no row was written)
         const T* g = G.base + e * G.stride;
         for (int j = 0; j < row; ++j) acc[j] += g[j];
+        any = true;
       }
-      if (streamed) stream_line(a, line);
+      contributed[r] = any;
+      if (streamed && any) stream_line(a, line);
     }
     if (streamed) stream_fence();
     constexpr int64_t kAhead = 16;  // primitives
