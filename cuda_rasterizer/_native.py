@@ -11,6 +11,8 @@ from typing import Any, Dict
 
 import torch
 
+from .recycled import recycled_empty
+
 last_stats: Dict[str, Any] = {}  # filled by each forward rasterisation: intersections, footprint evaluations
 
 
@@ -118,6 +120,15 @@ class _SHColors(torch.autograd.Function):
         return None, None, None, v_coeffs, None, None
 
 
+def _dense(grad: torch.Tensor) -> torch.Tensor:
+    """`grad` as a contiguous tensor. A loss such as `image.sum()` or `image.mean()` hands back a broadcast (stride 0)
+    image gradient; its dense copy goes into recycled storage (warm in the caches, no fresh pages) instead of a new
+    allocation."""
+    if grad.is_contiguous():
+        return grad
+    return recycled_empty(grad.shape, grad).copy_(grad)
+
+
 class _Rasterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, ext, nthreads, means2d, conics, colors, opacities, depths, radii, background, width, height, tile,
@@ -149,7 +160,7 @@ class _Rasterize(torch.autograd.Function):
         v_depths = out_t.new_empty(0) if v_depths is None else v_depths
         vm, vcon, vcol, vo, vd, absgrad = ctx.ext.raster_bwd(
             ctx.bins, means2d, conics, colors, opacities, depths, radii, ctx.bg, width, height, tile,
-            ctx.nthreads, out_t, last_pos, v_colors.contiguous(), v_alphas.contiguous(), v_depths.contiguous(),
+            ctx.nthreads, out_t, last_pos, _dense(v_colors), _dense(v_alphas), _dense(v_depths),
             ctx.absgrad,
         )
         target = ctx.means2d_ref()

@@ -258,9 +258,10 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor means2d, Tenso
   const int terms = footprint_terms(conics);
   means2d = c(means2d); conics = c(conics); colors = c(colors); opacities = c(opacities); depths = c(depths);
   radii = c(radii.to(torch::kInt32)); trans = c(trans); last_pos = c(last_pos);
-  // an empty v_depths: the depth output has no upstream gradient (zeros for the kernels that read it)
+  // an empty v_depths: the depth output has no upstream gradient, and no kernel reads one (depth_grad false)
   const bool depth_grad = v_depths.numel() > 0;
-  v_colors = c(v_colors); v_alphas = c(v_alphas); v_depths = depth_grad ? c(v_depths) : torch::zeros_like(trans);
+  v_colors = c(v_colors); v_alphas = c(v_alphas);
+  if (depth_grad) v_depths = c(v_depths);
   Tensor bg;
   if (background.has_value()) bg = c(background.value());
   const int64_t n = means2d.size(0), ch = colors.size(1);
@@ -272,7 +273,7 @@ std::vector<Tensor> raster_bwd(std::shared_ptr<Bins> bins, Tensor means2d, Tenso
         opacities.data_ptr<scalar_t>(), depths.data_ptr<scalar_t>(), radii.data_ptr<int32_t>(),
         bg.defined() ? bg.data_ptr<scalar_t>() : nullptr, n, int(ch), int(width), int(height), int(tile),
         int(nthreads), trans.data_ptr<scalar_t>(), last_pos.data_ptr<int32_t>(), v_colors.data_ptr<scalar_t>(),
-        v_alphas.data_ptr<scalar_t>(), v_depths.data_ptr<scalar_t>(), vm.data_ptr<scalar_t>(),
+        v_alphas.data_ptr<scalar_t>(), depth_grad ? v_depths.data_ptr<scalar_t>() : nullptr, vm.data_ptr<scalar_t>(),
         vcon.data_ptr<scalar_t>(), vcol.data_ptr<scalar_t>(), vo.data_ptr<scalar_t>(), vd.data_ptr<scalar_t>(),
         ag.data_ptr<scalar_t>(), depth_grad, want_absgrad);
   });

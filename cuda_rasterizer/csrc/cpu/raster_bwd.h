@@ -111,7 +111,7 @@ void backward_tile(const RasterInputs<T>& in, const TileBins& bins, const Packed
         vcol[size_t(ch) * np + i] = gin.v_colors[pix * C + ch];
         if (in.background) bgdot += in.background[ch] * gin.v_colors[pix * C + ch];
       }
-      vcol[size_t(C) * np + i] = gin.v_depths[pix];
+      vcol[size_t(C) * np + i] = gin.depth_grad ? gin.v_depths[pix] : T(0);
       vA[i] = gin.v_alphas[pix] - bgdot;
     }
   }

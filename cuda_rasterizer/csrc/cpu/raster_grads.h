@@ -12,7 +12,7 @@ template <typename T> struct RasterGradIn {
   const T* v_depths;  // (H, W)
   const T* trans;     // (H, W) final transmittance from the forward
   const int32_t* last_pos;
-  bool depth_grad = true;  // false: v_depths is all zeros (kernels may skip the depth channel)
+  bool depth_grad = true;  // false: no depth gradient (v_depths may be null; the kernels read zeros instead)
   bool absgrad = true;     // false: nobody reads absgrad (kernels may leave it 0)
 };
 
