@@ -33,6 +33,10 @@ class BenchConfig:
     threads: Tuple[int, ...] = (1, 2)
     repeats: int = 3
     seed: int = 0
+    calls_per_turn: int = 2
+    """Calls timed per thread count in each turn of the 1-/2-thread alternation (best of all reported): with 1,
+    every call follows one at the other thread count, so a 2-thread call starts with the second core's caches cold
+    (see timed_interleaved)."""
 
 
 @dataclass
@@ -117,12 +121,17 @@ def timed_cpu(fn, repeats: int) -> Tuple[float, float]:
 
 
 def timed_interleaved(fns: Dict[int, Callable[[], object]], repeats: int,
-                      set_threads: Callable[[int], None]) -> Dict[int, Tuple[float, float]]:
-    """Best (wall ms, CPU ms) per thread count, the counts taking turns within each repeat.
+                      set_threads: Callable[[int], None], calls_per_turn: int = 1) -> Dict[int, Tuple[float, float]]:
+    """Best (wall ms, CPU ms) per key, the keys (thread counts, or variants) taking turns within each repeat.
 
     This VM's speed drifts by tens of percent over minutes; alternating 1- and 2-thread runs puts both under the same
-    conditions, so their ratio is not an artefact of when each was measured.
+    conditions, so their ratio is not an artefact of when each was measured. calls_per_turn > 1 runs (and times)
+    that many calls per turn: a call right after a switch of thread count finds the other core's caches holding
+    another run's data (the 1-thread call never touched them), which a training loop at a fixed thread count never
+    does; the best of the turn's calls is the one that starts from caches warmed at its own thread count.
     """
+    if calls_per_turn < 1:
+        raise ValueError(f"calls_per_turn must be >= 1, got {calls_per_turn}")
     for threads, fn in fns.items():  # warm-up (and JIT build)
         set_threads(threads)
         fn()
@@ -130,11 +139,12 @@ def timed_interleaved(fns: Dict[int, Callable[[], object]], repeats: int,
     for _ in range(repeats):
         for threads, fn in fns.items():
             set_threads(threads)
-            c0, t0 = time.process_time(), time.perf_counter()
-            fn()
-            wall, cpu = 1000.0 * (time.perf_counter() - t0), 1000.0 * (time.process_time() - c0)
-            if wall < best[threads][0]:
-                best[threads] = (wall, cpu)
+            for _ in range(calls_per_turn):
+                c0, t0 = time.process_time(), time.perf_counter()
+                fn()
+                wall, cpu = 1000.0 * (time.perf_counter() - t0), 1000.0 * (time.process_time() - c0)
+                if wall < best[threads][0]:
+                    best[threads] = (wall, cpu)
     return best
 
 
@@ -153,12 +163,12 @@ def run_case(case: Case, cfg: BenchConfig) -> Dict[str, object]:
     rss0 = proc.memory_info().rss
     frame = lambda backward: [render(cpu_backend, scene, v, case.width, case.height, backward) for v in views]  # noqa: E731
     for threads, (wall, cpu) in timed_interleaved({t: lambda: frame(False) for t in cfg.threads}, cfg.repeats,
-                                                  use_threads).items():
+                                                  use_threads, cfg.calls_per_turn).items():
         entries[threads].update(forward_ms=wall, forward_cpu_ms=cpu)
     stats = dict(cpu_backend.last_stats)
     if case.backward:
         for threads, (wall, cpu) in timed_interleaved({t: lambda: frame(True) for t in cfg.threads}, cfg.repeats,
-                                                      use_threads).items():
+                                                      use_threads, cfg.calls_per_turn).items():
             entries[threads].update(forward_backward_ms=wall, forward_backward_cpu_ms=cpu)
     rss_delta_mb = (proc.memory_info().rss - rss0) / 2**20
     result["peak_rss_mb_so_far"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # process peak (monotone)
@@ -170,7 +180,7 @@ def run_case(case: Case, cfg: BenchConfig) -> Dict[str, object]:
     blend = lambda: cpu_backend.rasterize_to_pixels(  # noqa: E731
         proj.means2d, proj.conics, colors, proj.opacities, proj.depths, proj.radii, case.width, case.height
     )
-    blend_times = timed_interleaved({t: blend for t in cfg.threads}, cfg.repeats, use_threads)
+    blend_times = timed_interleaved({t: blend for t in cfg.threads}, cfg.repeats, use_threads, cfg.calls_per_turn)
     evals = cpu_backend.last_stats["evaluations"]
     for threads, (blend_ms, blend_cpu_ms) in blend_times.items():
         entries[threads].update(
@@ -232,6 +242,7 @@ def main(cfg: BenchConfig) -> None:
         machine=dict(cores=os.cpu_count(), torch=torch.__version__, loadavg_at_start=os.getloadavg(),
                      host_gflops_at_start=host_speed_gflops()),
         quick=cfg.quick,
+        calls_per_turn=cfg.calls_per_turn,
         evaluations_note="box-clipped primitive x pixel-row lanes evaluated in the forward blend kernel (counted)",
     )
     for name in cfg.cases:
