@@ -7,7 +7,8 @@
 //   sum_pixels V w e^{i arg} = sum_j e^{i hx_k j} [w_j] sum_r V_rj [w_r] e^{i B_kr}.
 // Per row this leaves 4 FMAs per term (the per-lane sums over rows of V e^{i B_kr} and V dy_r e^{i B_kr}) instead of a
 // sine polynomial and eight gradient operations per term; the lane factors, the dx weights and the lane sums come once
-// per (tile, primitive). The row and lane factors are 8 vector sine-cosines per (tile, primitive). Gradients differ
+// per (tile, primitive). The row and lane factors are 8 vector sine-cosines per (tile, primitive), of angles in
+// turns (avx512::sincos_turns). Gradients differ
 // from the per-pixel sines by float rounding only (the alphas, and so the blend, are untouched: they keep the
 // forward's per-pixel cosines). With absgrad every pixel's mean2d gradient is needed, so that path keeps per-pixel
 // sines (the same angle addition for them, 2 operations per term, measured no faster there: the per-(tile,
@@ -32,12 +33,14 @@ struct GaborWaves4 {
   __attribute__((always_inline)) inline void start(const sf::GaborFootprint<float, 4>& fp, float dx0, float dy0) {
     const __m512 lane = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512 dy = _mm512_sub_ps(_mm512_set1_ps(dy0), lane);
+    constexpr float kTurnsPerRadian = 0.159154943091895336f;  // the angles in turns, for sincos_turns
     for (int k = 0; k < 4; ++k) {
       __m512 s, c;
-      avx512::sincos(_mm512_fnmadd_ps(_mm512_set1_ps(fp.hy[k]), dy, _mm512_set1_ps(fp.ph[k] - fp.hx[k] * dx0)), s, c);
+      avx512::sincos_turns(_mm512_fnmadd_ps(_mm512_set1_ps(fp.hy[k] * kTurnsPerRadian), dy,
+                                            _mm512_set1_ps((fp.ph[k] - fp.hx[k] * dx0) * kTurnsPerRadian)), s, c);
       _mm512_store_ps(row_cos[k], c);
       _mm512_store_ps(row_sin[k], s);
-      avx512::sincos(_mm512_mul_ps(_mm512_set1_ps(fp.hx[k]), lane), s, c);
+      avx512::sincos_turns(_mm512_mul_ps(_mm512_set1_ps(fp.hx[k] * kTurnsPerRadian), lane), s, c);
       _mm512_store_ps(lane_cos[k], c);
       _mm512_store_ps(lane_sin[k], s);
       pc[k] = ps[k] = qc[k] = qs[k] = _mm512_setzero_ps();

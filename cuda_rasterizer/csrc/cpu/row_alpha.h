@@ -106,70 +106,40 @@ template <> struct RowAlpha<float, sf::GaussianFootprint<float>> {
 };
 
 namespace avx512 {
-// x = r + q pi with |r| <= pi/2 (the steps of sf::reduce_half_turns); `sign` has the sign bit set where q is odd
-// (cos and sin change sign there).
-__attribute__((always_inline)) inline __m512 reduce_half_turns(__m512 x, __m512& sign) {
-  const __m512 q = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(0.318309886183790672f), _mm512_set1_ps(0.5f)),
-                                        _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(q, _mm512_set1_ps(3.140625f), x);
-  r = _mm512_fnmadd_ps(q, _mm512_set1_ps(9.67502593994140625e-4f), r);
-  r = _mm512_fnmadd_ps(q, _mm512_set1_ps(1.509957990978376432e-7f), r);
-  sign = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvttps_epi32(q), 31));
-  return r;
-}
-
-// The polynomials of sf::sf_cos(float) (Taylor to r^12) and sf::sf_sin(float) (to r^13) on |r| <= pi/2, r2 = r^2.
-__attribute__((always_inline)) inline __m512 cos_poly(__m512 r2) {
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(2.08767569878680989e-9f), r2, _mm512_set1_ps(-2.75573192239858907e-7f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(2.48015873015873016e-5f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(-1.38888888888888889e-3f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(4.16666666666666667e-2f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(-0.5f));
-  return _mm512_fmadd_ps(p, r2, _mm512_set1_ps(1.0f));
-}
-__attribute__((always_inline)) inline __m512 sin_poly(__m512 r, __m512 r2) {
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.60590438368216146e-10f), r2, _mm512_set1_ps(-2.50521083854417188e-8f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(2.75573192239858907e-6f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(-1.98412698412698413e-4f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(8.33333333333333333e-3f));
-  p = _mm512_fmadd_ps(p, r2, _mm512_set1_ps(-1.66666666666666667e-1f));
-  return _mm512_fmadd_ps(_mm512_mul_ps(p, r2), r, r);
-}
-
-// sin and cos of an argument in radians on 16 lanes, one shared reduction (the backward's wave factors).
-__attribute__((always_inline)) inline void sincos(__m512 x, __m512& s, __m512& c) {
-  __m512 sign;
-  const __m512 r = reduce_half_turns(x, sign);
-  const __m512 r2 = _mm512_mul_ps(r, r);
-  c = _mm512_xor_ps(cos_poly(r2), sign);
-  s = _mm512_xor_ps(sin_poly(r, r2), sign);
-}
-
 // cos(2 pi t) and sin(2 pi t) for an argument t in turns: the reduction to r = t - round(t) in [-1/2, 1/2] is exact
 // (two operations, no Cody-Waite constants, no sign fix-up), and near-minimax polynomials over the whole period
 // (cos: degree 6 in r^2; sin: r times degree 6 in r^2; both under 1.1e-8 before float rounding, ~4e-7 after) take
-// 9-10 operations against 14-15 for a cosine or a sine of an argument in radians (reduce_half_turns and
-// cos_poly / sin_poly). The 4-term Gabor alphas and their VJP take these.
+// 9-10 operations against 14-15 for a cosine or a sine of an argument in radians (a 3-part Cody-Waite reduction by
+// pi, polynomials on [-pi/2, pi/2] and a sign fix-up, as sf::sf_cos / sf::sf_sin). The 4-term Gabor alphas, their
+// VJP and the backward's wave factors (gabor_waves_avx512.h) take these.
 __attribute__((always_inline)) inline __m512 turn_residue(__m512 t) {
   return _mm512_sub_ps(t, _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
-__attribute__((always_inline)) inline __m512 cos_turns(__m512 t) {
+__attribute__((always_inline)) inline void sincos_turns(__m512 t, __m512& sn, __m512& cs) {
   const __m512 r = turn_residue(t), s = _mm512_mul_ps(r, r);
   __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(6.5296390419290473f), s, _mm512_set1_ps(-25.968390550732998f));
+  __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(3.2385056768792553f), s, _mm512_set1_ps(-14.900146588628965f));
   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(60.167872615104052f));
+  q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(42.026019511966098f));
   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(-85.45017406800774f));
+  q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(-76.703028721105866f));
   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(64.93911975327066f));
+  q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(81.605132284402472f));
   p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(-19.739204558761401f));
-  return _mm512_fmadd_ps(p, s, _mm512_set1_ps(0.99999998938330803f));
+  q = _mm512_fmadd_ps(q, s, _mm512_set1_ps(-41.341700428920248f));
+  cs = _mm512_fmadd_ps(p, s, _mm512_set1_ps(0.99999998938330803f));
+  sn = _mm512_mul_ps(_mm512_fmadd_ps(q, s, _mm512_set1_ps(6.2831853026440259f)), r);
+}
+// One of the two (inlined, the other polynomial is dropped as dead code).
+__attribute__((always_inline)) inline __m512 cos_turns(__m512 t) {
+  __m512 sn, cs;
+  sincos_turns(t, sn, cs);
+  return cs;
 }
 __attribute__((always_inline)) inline __m512 sin_turns(__m512 t) {
-  const __m512 r = turn_residue(t), s = _mm512_mul_ps(r, r);
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(3.2385056768792553f), s, _mm512_set1_ps(-14.900146588628965f));
-  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(42.026019511966098f));
-  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(-76.703028721105866f));
-  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(81.605132284402472f));
-  p = _mm512_fmadd_ps(p, s, _mm512_set1_ps(-41.341700428920248f));
-  return _mm512_mul_ps(_mm512_fmadd_ps(p, s, _mm512_set1_ps(6.2831853026440259f)), r);
+  __m512 sn, cs;
+  sincos_turns(t, sn, cs);
+  return sn;
 }
 }  // namespace avx512
 
