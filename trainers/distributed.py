@@ -122,10 +122,19 @@ class DistContext:
             self._run(what, dist.barrier)
 
     def shutdown(self) -> None:
-        """Tear the process group down after a clean run. After a failed collective it is left alone: with a dead
-        peer gloo's teardown can abort the process (SIGABRT) before the clear error reaches the user."""
-        if self.enabled and dist.is_initialized() and not self.broken:
-            dist.destroy_process_group()
+        """Tear the process group down after a clean run, every rank together: a barrier first, so no rank destroys
+        its group while rank 0 still writes the run's outputs (a clean-clone CI run saw a non-main rank that had gone
+        straight to teardown abort with SIGABRT in gloo; the usual remedy, a barrier before destroy_process_group).
+        After a failed collective, or if that barrier fails (a peer died meanwhile), the group is left alone: with a
+        dead peer gloo's teardown can abort the process before the clear error reaches the user."""
+        if not (self.enabled and dist.is_initialized() and not self.broken):
+            return
+        try:
+            dist.barrier()
+        except Exception:  # a peer is gone: its own error says why; this rank's run already finished cleanly
+            self.broken = True
+            return
+        dist.destroy_process_group()
 
 
 def config_hash(config) -> str:
