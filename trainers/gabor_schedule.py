@@ -39,8 +39,8 @@ class GaborTrainingConfig:
     weight_l1: float = 1e-3
     """Sparsity: weight of the L1 penalty on the effective Gabor weights (mean over primitives of sum_k |w_k|).
     1e-3 is the one value of {1e-3, 2e-3} that kept Gabor >= 0.5 dB over Gaussians at both 20k and 100k primitives on
-    lego and fern (BENCHMARKS.md, "Gabor vs Gaussian"): 2e-3 was 0.1-0.2 dB better at 20k but switched off the
-    terms that small primitives of a 100k scene need (fern: +0.38 against +0.66 dB)."""
+    lego and fern in 1,000-2,000 step runs (BENCHMARKS.md, "Gabor vs Gaussian"): 2e-3 was 0.1-0.2 dB better at 20k
+    but switched off terms the small primitives of a 100k scene need (fern: +0.38 against +0.66 dB)."""
     refine_start: int = 500
     """First step at which terms are switched on."""
     refine_stop: int = 15_000
