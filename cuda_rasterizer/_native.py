@@ -122,7 +122,7 @@ class _SHColors(torch.autograd.Function):
 
 def _dense(grad: torch.Tensor) -> torch.Tensor:
     """`grad` as a contiguous tensor. A loss such as `image.sum()` or `image.mean()` hands back a broadcast (stride 0)
-    image gradient; its dense copy goes into recycled storage (warm in the caches, no fresh pages) instead of a new
+    image gradient; its dense copy goes into the extension's recycled storage (recycled.py) instead of a new
     allocation."""
     if grad.is_contiguous():
         return grad

@@ -33,7 +33,7 @@ struct GaborWaves4 {
   __attribute__((always_inline)) inline void start(const sf::GaborFootprint<float, 4>& fp, float dx0, float dy0) {
     const __m512 lane = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512 dy = _mm512_sub_ps(_mm512_set1_ps(dy0), lane);
-    constexpr float kTurnsPerRadian = 0.159154943091895336f;  // the angles in turns, for sincos_turns
+    using avx512::kTurnsPerRadian;  // the angles in turns, for sincos_turns
     for (int k = 0; k < 4; ++k) {
       __m512 s, c;
       avx512::sincos_turns(_mm512_fnmadd_ps(_mm512_set1_ps(fp.hy[k] * kTurnsPerRadian), dy,

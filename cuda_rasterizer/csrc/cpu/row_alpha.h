@@ -112,6 +112,7 @@ namespace avx512 {
 // 9-10 operations against 14-15 for a cosine or a sine of an argument in radians (a 3-part Cody-Waite reduction by
 // pi, polynomials on [-pi/2, pi/2] and a sign fix-up, as sf::sf_cos / sf::sf_sin). The 4-term Gabor alphas, their
 // VJP and the backward's wave factors (gabor_waves_avx512.h) take these.
+constexpr float kTurnsPerRadian = 0.159154943091895336f;  // 1 / (2 pi): arguments in radians -> turns
 __attribute__((always_inline)) inline __m512 turn_residue(__m512 t) {
   return _mm512_sub_ps(t, _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
@@ -150,7 +151,7 @@ template <> struct RowAlpha<float, sf::GaborFootprint<float, 4>> {
   static constexpr bool kVector = true;
   // term k's argument phi_k - hx_k dx - hy_k dy in turns (radians / 2 pi), for cos_turns / sin_turns
   static inline __m512 arg_turns(const FP& fp, int k, __m512 dx, float dy) {
-    constexpr float kTurnsPerRadian = 0.159154943091895336f;
+    using avx512::kTurnsPerRadian;
     return _mm512_fnmadd_ps(_mm512_set1_ps(fp.hx[k] * kTurnsPerRadian), dx,
                             _mm512_set1_ps((fp.ph[k] - fp.hy[k] * dy) * kTurnsPerRadian));
   }
